@@ -1,0 +1,58 @@
+"""`lavin convert`: official checkpoint files <-> lavin's safetensors format."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lavin_cli.cli import options
+from lavin_cli.cli.console import err, out
+from lavin_cli.errors import InputError, OutputError
+
+
+class Target(str, Enum):
+    lavin = "lavin"
+    official = "official"
+
+
+NAMES = {Target.lavin: ("dit.safetensors", "vae.safetensors"), Target.official: ("lavin_dit.safetensors", "stvae.pt")}
+
+
+def convert(
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write the converted files into."),
+    dit: Optional[Path] = typer.Option(None, "--dit", help="DiT weights: official lavin_dit.safetensors or lavin's."),
+    vae: Optional[Path] = typer.Option(None, "--vae", help="VAE weights: official stvae.pt (read with weights_only) or lavin's."),
+    to: Target = typer.Option(Target.lavin, "--to", help="lavin: safetensors with config metadata; official: the published layout."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="DiT preset of an official file (default: inferred from its shapes)."),
+    overwrite: bool = options.OVERWRITE,
+) -> None:
+    """Convert checkpoints between the official files and lavin's format; keys and shapes are checked.
+
+    lavin format: dit.safetensors and vae.safetensors whose metadata carries the model config.
+    official: lavin_dit.safetensors and stvae.pt ({"state_dict": ...}), as published.
+    """
+    from lavin_cli import config, weights
+
+    if dit is None and vae is None:
+        raise InputError("nothing to convert: give --dit and/or --vae")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output} exists and is not a folder")
+    jobs = []
+    if dit is not None:
+        cfg = config.dit_preset(preset) if preset else None
+        jobs.append((lambda cfg=cfg: weights.load_dit(dit, cfg, dtype=None), output / NAMES[to][0]))
+    if vae is not None:
+        jobs.append((lambda: weights.load_vae(vae, dtype=None), output / NAMES[to][1]))
+    for _, dest in jobs:
+        if dest.exists() and not overwrite:
+            raise OutputError(f"{dest} exists; pass --overwrite to replace it")
+    output.mkdir(parents=True, exist_ok=True)
+    for load, dest in jobs:
+        model = load()
+        (weights.save if to is Target.lavin else weights.export_official)(model, dest)
+        count = sum(p.numel() for p in model.parameters())
+        err.print(f"wrote {dest} ({type(model).__name__}, {count:,} parameters)", highlight=False)
+        out.print(str(dest), highlight=False)

@@ -1,0 +1,1 @@
+"""Model definitions only: no I/O, no device policy."""

@@ -1,0 +1,204 @@
+"""J-DiT: the joint diffusion transformer of LaVin-DiT.
+
+Two token streams with their own weights, one joint attention:
+    cond   = clean latents of the context pairs and the query   (B, C, T_c, H, W)
+    target = noisy latents of the answer being generated         (B, C, T_x, H, W)
+Each block modulates both streams from the timestep (scale and tanh gate, no shift), projects
+them separately, attends over the concatenated sequence [cond, target] with GQA, QK RMS-norm and
+3D RoPE over (frame, row, col), and runs a SwiGLU MLP per stream; sandwich RMS norms wrap both
+sub-layers. Only the target stream reaches the output: the velocity of the flow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from lavin_cli.config import DiTConfig
+from lavin_cli.models.ops import apply_rope, attention, grid_positions, rms_norm, rope_tables
+
+
+class PatchEmbed(nn.Module):
+    """2x2 latent patches -> tokens: Linear then affine LayerNorm."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.patch = cfg.patch_size
+        self.proj = nn.Linear(cfg.patch_dim, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=1e-5)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        # channel fastest inside a patch, as the official checkpoints expect
+        tokens = rearrange(latents, "b c t (h ph) (w pw) -> b (t h w) (ph pw c)", ph=self.patch, pw=self.patch)
+        return self.norm(self.proj(tokens.to(self.proj.weight.dtype)))
+
+
+class TimestepEmbed(nn.Module):
+    """Sinusoidal embedding of t in [0, 1] (not scaled), order [cos, sin], then an MLP."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.freq_dim = cfg.time_freq_dim
+        self.fc1 = nn.Linear(cfg.time_freq_dim, cfg.hidden_size)
+        self.fc2 = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t[:, None].float() * freqs[None]
+        emb = torch.cat([args.cos(), args.sin()], dim=-1).to(self.fc1.weight.dtype)
+        return self.fc2(F.silu(self.fc1(emb)))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)); gate and up fused into one projection."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Stream(nn.Module):
+    """The per-stream weights of one block: modulation, fused QKV, QK norms, output, MLP."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d, hd = cfg.hidden_size, cfg.head_dim
+        self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
+        self.mod = nn.Linear(d, 4 * d)
+        self.qkv = nn.Linear(d, (cfg.num_heads + 2 * cfg.num_kv_heads) * hd, bias=False)
+        self.q_norm = nn.Parameter(torch.ones(cfg.num_heads * hd))
+        self.k_norm = nn.Parameter(torch.ones(cfg.num_kv_heads * hd))
+        self.out = nn.Linear(cfg.num_heads * hd, d, bias=False)
+        self.mlp = SwiGLU(d, cfg.mlp_hidden)
+
+    def modulation(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """[scale_attn, gate_attn, scale_mlp, gate_mlp], each (B, 1, D); gates through tanh."""
+        scale_a, gate_a, scale_m, gate_m = self.mod(F.silu(t)).unsqueeze(1).chunk(4, dim=-1)
+        return [scale_a, gate_a.tanh(), scale_m, gate_m.tanh()]
+
+    def qkv_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, D) -> q (B, L, Hq, hd), k and v (B, L, Hkv, hd); QK norms span all heads."""
+        nq, nkv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        q, k, v = self.qkv(h).split([nq, nkv, nkv], dim=-1)
+        q = rms_norm(q, self.q_norm)
+        k = rms_norm(k, self.k_norm)
+        split = lambda x: rearrange(x, "b l (n d) -> b l n d", d=self.head_dim)  # noqa: E731
+        return split(q), split(k), split(v)
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (training only)."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DiTConfig, drop: float = 0.0):
+        super().__init__()
+        self.cond = Stream(cfg)
+        self.target = Stream(cfg)
+        self.drop = drop
+
+    def forward(self, cond, x, t_cond, t_x, rope, backend: str):
+        mod_c, mod_x = self.cond.modulation(t_cond), self.target.modulation(t_x)
+        n_cond = cond.shape[1]
+
+        # joint attention over [cond, target]
+        qc, kc, vc = self.cond.qkv_heads((1 + mod_c[0]) * rms_norm(cond, None))
+        qx, kx, vx = self.target.qkv_heads((1 + mod_x[0]) * rms_norm(x, None))
+        q = apply_rope(torch.cat([qc, qx], dim=1), rope)
+        k = apply_rope(torch.cat([kc, kx], dim=1), rope)
+        out = attention(q, k, torch.cat([vc, vx], dim=1), backend).flatten(2)
+        cond = cond + drop_path(mod_c[1] * rms_norm(self.cond.out(out[:, :n_cond]), None), self.drop, self.training)
+        x = x + drop_path(mod_x[1] * rms_norm(self.target.out(out[:, n_cond:]), None), self.drop, self.training)
+
+        # per-stream SwiGLU
+        h_c = self.cond.mlp((1 + mod_c[2]) * rms_norm(cond, None))
+        h_x = self.target.mlp((1 + mod_x[2]) * rms_norm(x, None))
+        cond = cond + drop_path(mod_c[3] * rms_norm(h_c, None), self.drop, self.training)
+        x = x + drop_path(mod_x[3] * rms_norm(h_x, None), self.drop, self.training)
+        return cond, x
+
+
+class FinalLayer(nn.Module):
+    """RMS norm, timestep scale, linear to one patch of latent channels."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.mod = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.patch_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scale = self.mod(F.silu(t)).unsqueeze(1)
+        return self.proj((1 + scale) * rms_norm(x, None))
+
+
+class JDiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.attention_backend = "sdpa"
+        self.cond_embed = PatchEmbed(cfg)
+        self.target_embed = PatchEmbed(cfg)
+        self.cond_type = nn.Parameter(torch.zeros(1, cfg.hidden_size))  # "prompt" embedding
+        self.target_type = nn.Parameter(torch.zeros(1, cfg.hidden_size))  # "answer" embedding
+        self.time_embed = TimestepEmbed(cfg)
+        drops = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear ramp
+        self.blocks = nn.ModuleList(Block(cfg, drops[i]) for i in range(cfg.depth))
+        self.final = FinalLayer(cfg)
+
+    def forward(self, target: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Velocity for noisy `target` (B, C, T_x, H, W) at times t (B,) given `cond` (B, C, T_c, H, W).
+
+        H and W must be multiples of the patch size. Returns float32 (B, C, T_x, H, W).
+        """
+        p = self.cfg.patch_size
+        _, _, t_x, height, width = target.shape
+        t_c = cond.shape[2]
+        positions = grid_positions(t_c + t_x, height // p, width // p, device=target.device)
+        rope = rope_tables(positions, self.cfg.rope_dims, self.cfg.rope_base)
+
+        c = self.cond_embed(cond)
+        x = self.target_embed(target)
+        t_emb = self.time_embed(t)
+        t_cond, t_target = t_emb + self.cond_type, t_emb + self.target_type
+        for block in self.blocks:
+            c, x = block(c, x, t_cond, t_target, rope, self.attention_backend)
+        x = self.final(x, t_target)
+        out = rearrange(x, "b (t h w) (ph pw c) -> b c t (h ph) (w pw)", t=t_x, h=height // p, ph=p, pw=p)
+        return out.float()
+
+    def init_weights(self) -> None:
+        """Training initialisation (DiT recipe): xavier linears, zeroed modulations and output."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for stream in (s for b in self.blocks for s in (b.cond, b.target)):
+            nn.init.ones_(stream.q_norm)
+            nn.init.ones_(stream.k_norm)
+            nn.init.zeros_(stream.mod.weight)
+            nn.init.zeros_(stream.mod.bias)
+        nn.init.normal_(self.cond_type, std=0.02)
+        nn.init.normal_(self.target_type, std=0.02)
+        nn.init.normal_(self.time_embed.fc1.weight, std=0.02)
+        nn.init.normal_(self.time_embed.fc2.weight, std=0.02)
+        for layer in (self.final.mod, self.final.proj):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
