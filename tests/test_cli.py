@@ -1,0 +1,97 @@
+"""The `lavin` command as a user runs it: a real process, real files, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lavin_cli import __version__, weights
+
+PARITY = Path(__file__).resolve().parent.parent.parent / "shared" / "parity"
+needs_parity = pytest.mark.skipif(not (PARITY / "manifest.json").is_file(), reason="no ../shared/parity")
+
+
+def lavin(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lavin_cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "120", **(env or {})}, timeout=120)
+
+
+def test_version_and_help():
+    res = lavin("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"lavin {__version__}"
+    res = lavin("--help")
+    assert res.returncode == 0 and "info" in res.stdout and "convert" in res.stdout
+
+
+def test_info_json_reports_cpu_choices_and_presets():
+    res = lavin("info", "--json", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["environment"]["device"] == "cpu"
+    assert data["environment"]["attention"] == "sdpa"
+    counts = {p["name"]: p["parameters"] for p in data["dit_presets"]}
+    assert counts["tiny"] == 617_632 and counts["3.4B"] == 3_398_976_064
+
+
+def test_cuda_requested_without_cuda_is_a_clean_device_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = lavin("info", "--device", "cuda")
+    assert res.returncode == 5
+    assert "Traceback" not in res.stderr and "no CUDA GPU" in res.stderr
+    res = lavin("info", "--attention", "xformers")
+    assert res.returncode == 5 and "needs a CUDA device" in res.stderr
+
+
+@needs_parity
+def test_convert_official_to_lavin_and_back(tmp_path):
+    out = tmp_path / "ours"
+    res = lavin("convert", "--dit", str(PARITY / "lavin_dit_tiny.safetensors"), "--vae", str(PARITY / "stvae_tiny.pt"),
+                "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors", "vae.safetensors"]
+    assert "617,632 parameters" in res.stderr
+
+    back = tmp_path / "official"
+    res = lavin("convert", "--dit", str(out / "dit.safetensors"), "--vae", str(out / "vae.safetensors"),
+                "--to", "official", "-o", str(back))
+    assert res.returncode == 0, res.stderr
+    from safetensors.torch import load_file
+
+    original, exported = load_file(str(PARITY / "lavin_dit_tiny.safetensors")), load_file(str(back / "lavin_dit.safetensors"))
+    assert original.keys() == exported.keys() and all(torch.equal(original[k], exported[k]) for k in original)
+    vae_a = torch.load(PARITY / "stvae_tiny.pt", weights_only=True)["state_dict"]
+    vae_b = torch.load(back / "stvae.pt", weights_only=True)["state_dict"]
+    assert vae_a.keys() == vae_b.keys() and all(torch.equal(vae_a[k], vae_b[k]) for k in vae_a)
+
+    # existing outputs are not replaced without --overwrite
+    res = lavin("convert", "--dit", str(out / "dit.safetensors"), "-o", str(out))
+    assert res.returncode == 6 and "--overwrite" in res.stderr and "Traceback" not in res.stderr
+    assert lavin("convert", "--dit", str(out / "dit.safetensors"), "-o", str(out), "--overwrite").returncode == 0
+
+
+def test_convert_errors_are_one_line_with_exit_codes(tmp_path):
+    res = lavin("convert", "--dit", str(tmp_path / "absent.safetensors"), "-o", str(tmp_path / "o"))
+    assert res.returncode == 4 and "not found" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = lavin("convert", "-o", str(tmp_path / "o"))
+    assert res.returncode == 3 and "nothing to convert" in res.stderr
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "f": print}, evil)
+    res = lavin("convert", "--vae", str(evil), "-o", str(tmp_path / "o"))
+    assert res.returncode == 4 and "refused" in res.stderr
+    assert not (tmp_path / "o" / "vae.safetensors").exists()
+
+
+def test_convert_writes_atomically(tmp_path):
+    from lavin_cli.config import DiTConfig
+
+    model = weights.build(DiTConfig(hidden_size=48, depth=1, num_heads=2))
+    weights.save(model, tmp_path / "a.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]  # no .partial left behind

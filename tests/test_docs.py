@@ -1,0 +1,55 @@
+"""README, CI script and manual page stay true to the code."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import typer
+
+from lavin_cli.cli.app import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_exactly_the_readme_setup_commands():
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(first_block) == 2, "README opens with an install command and a test command"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci == first_block
+
+
+def _commands() -> dict[str, click.Command]:
+    group = typer.main.get_command(app)
+    return dict(group.commands)
+
+
+def test_man_page_documents_every_command_and_option():
+    man = (ROOT / "man" / "lavin.1").read_text().replace("\\-", "-")
+    commands = _commands()
+    assert commands, "the app has commands"
+    for name, command in commands.items():
+        assert re.search(rf"^\.SS lavin {name}\b", man, re.M), f"man page lacks command {name}"
+        for param in command.params:
+            for opt in param.opts:
+                if opt.startswith("-"):
+                    assert opt in man, f"man page lacks {name} {opt}"
+    documented = set(re.findall(r"^\.SS lavin (\S+)", man, re.M))
+    assert documented == set(commands), f"man page documents commands the app lacks: {documented - set(commands)}"
+    for opt in ("--version", "--install-completion", "--show-completion"):
+        assert opt in man
+
+
+def test_example_script_runs(tmp_path):
+    out = tmp_path / "pred.png"
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "model_stack.py"), "--steps", "4", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    from PIL import Image
+
+    assert Image.open(out).size == (64, 64)

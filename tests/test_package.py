@@ -1,0 +1,57 @@
+"""Package hygiene: nothing heavy or networked happens at import, xformers stays away from CPUs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = textwrap.dedent("""
+    import socket, sys
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+    {body}
+""")
+
+
+def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    # a fake xformers that records being imported: a CPU run must never import it
+    fake = tmp_path / "fake" / "xformers"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').write('x')\n")
+    (fake / "ops.py").write_text("")
+    env = {"PYTHONPATH": f"{tmp_path / 'fake'}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", PROBE.format(body=body)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_import_does_not_load_torch_or_xformers_or_touch_the_network(tmp_path):
+    res = _run("import lavin_cli, lavin_cli.cli.app\n"
+               "assert 'torch' not in sys.modules, 'torch imported at package import'\n"
+               "assert 'xformers' not in sys.modules", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "imported").exists()
+
+
+def test_cpu_model_run_never_imports_xformers(tmp_path):
+    body = textwrap.dedent("""
+        import torch
+        from lavin_cli import weights, devices
+        from lavin_cli.config import dit_preset
+        from lavin_cli.models import ops
+        dev = devices.pick_device('auto')
+        assert dev.type == 'cpu'
+        model = weights.build(dit_preset('tiny'))
+        model.attention_backend = ops.resolve_backend('auto', dev)
+        model(torch.zeros(1, 16, 1, 8, 8), torch.zeros(1), torch.zeros(1, 16, 3, 8, 8))
+        devices.describe('auto', 'auto')
+        assert 'xformers' not in sys.modules
+    """)
+    res = _run(body, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "imported").exists()
