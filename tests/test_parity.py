@@ -39,7 +39,8 @@ def _collect():
         manifest = d / "manifest.json"
         if not manifest.is_file():
             reason = f"no parity fixtures at {d}"
-            marks = [] if os.environ.get("LAVIN_REQUIRE_PARITY") else [pytest.mark.skip(reason=reason)]
+            required = os.environ.get("LAVIN_REQUIRE_PARITY") or os.environ.get("CI")
+            marks = [] if required else [pytest.mark.skip(reason=reason)]
             params.append(pytest.param(d, None, marks=marks, id=f"{d.name}:missing"))
             continue
         for name, entry in sorted(json.loads(manifest.read_text())["fixtures"].items()):
@@ -231,7 +232,7 @@ def _max_err(ours: torch.Tensor, ref: torch.Tensor, name: str) -> float:
 
 @pytest.mark.parametrize("directory,entry", _collect())
 def test_fixture(directory: Path, entry: dict | None, record_property):
-    assert entry is not None, f"{directory}: manifest.json missing while LAVIN_REQUIRE_PARITY is set"
+    assert entry is not None, f"{directory}: manifest.json missing (required under CI / LAVIN_REQUIRE_PARITY)"
     fx = Fixture(directory, entry)
     assert fx.kind in RUNNERS, f"fixture kind {fx.kind!r} is not implemented"
     ours = RUNNERS[fx.kind](fx, torch.float32)
@@ -256,7 +257,7 @@ def test_fixture(directory: Path, entry: dict | None, record_property):
 
 @pytest.mark.parametrize("directory,entry", _collect())
 def test_fixture_float64(directory: Path, entry: dict | None):
-    assert entry is not None, f"{directory}: manifest.json missing while LAVIN_REQUIRE_PARITY is set"
+    assert entry is not None, f"{directory}: manifest.json missing (required under CI / LAVIN_REQUIRE_PARITY)"
     fx = Fixture(directory, entry)
     refs = {n: t for n, t in fx.t.items() if n.startswith("output_f64.")}
     if not refs:
