@@ -20,10 +20,14 @@ class LavinError(Exception):
     exit_code = 1
 
 
-class ConfigError(LavinError):
-    """An impossible model configuration."""
+class UsageError(LavinError):
+    """An invalid option value (size, steps, pairs, ...)."""
 
     exit_code = 2
+
+
+class ConfigError(UsageError):
+    """An impossible model configuration."""
 
 
 class InputError(LavinError):

@@ -106,3 +106,18 @@ def export_official(model: JDiT | STVAE, path) -> None:
         tmp = path.with_name(path.name + ".partial")
         torch.save({"state_dict": state}, str(tmp))
     tmp.replace(path)
+
+
+def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:
+    """Write a lavin model folder: dit.safetensors, vae.safetensors and model.json."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save(dit, folder / "dit.safetensors")
+    save(vae, folder / "vae.safetensors")
+    meta = {"name": name, "size": size, "description": description, **extra}
+    tmp = folder / "model.json.partial"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(folder / "model.json")
+    return folder

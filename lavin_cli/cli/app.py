@@ -12,6 +12,7 @@ import typer
 from lavin_cli import __version__
 from lavin_cli.cli import convert as convert_cmd
 from lavin_cli.cli import info as info_cmd
+from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli.console import fail
 from lavin_cli.errors import LavinError
 
@@ -42,6 +43,8 @@ def root(
     """
 
 
+app.command("run")(run_cmd.run)
+app.command("tasks")(run_cmd.tasks)
 app.command("info")(info_cmd.info)
 app.command("convert")(convert_cmd.convert)
 

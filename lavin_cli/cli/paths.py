@@ -1,0 +1,91 @@
+"""From command-line arguments to concrete files: which queries, which outputs, checked up front."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from pathlib import Path
+
+from lavin_cli.errors import InputError, OutputError, UsageError
+from lavin_cli.media import IMAGE_EXTENSIONS, is_image_path
+
+STDIO = "-"
+
+
+def expand_queries(specs: list[str]) -> list[str]:
+    """Files, folders (their images, sorted) and glob patterns -> query paths, in order.
+
+    A path that does not exist is kept, so that it is reported as a failed query of the batch.
+    """
+    if STDIO in specs:
+        if len(specs) > 1:
+            raise UsageError("--query - (stdin) cannot be combined with other queries")
+        return [STDIO]
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            images = sorted(str(p) for p in path.iterdir() if p.is_file() and is_image_path(p))
+            if not images:
+                raise InputError(f"{spec}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            out += images
+        elif not path.exists() and glob.has_magic(spec):
+            matches = sorted(m for m in glob.glob(os.path.expanduser(spec)) if is_image_path(Path(m)))
+            if not matches:
+                raise InputError(f"{spec}: no image matches this pattern")
+            out += matches
+        else:
+            out.append(str(path))
+    return out
+
+
+def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
+    """One output per query: a file for a single query, files named after the queries in a folder
+    for several, or stdout ('-') for one."""
+    ext = "." + ext.lower().lstrip(".")
+    if ext not in IMAGE_EXTENSIONS:
+        raise UsageError(f"--ext {ext}: use one of {', '.join(IMAGE_EXTENSIONS)}")
+    if output == STDIO:
+        if len(queries) != 1:
+            raise UsageError(f"-o - writes one image to stdout, but there are {len(queries)} queries; give a folder")
+        return [STDIO]
+    out = Path(output).expanduser()
+    if len(queries) == 1 and is_image_path(out) and not out.is_dir():
+        return [str(out)]
+    if is_image_path(out) and not out.is_dir():
+        raise UsageError(f"-o {output}: {len(queries)} queries need an output folder, not a file name")
+    names, seen = [], {}
+    for q in queries:
+        stem = "stdin" if q == STDIO else Path(q).stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        names.append(str(out / (f"{stem}{ext}" if n == 0 else f"{stem}-{n}{ext}")))
+    return names
+
+
+def preflight(outputs: list[str], overwrite: bool, extra: list[str] = ()) -> None:
+    """Refuse existing outputs (unless --overwrite) and unwritable folders before any work."""
+    files = [Path(o) for o in list(outputs) + list(extra) if o != STDIO]
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]}{more} exists; pass --overwrite to replace it")
+    for folder in sorted({f.parent for f in files}):
+        _probe_writable(folder)
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create the folder and a scratch file in it: the only test that holds for root too."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{folder}: cannot be an output folder, {existing} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".lavin-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None

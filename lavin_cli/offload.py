@@ -1,0 +1,125 @@
+"""Where model weights live while the pipeline runs: one strategy, applied in one place.
+
+    none        VAE and DiT stay on the execution device.
+    model       both wait on the CPU; the component in use (VAE encode, DiT, VAE decode) is
+                moved to the device for its stage and back afterwards.
+    sequential  the VAE as in `model`; the DiT's small layers stay on the device and its blocks
+                wait on the CPU (pinned memory on CUDA) and are streamed in one at a time, the
+                next block's copy overlapping the current block's compute.
+On a CPU execution device every mode computes the same thing with no copies.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from lavin_cli.errors import UsageError
+
+MODES = ("none", "model", "sequential")
+CPU = torch.device("cpu")
+
+
+class Offload:
+    """`none`: everything on the device."""
+
+    name = "none"
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def place(self, vae: nn.Module, dit: nn.Module) -> None:
+        vae.to(self.device)
+        dit.to(self.device)
+
+    @contextmanager
+    def using(self, module: nn.Module):
+        yield module
+
+
+class ModelOffload(Offload):
+    name = "model"
+
+    def place(self, vae: nn.Module, dit: nn.Module) -> None:
+        vae.to(CPU)
+        dit.to(CPU)
+
+    @contextmanager
+    def using(self, module: nn.Module):
+        module.to(self.device)
+        try:
+            yield module
+        finally:
+            module.to(CPU)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+class SequentialOffload(ModelOffload):
+    name = "sequential"
+
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+        self._hooks: list = []
+        self._home: dict[nn.Parameter, torch.Tensor] = {}  # each block weight's CPU copy (pinned on CUDA)
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def place(self, vae: nn.Module, dit: nn.Module) -> None:
+        vae.to(CPU)
+        blocks = list(dit.blocks)
+        for block in blocks:
+            for p in block.parameters():
+                cpu = p.data.to(CPU)
+                self._home[p] = cpu.pin_memory() if self.device.type == "cuda" else cpu
+                p.data = self._home[p]
+        for name, child in dit.named_children():
+            if name != "blocks":
+                child.to(self.device)
+        for p in dit._parameters.values():
+            if p is not None:
+                p.data = p.data.to(self.device)
+        for i, block in enumerate(blocks):
+            nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+            self._hooks.append(block.register_forward_pre_hook(self._arrive(block, nxt)))
+            self._hooks.append(block.register_forward_hook(self._leave(block)))
+
+    def _fetch(self, block: nn.Module) -> None:
+        for p in block.parameters():
+            if p.device != self.device:
+                p.data = self._home[p].to(self.device, non_blocking=True)
+
+    def _arrive(self, block: nn.Module, nxt: nn.Module | None):
+        def hook(_module, _args):
+            if self._stream is not None:
+                torch.cuda.current_stream(self.device).wait_stream(self._stream)
+            self._fetch(block)  # nothing to do when it was prefetched
+            if nxt is not None:
+                if self._stream is not None:
+                    with torch.cuda.stream(self._stream):
+                        self._fetch(nxt)
+                else:
+                    self._fetch(nxt)
+        return hook
+
+    def _leave(self, block: nn.Module):
+        def hook(_module, _args, _output):
+            for p in block.parameters():  # weights are frozen: drop the device copy
+                p.data = self._home[p]
+        return hook
+
+    @contextmanager
+    def using(self, module: nn.Module):
+        if hasattr(module, "blocks"):  # the DiT streams itself through its block hooks
+            yield module
+        else:
+            with super().using(module):
+                yield module
+
+
+def make(mode: str, device: torch.device) -> Offload:
+    classes = {"none": Offload, "model": ModelOffload, "sequential": SequentialOffload}
+    if mode not in classes:
+        raise UsageError(f"unknown --offload {mode!r}; choose one of {', '.join(MODES)}")
+    return classes[mode](device)

@@ -1,0 +1,231 @@
+"""`Pipeline`: context pairs + queries in, predictions and a record of the run out.
+
+    pipe = Pipeline.from_pretrained("path/to/model", device="auto")
+    result = pipe("pairs/", ["a.jpg", "b.jpg"], pairs=4, seed=7)
+    result.predictions[0].image        # RGB uint8 at the query's original size
+    result.record                      # what ran: model, hashes, seed, pairs used, timings
+
+The context is encoded by the VAE once per call and reused for every query; queries run in
+batches. The randomness of each query (its VAE posterior sample and its initial noise) comes
+from a generator seeded with `seed` alone, so a query's result does not depend on which other
+queries share its call or its batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lavin_cli import __version__, context as ctx, devices, media, offload as offload_mod, sampling, sequence, store, weights
+from lavin_cli.errors import LavinError, UsageError
+from lavin_cli.models import ops
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "context", "sample", "query"
+    done: int
+    total: int
+
+
+@dataclass
+class Prediction:
+    query: str
+    image: Optional[np.ndarray] = None  # RGB uint8 at the query's original size
+    pairs: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    code: int = 0  # exit code of the error, 0 when it succeeded
+    seconds: float = 0.0
+    working: Optional[np.ndarray] = None  # the query as the model saw it
+    context: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    predictions: list[Prediction]
+    record: dict
+
+    @property
+    def failed(self) -> list[Prediction]:
+        return [p for p in self.predictions if p.error]
+
+
+def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
+    """512 | '512' | '512x384' (width x height) | (h, w) -> (height, width), multiples of 16."""
+    if size is None:
+        size = default
+    if isinstance(size, str):
+        parts = size.lower().split("x")
+        try:
+            size = (int(parts[1]), int(parts[0])) if len(parts) == 2 else int(parts[0])
+        except (ValueError, IndexError):
+            raise UsageError(f"--size {size!r} is not N or WIDTHxHEIGHT") from None
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 16 or w < 16 or h % 16 or w % 16:
+        raise UsageError(f"--size {w}x{h}: width and height must be positive multiples of 16 (e.g. 256, 512)")
+    return h, w
+
+
+class Pipeline:
+    def __init__(self, dit, vae, model: store.ModelFolder | None, device: torch.device,
+                 dtype: torch.dtype, attention: str, offload: str = "none"):
+        self.dit, self.vae, self.model = dit, vae, model
+        self.device, self.dtype = device, dtype
+        self.dit.attention_backend = self.attention = ops.resolve_backend(attention, device)
+        self.offload = offload_mod.make(offload, device)
+        self.offload.place(vae, dit)
+        self.load_seconds = 0.0
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",
+                        attention: str = "auto", offload: str = "none", home=None) -> "Pipeline":
+        """Load a model by name or folder (else $LAVIN_MODEL, else the bundled model)."""
+        start = time.perf_counter()
+        folder = store.resolve(name_or_path, home)
+        dev = devices.pick_device(device)
+        dt = devices.pick_dtype(dtype, dev)
+        load_to = dev if offload == "none" else torch.device("cpu")
+        dit = weights.load_dit(folder.dit, device=load_to, dtype=dt)
+        vae = weights.load_vae(folder.vae, device=load_to, dtype=dt)
+        pipe = cls(dit, vae, folder, dev, dt, attention, offload)
+        pipe.load_seconds = time.perf_counter() - start
+        return pipe
+
+    @property
+    def default_size(self) -> int:
+        return self.model.size if self.model else store.OFFICIAL_SIZE
+
+    # ------------------------------------------------------------------ encoding
+
+    def _encode(self, frames: list[np.ndarray], generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB uint8 working-size images -> (normalised posterior samples, normalised means).
+
+        Frame i's posterior noise is drawn from generators[i] (CPU), so batching changes nothing.
+        """
+        x = torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in frames])
+        x = sequence.uint8_to_unit(x).to(self.device)
+        with torch.no_grad(), self.offload.using(self.vae):
+            post = self.vae.encode(x[:, :, None])
+            noise = torch.cat([torch.randn(1, *post.mean.shape[1:], generator=g) for g in generators])
+            sample = post.sample(noise=noise)
+        return self.vae.normalize(sample)[:, :, 0].float(), self.vae.normalize(post.mean)[:, :, 0].float()
+
+    def _encode_context(self, context: ctx.Context, indices: list[int], working, fit: str, seed: int, notify):
+        """Read, fit and encode the given pairs once: latents (P, 2, C, h, w), means, images."""
+        images, generator = [], torch.Generator().manual_seed(seed)
+        for i in indices:
+            pair = context.pairs[i]
+            images.append((media.fit(media.read_image(pair.input), working, fit)[0],
+                           media.fit(media.read_image(pair.target), working, fit)[0]))
+        latents, means = [], []
+        for n in range(0, len(images), 4):  # a few pairs per VAE call bounds memory
+            chunk = [im for pair in images[n:n + 4] for im in pair]
+            s, m = self._encode(chunk, [generator] * len(chunk))
+            latents.append(s.reshape(-1, 2, *s.shape[1:]))
+            means.append(m.reshape(-1, 2, *m.shape[1:]))
+            notify(Progress("context", min(n + 4, len(images)), len(images)))
+        return torch.cat(latents), torch.cat(means), images
+
+    # ------------------------------------------------------------------ the call
+
+    def __call__(self, context, queries: Sequence | str, *, pairs: int = 4, select: str = "first",
+                 size=None, fit: str = "squash", steps: int = 20, cfg: float = 1.5, seed: int = 0,
+                 solver: str = "euler", batch_size: int = 4,
+                 callback: Optional[Callable[[Progress], None]] = None) -> RunResult:
+        """Predict the target of every query, in-context. `context`: a folder or (input, target) pairs."""
+        notify = callback or (lambda _p: None)
+        self._check(steps, cfg, solver, batch_size, fit)
+        working = parse_size(size, self.default_size)
+        context = ctx.find_pairs(context) if isinstance(context, (str, bytes)) or hasattr(context, "is_dir") else ctx.from_pairs(list(context))
+        queries = [queries] if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence) else list(queries)
+        ctx.select(pairs, len(context.pairs), select, seed, torch.zeros(len(context.pairs)))  # validate early
+        t0 = time.perf_counter()
+        candidates = list(range(len(context.pairs))) if select == "nearest" else ctx.select(pairs, len(context.pairs), select, seed)
+        lat, means, images = self._encode_context(context, candidates, working, fit, seed, notify)
+        context_seconds = time.perf_counter() - t0
+        predictions: list[Prediction] = []
+        settings = dict(pairs=pairs, select=select, steps=steps, cfg=cfg, seed=seed, solver=solver, fit=fit)
+        for start in range(0, len(queries), batch_size):
+            batch = queries[start:start + batch_size]
+            predictions += self._run_batch(batch, start, context, candidates, lat, means, images, working, settings, notify)
+            notify(Progress("query", len(predictions), len(queries)))
+        record = self._record(context, working, settings, predictions, context_seconds, batch_size)
+        return RunResult(predictions, record)
+
+    def _check(self, steps: int, cfg: float, solver: str, batch_size: int, fit: str) -> None:
+        if steps < 2:
+            raise UsageError(f"--steps must be at least 2 (time points, as the official tool counts), got {steps}")
+        if solver not in sampling.SOLVERS:
+            raise UsageError(f"unknown --solver {solver!r}; choose one of {', '.join(sampling.SOLVERS)}")
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        if not np.isfinite(cfg):
+            raise UsageError("--cfg must be a finite number")
+        if fit not in media.FITS:
+            raise UsageError(f"unknown --fit {fit!r}; choose one of {', '.join(media.FITS)}")
+
+    def _load_query(self, query, index: int, working, fit: str):
+        label = str(query) if isinstance(query, (str, bytes)) or hasattr(query, "is_file") else f"query #{index}"
+        arr = media.read_image(query, label)
+        fitted, placement = media.fit(arr, working, fit)
+        return label, fitted, placement
+
+    def _run_batch(self, batch, offset, context, candidates, lat, means, images, working, s, notify) -> list[Prediction]:
+        t0 = time.perf_counter()
+        loaded, out = [], []
+        for i, q in enumerate(batch):
+            try:
+                loaded.append((len(out), *self._load_query(q, offset + i, working, s["fit"])))
+                out.append(None)
+            except LavinError as err:
+                label = str(q) if not isinstance(q, np.ndarray) else f"query #{offset + i}"
+                out.append(Prediction(label, error=str(err), code=err.exit_code))
+        if loaded:
+            for slot, pred in zip((l[0] for l in loaded), self._predict(loaded, context, candidates, lat, means, images, s, notify)):
+                pred.seconds = (time.perf_counter() - t0) / len(loaded)
+                out[slot] = pred
+        return out
+
+    def _predict(self, loaded, context, candidates, lat, means, images, s, notify) -> list[Prediction]:
+        gens = [torch.Generator().manual_seed(s["seed"]) for _ in loaded]
+        q_lat, q_mean = self._encode([fitted for _, _, fitted, _ in loaded], gens)
+        chosen = []
+        for m in q_mean[:, None]:
+            sim = ctx.similarity(m[0], means[:, 0]) if s["select"] == "nearest" else None
+            chosen.append(ctx.select(s["pairs"], len(candidates), s["select"], s["seed"], sim) if sim is not None
+                          else list(range(len(candidates))))
+        cond = torch.cat([sequence.condition(lat[idx], q[None]) for idx, q in zip(chosen, q_lat)]).to(self.device)
+        noise = torch.cat([torch.randn(1, *cond.shape[1:2], 1, *cond.shape[-2:], generator=g) for g in gens]).to(self.device)
+        with torch.no_grad(), self.offload.using(self.dit):
+            velocity = sampling.guided(self.dit, cond.to(self.dtype), s["cfg"])
+            z = sampling.sample(velocity, noise, s["steps"], s["solver"],
+                                callback=lambda d, t: notify(Progress("sample", d, t)))
+        with torch.no_grad(), self.offload.using(self.vae):
+            decoded = sequence.decode_latents(self.vae, z.to(self.dtype))
+        pixels = sequence.float_to_uint8(sequence.unit_to_float(decoded))[:, :, 0].permute(0, 2, 3, 1).cpu().numpy()
+        preds = []
+        for (slot, label, fitted, placement), idx, px in zip(loaded, chosen, pixels):
+            ids = [context.pairs[candidates[i]].id for i in idx]
+            preds.append(Prediction(label, media.unfit(px, placement), ids, working=fitted,
+                                    context=[images[i] for i in idx]))
+        return preds
+
+    def _record(self, context, working, s, predictions, context_seconds, batch_size) -> dict:
+        model = self.model
+        return {
+            "lavin": __version__,
+            "model": {"name": model.name if model else "in-memory", "path": str(model.path) if model else None,
+                      "dit_sha256": store.file_sha256(model.dit) if model else None,
+                      "vae_sha256": store.file_sha256(model.vae) if model else None},
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "attention": self.attention, "offload": self.offload.name,
+            "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
+            "size": {"height": working[0], "width": working[1]}, "batch_size": batch_size, **s,
+            "timings": {"load_s": round(self.load_seconds, 4), "context_s": round(context_seconds, 4)},
+            "queries": [{"query": p.query, "pairs": p.pairs, "seconds": round(p.seconds, 4), "error": p.error}
+                        for p in predictions],
+        }

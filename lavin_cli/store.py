@@ -1,0 +1,150 @@
+"""Model folders on disk: what one is, where they live, and resolving a name or a path to one.
+
+A lavin model folder holds `dit.safetensors`, `vae.safetensors` (our format, configs in their
+metadata), an optional `model.json` ({"name", "description", "size"}) and optional task
+folders under `tasks/`. An official release folder holds `lavin_dit.safetensors` and
+`stvae.pt` (directly or under `weights/`) and optionally the official `template/` tasks.
+
+Where models live: $LAVIN_HOME/models/<name> (LAVIN_HOME defaults to the user data
+directory, e.g. ~/.local/share/lavin), and the model bundled with the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from lavin_cli.errors import CheckpointError
+
+OFFICIAL_SIZE = 512
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    name: str
+    path: Path
+    dit: Path
+    vae: Path
+    size: int
+    tasks_dir: Path | None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def home(override: Path | str | None = None) -> Path:
+    """Root of lavin's store: --home, else $LAVIN_HOME, else the user data directory."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("LAVIN_HOME"):
+        return Path(os.environ["LAVIN_HOME"]).expanduser()
+    return Path(platformdirs.user_data_dir("lavin", appauthor=False))
+
+
+def bundled_dir() -> Path | None:
+    """The small model that ships with lavin, when present (installed wheel or source checkout)."""
+    for candidate in (PACKAGE_ROOT / "bundled", PACKAGE_ROOT.parent / "weights" / "bundled"):
+        if (candidate / "dit.safetensors").is_file():
+            return candidate
+    return None
+
+
+def examples_dir() -> Path | None:
+    candidate = PACKAGE_ROOT.parent / "examples"
+    return candidate if candidate.is_dir() else None
+
+
+def open_folder(path: Path, name: str | None = None) -> ModelFolder:
+    """Recognise a model folder (lavin or official layout)."""
+    path = path.expanduser()
+    meta = json.loads((path / "model.json").read_text()) if (path / "model.json").is_file() else {}
+    if (path / "dit.safetensors").is_file() and (path / "vae.safetensors").is_file():
+        tasks = path / "tasks"
+        return ModelFolder(meta.get("name", name or path.name), path, path / "dit.safetensors", path / "vae.safetensors",
+                           int(meta.get("size", OFFICIAL_SIZE)), tasks if tasks.is_dir() else None,
+                           meta.get("description", ""), meta)
+    for weights in (path, path / "weights"):
+        if (weights / "lavin_dit.safetensors").is_file() and (weights / "stvae.pt").is_file():
+            template = next((t for t in (path / "template", weights.parent / "template") if t.is_dir()), None)
+            return ModelFolder(meta.get("name", name or path.name), path, weights / "lavin_dit.safetensors",
+                               weights / "stvae.pt", int(meta.get("size", OFFICIAL_SIZE)), template,
+                               meta.get("description", "official LaVin-DiT release"), meta)
+    raise CheckpointError(
+        f"{path}: not a model folder (expected dit.safetensors + vae.safetensors, "
+        "or the official lavin_dit.safetensors + stvae.pt)"
+    )
+
+
+def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> ModelFolder:
+    """--model NAME|PATH, else $LAVIN_MODEL, else the bundled model."""
+    spec = name_or_path or os.environ.get("LAVIN_MODEL")
+    if not spec:
+        bundled = bundled_dir()
+        if bundled is None:
+            raise CheckpointError("no model given and no bundled model installed: pass --model NAME|PATH or set LAVIN_MODEL")
+        return open_folder(bundled, "lavin-small")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return open_folder(path)
+    if path.exists() or os.sep in spec or spec.startswith("."):
+        raise CheckpointError(f"{spec}: model folder not found" if not path.exists() else f"{spec}: a model is a folder, not a file")
+    installed = home(home_dir) / "models" / spec
+    if installed.is_dir():
+        return open_folder(installed, spec)
+    bundled = bundled_dir()
+    if bundled is not None and spec in ("lavin-small", "bundled"):
+        return open_folder(bundled, "lavin-small")
+    known = sorted(p.name for p in (home(home_dir) / "models").glob("*") if p.is_dir()) if (home(home_dir) / "models").is_dir() else []
+    hint = f"installed: {', '.join(known)}" if known else f"none installed under {home(home_dir) / 'models'}"
+    raise CheckpointError(f"unknown model {spec!r} ({hint}); pass a model folder path")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    path: Path
+    source: str  # "model" or "examples"
+
+
+def tasks(model: ModelFolder | None) -> dict[str, Task]:
+    """Task folders: the model's own (or the official templates), then the shipped examples."""
+    found: dict[str, Task] = {}
+    sources = [(model.tasks_dir, "model")] if model and model.tasks_dir else []
+    if examples_dir():
+        sources.append((examples_dir(), "examples"))
+    for root, source in sources:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            if any(sub.glob("*_input.*")) or (sub / "input").is_dir():
+                found.setdefault(sub.name, Task(sub.name, sub, source))
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, cached beside lavin's store by (path, size, mtime): big checkpoints are hashed once."""
+    stat = path.stat()
+    cache = Path(platformdirs.user_cache_dir("lavin", appauthor=False)) / "sha256.json"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    known[key] = digest.hexdigest()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return known[key]

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny random model folder, context folders and query images, all on disk."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lavin_cli import weights
+from lavin_cli.config import dit_preset, vae_preset
+
+TINY_SIZE = 32
+
+
+def make_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A lavin model folder with tiny random weights (the output layer perturbed so that
+    predictions depend on their inputs), working size 32."""
+    torch.manual_seed(seed)
+    dit = weights.build(dit_preset("tiny"))
+    gen = torch.Generator().manual_seed(seed)
+    for p in dit.parameters():
+        p.data.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    vae = weights.build(vae_preset("tiny"))
+    return weights.save_model_folder(folder, dit, vae, name="tiny-random", size=TINY_SIZE,
+                                     description="random weights, for tests")
+
+
+def random_image(path: Path, hw=(40, 56), seed=0, mode="RGB") -> Path:
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((*hw, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(arr)
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def make_pairs(folder: Path, count: int = 5, seed: int = 0) -> Path:
+    for i in range(count):
+        random_image(folder / f"{i:03d}_input.png", seed=seed + 2 * i)
+        random_image(folder / f"{i:03d}_target.png", seed=seed + 2 * i + 1, mode="L")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory) -> Path:
+    return make_pairs(tmp_path_factory.mktemp("ctx") / "pairs")
+
+
+@pytest.fixture(scope="session")
+def queries(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("queries")
+    return [random_image(root / f"q{i}.jpg", hw=(30 + 7 * i, 45), seed=100 + i) for i in range(3)]
+
+
+@pytest.fixture
+def cli(capfd, monkeypatch):
+    """Run `lavin ARGS` in this process; returns (exit code, stdout, stderr)."""
+    from lavin_cli.cli.app import main
+
+    def invoke(*args: str):
+        monkeypatch.setattr(sys, "argv", ["lavin", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capfd.readouterr()
+        return code, captured.out, captured.err
+
+    monkeypatch.setenv("COLUMNS", "200")
+    return invoke
