@@ -149,3 +149,51 @@ def test_model_from_environment_variable(cli, tiny_model, pairs_dir, queries, tm
     monkeypatch.setenv("LAVIN_MODEL", str(tiny_model))
     code, _, stderr = cli("run", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "o.png", "--steps", 3)
     assert code == 0 and "tiny-random" in stderr
+
+
+def test_folder_query_and_progress_callbacks(cli, tiny_model, pairs_dir, queries, tmp_path):
+    code, _, stderr = cli("run", "-m", tiny_model, "-c", pairs_dir, "-i", queries[0].parent, "-o", tmp_path / "o", "--steps", 3)
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [q.with_suffix(".png").name for q in queries]
+    events = []
+    Pipeline.from_pretrained(str(tiny_model))(pairs_dir, [str(q) for q in queries], steps=3, batch_size=2,
+                                               callback=events.append)
+    stages = [(e.stage, e.done, e.total) for e in events]
+    assert stages[0] == ("context", 4, 4)
+    assert stages.count(("sample", 2, 2)) == 2 and stages[-1] == ("query", 3, 3)
+
+
+def test_progress_bars_on_a_terminal_only(tiny_model, pairs_dir, queries, tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "lavin_cli", "run", "-m", str(tiny_model), "-c", str(pairs_dir),
+                             "-i", str(queries[0]), "-o", str(tmp_path / "tty.png"), "--steps", "4"],
+                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "100"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0 and "sampling" in text and "queries" in text
+    # not a terminal (captured): no bars, only the plain lines
+    res = subprocess.run([sys.executable, "-m", "lavin_cli", "run", "-m", str(tiny_model), "-c", str(pairs_dir),
+                          "-i", str(queries[0]), "-o", str(tmp_path / "pipe.png"), "--steps", "4"], capture_output=True, text=True)
+    assert res.returncode == 0 and "sampling" not in res.stderr and "prediction(s) written" in res.stderr
+
+
+def test_shell_completion_knows_commands_and_options():
+    env = {**os.environ, "_LAVIN_COMPLETE": "complete_bash", "COMP_WORDS": "lavin run --se", "COMP_CWORD": "2"}
+    res = subprocess.run([sys.executable, "-m", "lavin_cli"], env=env, capture_output=True, text=True)
+    assert {"--select", "--seed"} <= set(res.stdout.split())
+    res = subprocess.run([sys.executable, "-m", "lavin_cli", "--show-completion", "bash"], capture_output=True, text=True,
+                         env={**os.environ, "SHELL": "/bin/bash"})
+    assert res.returncode == 0 and "_lavin_completion" in res.stdout

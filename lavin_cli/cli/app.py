@@ -51,7 +51,7 @@ app.command("convert")(convert_cmd.convert)
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="lavin")
     except LavinError as err:
         fail(err)
     except KeyboardInterrupt:
