@@ -105,7 +105,7 @@ def export_official(model: JDiT | STVAE, path) -> None:
         state = ck.to_official(model.state_dict(), ck.vae_plan(model.cfg))
         tmp = path.with_name(path.name + ".partial")
         torch.save({"state_dict": state}, str(tmp))
-    tmp.replace(path)
+    ck.publish(tmp, path)
 
 
 def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:
@@ -119,5 +119,5 @@ def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, descr
     meta = {"name": name, "size": size, "description": description, **extra}
     tmp = folder / "model.json.partial"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(folder / "model.json")
+    ck.publish(tmp, folder / "model.json")
     return folder

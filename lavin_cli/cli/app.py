@@ -13,6 +13,7 @@ from lavin_cli import __version__
 from lavin_cli.cli import convert as convert_cmd
 from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import run as run_cmd
+from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli.console import fail
 from lavin_cli.errors import LavinError
 
@@ -47,6 +48,7 @@ app.command("run")(run_cmd.run)
 app.command("tasks")(run_cmd.tasks)
 app.command("info")(info_cmd.info)
 app.command("convert")(convert_cmd.convert)
+app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:

@@ -1,0 +1,78 @@
+"""`lavin train`: train the ST-VAE (and, next, the J-DiT) on generated tasks or on task folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lavin_cli.cli.console import err
+
+app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True)
+
+DATA = typer.Option("generator", "--data", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
+                                                "or a folder of task folders in the `lavin run` context format.")
+
+
+def _source(data: str):
+    from lavin_cli.train.data import Folders, Generator
+
+    if data == "generator" or data.startswith("generator:"):
+        names = data.split(":", 1)[1].split(",") if ":" in data else None
+        return Generator(names)
+    return Folders(Path(data))
+
+
+def _progress(quiet: bool, total: int):
+    """A Rich bar showing loss, steps/s and ETA on a terminal; nothing otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if quiet or not err.is_terminal:
+        return None, lambda info: None
+    progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.2f} steps/s"),
+                        TimeRemainingColumn(), console=err)
+    task = progress.add_task("train", total=total, loss=float("nan"), rate=0.0)
+
+    def update(info) -> None:
+        progress.update(task, completed=info.step, loss=info.loss, rate=info.steps_per_s)
+
+    return progress, update
+
+
+@app.command("vae")
+def vae(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: vae.safetensors (EMA weights), vae_state.pt, vae_log.jsonl."),
+    data: str = DATA,
+    steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
+    batch: int = typer.Option(16, "--batch", help="Images per step (clip steps use a quarter as many 5-frame clips)."),
+    lr: float = typer.Option(4e-4, "--lr", help="AdamW learning rate (warm-up over 200 steps)."),
+    size: int = typer.Option(64, "--size", help="Training resolution (multiple of 16)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights."),
+    video_fraction: float = typer.Option(0.2, "--video-fraction", help="Share of steps on 5-frame clips."),
+    save_every: int = typer.Option(250, "--save-every", help="Checkpoint interval in steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train the ST-VAE: L1 + gradient reconstruction and a small KL, EMA weights, strictly causal."""
+    import torch
+
+    from lavin_cli.errors import UsageError
+    from lavin_cli.train.vae_trainer import VAETrainConfig, train_vae
+
+    if size % 16 or size < 16:
+        raise UsageError("--size must be a positive multiple of 16")
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
+                         save_every=save_every)
+    progress, update = _progress(quiet, steps)
+    if progress:
+        with progress:
+            path = train_vae(out, _source(data), cfg, resume=resume, init=init, callback=update)
+    else:
+        path = train_vae(out, _source(data), cfg, resume=resume, init=init)
+    err.print(f"wrote {path}", highlight=False)

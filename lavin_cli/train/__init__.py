@@ -1,0 +1,1 @@
+"""Training: the procedural task generator, folder datasets, the VAE and DiT trainers, evaluation."""
