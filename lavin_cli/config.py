@@ -109,6 +109,7 @@ class VAEConfig:
 
 DIT_PRESETS: dict[str, DiTConfig] = {
     "tiny": DiTConfig(hidden_size=96, depth=2, num_heads=4, kv_group=2),
+    "small": DiTConfig(hidden_size=192, depth=6, num_heads=4, kv_group=2),  # the model lavin trains and ships
     "0.1B": DiTConfig(hidden_size=512, depth=12, num_heads=8),
     "1.0B": DiTConfig(hidden_size=1024, depth=28, num_heads=16, drop_path=0.1),
     "3.4B": DiTConfig(hidden_size=2304, depth=22, num_heads=32, kv_group=4, drop_path=0.1),

@@ -73,3 +73,71 @@ def test_folder_data_source(tmp_path):
     assert src.clips(np.random.default_rng(0), 2, 32).shape == (2, 5, 32, 32, 3)
     with pytest.raises(Exception, match="unknown generator task"):
         Generator(["nope"])
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory):
+    """A VAE from two real `lavin train vae` steps (weights barely trained; the mechanics are real)."""
+    from lavin_cli.train.data import Generator
+    from lavin_cli.train.vae_trainer import VAETrainConfig, train_vae
+
+    out = tmp_path_factory.mktemp("vae")
+    return train_vae(out, Generator(), VAETrainConfig(steps=2, batch=2, size=32, save_every=2))
+
+
+DIT_ARGS = ["--batch", "4", "--bank-slots", "4", "--size", "32", "--preset", "tiny", "--seed", "3", "-q"]
+
+
+def test_train_dit_resumes_exactly_and_writes_a_model_folder(cli, trained_vae, tmp_path):
+    code, _, err = cli("train", "dit", "--out", tmp_path / "a", "--vae", trained_vae, "--steps", "4", "--save-every", "2", *DIT_ARGS)
+    assert code == 0, err
+    code, _, err = cli("train", "dit", "--out", tmp_path / "b", "--vae", trained_vae, "--steps", "2", "--save-every", "2", *DIT_ARGS)
+    assert code == 0, err
+    code, _, err = cli("train", "dit", "--out", tmp_path / "b", "--vae", trained_vae, "--steps", "4", "--save-every", "2",
+                       "--resume", *DIT_ARGS)
+    assert code == 0, err
+    a = torch.load(tmp_path / "a" / "dit_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "dit_state.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert meta["size"] == 32 and "depth_estimation" in meta["tasks"]
+    # the run folder is a model: lavin run uses it, with its own task folders
+    q = tmp_path / "a" / "tasks" / "depth_estimation" / "000_input.png"
+    code, _, err = cli("run", "-m", tmp_path / "a", "--task", "depth_estimation", "-i", q, "-o", tmp_path / "p.png", "--steps", "3")
+    assert code == 0, err
+
+
+def test_train_dit_fine_tunes_on_folder_data(cli, trained_vae, tmp_path):
+    code, _, err = cli("train", "dit", "--out", tmp_path / "base", "--vae", trained_vae, "--steps", "1", "--save-every", "1",
+                       "--data", "generator:denoising,colorization", *DIT_ARGS)
+    assert code == 0, err
+    make_pairs(tmp_path / "mine" / "my_task", count=5)
+    code, _, err = cli("train", "dit", "--out", tmp_path / "tuned", "--init", tmp_path / "base", "--data", tmp_path / "mine",
+                       "--steps", "2", "--save-every", "2", *DIT_ARGS)
+    assert code == 0, err
+    base = weights.load_dit(tmp_path / "base" / "dit.safetensors")
+    tuned = weights.load_dit(tmp_path / "tuned" / "dit.safetensors")
+    assert base.cfg == tuned.cfg
+    assert json.loads((tmp_path / "tuned" / "model.json").read_text())["tasks"] == ["my_task"]
+    code, _, err = cli("train", "dit", "--out", tmp_path / "x", "--steps", "1", *DIT_ARGS)
+    assert code == 2 and "--vae" in err
+
+
+def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not on PATH")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lavin_cli",
+                          "train", "dit", "--out", str(tmp_path / "ddp"), "--vae", str(trained_vae), "--steps", "2",
+                          "--save-every", "2", *DIT_ARGS], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "dit_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2]  # rank 0 alone writes
+    assert weights.load_dit(tmp_path / "ddp" / "dit.safetensors").cfg.hidden_size == 96

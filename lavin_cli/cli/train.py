@@ -76,3 +76,69 @@ def vae(
     else:
         path = train_vae(out, _source(data), cfg, resume=resume, init=init)
     err.print(f"wrote {path}", highlight=False)
+
+
+@app.command("dit")
+def dit(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder, usable as a model folder: dit.safetensors (EMA), "
+                                                      "vae.safetensors, model.json, tasks/, dit_state.pt, dit_log.jsonl."),
+    vae: Optional[Path] = typer.Option(None, "--vae", help="The (frozen) VAE to train in, e.g. from `lavin train vae`."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune this model (name or folder) instead of starting fresh."),
+    data: str = DATA,
+    preset: str = typer.Option("small", "--preset", help="J-DiT preset of a fresh model (tiny, small, 0.1B, ...)."),
+    steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
+    batch: int = typer.Option(32, "--batch", help="Samples per step (per process under torchrun)."),
+    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4; warm-up over --warmup steps)."),
+    warmup: int = typer.Option(200, "--warmup", help="Linear learning-rate warm-up steps."),
+    ema: float = typer.Option(0.9999, "--ema", help="EMA decay of the saved weights (paper: 0.9999)."),
+    max_pairs: int = typer.Option(3, "--max-pairs", help="Context pairs per sample are drawn from 1..this."),
+    size: int = typer.Option(64, "--size", help="Training resolution (multiple of 16)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights."),
+    video_fraction: float = typer.Option(0.15, "--video-fraction", help="Share of batches made of video tasks."),
+    save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
+    bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train the J-DiT by conditional flow matching on in-context task samples (works under torchrun)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from lavin_cli import devices
+    from lavin_cli.errors import UsageError
+    from lavin_cli.train.dit_trainer import DiTTrainConfig, train_dit
+
+    if size % 16 or size < 16:
+        raise UsageError("--size must be a positive multiple of 16")
+    if threads:
+        torch.set_num_threads(threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = devices.pick_device(device)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
+                         seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
+                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    progress, update = _progress(quiet or rank != 0, steps)
+    try:
+        run = lambda cb: train_dit(out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None,  # noqa: E731
+                                   resume=resume, callback=cb, device=str(dev))
+        if progress:
+            with progress:
+                run(update)
+        else:
+            run(None)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        err.print(f"wrote model folder {out}", highlight=False)
