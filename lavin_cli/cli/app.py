@@ -11,6 +11,7 @@ import typer
 
 from lavin_cli import __version__
 from lavin_cli.cli import convert as convert_cmd
+from lavin_cli.cli import evaluate as eval_cmd
 from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import train as train_cmd
@@ -46,6 +47,7 @@ def root(
 
 app.command("run")(run_cmd.run)
 app.command("tasks")(run_cmd.tasks)
+app.command("eval")(eval_cmd.evaluate)
 app.command("info")(info_cmd.info)
 app.command("convert")(convert_cmd.convert)
 app.add_typer(train_cmd.app, name="train")

@@ -147,7 +147,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     while step < cfg.steps:
         bank.advance(step)
         loss = _train_step(model, dit, opt, make_batch(bank, vae, source, cfg, step, rank), cfg, step, rank)
-        ema.update(dit)
+        ema.update(dit, step)
         step += 1
         if rank == 0:
             rate = log.write(step, loss=round(loss, 5))

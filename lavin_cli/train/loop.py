@@ -14,17 +14,22 @@ from torch import nn
 
 
 class EMA:
-    """Exponential moving average of a model's parameters (kept in float32)."""
+    """Exponential moving average of a model's parameters (kept in float32).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
+    checkpoints are not dominated by the random initialisation.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, updates: int) -> None:
+        decay = min(self.decay, (1 + updates) / (10 + updates))
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.float(), 1 - self.decay)
+                self.shadow[k].lerp_(v.float(), 1 - decay)
             else:
                 self.shadow[k].copy_(v)
 

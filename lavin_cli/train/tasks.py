@@ -74,13 +74,26 @@ def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _picture(rng: np.random.Generator, size: int) -> np.ndarray:
-    return scenes.render(scenes.random_scene(rng), size).rgb
+    return render_scene(rng, size).rgb
 
 
-def _scene_task(target: Callable[[scenes.Render], np.ndarray]):
+def render_scene(rng: np.random.Generator, size: int) -> scenes.Render:
+    """The scene behind the scene tasks (the same draws from `rng`, so evaluation can re-render it)."""
+    return scenes.render(scenes.random_scene(rng), size)
+
+
+SCENE_TARGETS: dict[str, Callable[[scenes.Render], np.ndarray]] = {
+    "depth_estimation": lambda r: inverse_depth(r.depth),
+    "surface_normals": lambda r: (r.normal + 1) / 2,
+    "foreground_segmentation": lambda r: (r.instance > 0).astype(np.float32),
+    "edge_detection": lambda r: sobel_edges(_gray(r.rgb)),
+}
+
+
+def _scene_task(name: str):
     def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
-        r = scenes.render(scenes.random_scene(rng), size)
-        return _rgb1(r.rgb), _rgb1(target(r))
+        r = render_scene(rng, size)
+        return _rgb1(r.rgb), _rgb1(SCENE_TARGETS[name](r))
     return make
 
 
@@ -122,10 +135,10 @@ def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
 
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("depth_estimation", "image", _scene_task(lambda r: inverse_depth(r.depth))),
-    Task("surface_normals", "image", _scene_task(lambda r: (r.normal + 1) / 2)),
-    Task("foreground_segmentation", "image", _scene_task(lambda r: (r.instance > 0).astype(np.float32))),
-    Task("edge_detection", "image", _derived(lambda p, rng: p, lambda p: sobel_edges(_gray(p)))),
+    Task("depth_estimation", "image", _scene_task("depth_estimation")),
+    Task("surface_normals", "image", _scene_task("surface_normals")),
+    Task("foreground_segmentation", "image", _scene_task("foreground_segmentation")),
+    Task("edge_detection", "image", _scene_task("edge_detection")),
     Task("colorization", "image", _derived(lambda p, rng: np.repeat(_gray(p)[..., None], 3, -1))),
     Task("inpainting", "image", _derived(_inpaint)),
     Task("denoising", "image", _derived(lambda p, rng: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),

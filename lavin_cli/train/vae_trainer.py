@@ -98,7 +98,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
-        ema.update(vae)
+        ema.update(vae, step)
         step += 1
         rate = log.write(step, loss=round(loss.item(), 5), video=bool(video), **{k: round(v, 5) for k, v in parts.items()})
         if callback:

@@ -1,0 +1,52 @@
+"""`lavin eval`: a model's scores on held-out generated scenes, per task, against a baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lavin_cli.cli import options
+from lavin_cli.cli.console import err, out
+
+
+def evaluate(
+    model: Optional[str] = options.MODEL,
+    home: Optional[Path] = options.HOME,
+    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Evaluate only these tasks (repeatable; default: the model's)."),
+    seed: int = typer.Option(0, "--seed", help="Chooses the held-out scenes (never used in training)."),
+    queries: int = typer.Option(8, "--queries", help="Held-out queries per task."),
+    pairs: int = options.PAIRS,
+    steps: int = options.STEPS,
+    cfg: float = options.CFG,
+    device: str = options.DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per-task metrics, baseline, task_switch_accuracy."),
+    quiet: bool = options.QUIET,
+) -> None:
+    """Measure a model on held-out generated scenes: per-task metrics, a trivial baseline, task switching."""
+    from lavin_cli.errors import UsageError
+    from lavin_cli.pipeline import Pipeline
+    from lavin_cli.train.evaluate import evaluate as run_eval
+
+    if queries < 1:
+        raise UsageError("--queries must be at least 1")
+    pipe = Pipeline.from_pretrained(model, device=device, home=home)
+    if not quiet:
+        err.print(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}", highlight=False)
+    report = run_eval(pipe, task or None, seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {pairs} pairs, {steps} steps")
+    for column in ("task", "metric", "model", "baseline", "better"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for name, r in report["tasks"].items():
+        for metric, value in r["metrics"].items():
+            table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
+    out.print(table)
+    out.print(f"task switch accuracy: {report['task_switch_accuracy']:.3f}")
+    for name, why in report["skipped"].items():
+        err.print(f"skipped {name}: {why}", highlight=False)

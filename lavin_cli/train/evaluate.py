@@ -1,0 +1,182 @@
+"""`lavin eval`: measure a model on held-out generated scenes, per task, against a trivial baseline.
+
+Held-out scenes are drawn from numpy SeedSequence([0x1A71E, seed, task, i]) entropy; training
+draws integer seeds only, so the two never meet. For each task, `queries` queries are answered
+in-context from `pairs` held-out pairs, and scored against the exact ground truth:
+
+    depth_estimation         AbsRel and delta1 (< 1.25) of depth, after least-squares scale and
+                             shift alignment of the prediction (gray = inverse depth) to the true
+                             inverse depth, as in the paper
+    surface_normals          mean angular error in degrees over pixels that hit a surface
+    foreground_segmentation  IoU of (prediction > 0.5) with the object mask
+    edge_detection           F1 of (prediction > 0.5) against the edge map, 1-pixel tolerance
+    restoration tasks        PSNR (dB) against the clean picture
+The baseline answers every query with the mean of the context targets. Task switching: the same
+clean-RGB query under the contexts of depth, normals, foreground and edges (the tasks that share
+that input) must give, each time, the prediction closest (MSE) to that context's task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lavin_cli.train import tasks
+
+EVAL_TAG = 0x1A71E
+SWITCH_TASKS = ("depth_estimation", "surface_normals", "foreground_segmentation", "edge_detection")
+LOWER_IS_BETTER = {"abs_rel", "angular_error_deg"}
+
+
+def heldout_rng(seed: int, task: str, i: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([EVAL_TAG, seed, list(tasks.TASKS).index(task), i]))
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    mse = float(np.mean((pred - target) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def depth_metrics(pred: np.ndarray, depth: np.ndarray) -> dict[str, float]:
+    """pred (H, W) in [0, 1] encodes inverse depth up to scale and shift."""
+    inv = 1.0 / depth
+    a = np.stack([pred.ravel(), np.ones(pred.size)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(a, inv.ravel(), rcond=None)
+    est = 1.0 / np.clip(scale * pred + shift, 1.0 / 100, None)
+    ratio = np.maximum(est / depth, depth / est)
+    return {"abs_rel": float(np.mean(np.abs(est - depth) / depth)), "delta1": float(np.mean(ratio < 1.25))}
+
+
+def normal_error(pred_rgb: np.ndarray, normal: np.ndarray, valid: np.ndarray) -> float:
+    n = pred_rgb * 2 - 1
+    n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
+    cos = np.clip((n * normal).sum(-1), -1, 1)
+    return float(np.degrees(np.arccos(cos[valid])).mean())
+
+
+def iou(pred: np.ndarray, mask: np.ndarray) -> float:
+    p, m = pred > 0.5, mask > 0.5
+    union = (p | m).sum()
+    return 1.0 if union == 0 else float((p & m).sum() / union)
+
+
+def _dilate(x: np.ndarray) -> np.ndarray:
+    p = np.pad(x, 1)
+    return np.max([p[i:i + x.shape[0], j:j + x.shape[1]] for i in range(3) for j in range(3)], axis=0)
+
+
+def edge_f1(pred: np.ndarray, edges: np.ndarray) -> float:
+    p, g = pred > 0.5, edges > 0.5
+    if not p.any() or not g.any():
+        return float(p.any() == g.any())
+    precision = (p & _dilate(g)).sum() / p.sum()
+    recall = (g & _dilate(p)).sum() / g.sum()
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+@dataclass
+class Case:
+    """One held-out query: its input, the encoded target, and what the metric needs."""
+
+    input: np.ndarray  # (H, W, 3) float in [0, 1]
+    target: np.ndarray
+    render: object = None
+
+
+def make_case(task: str, rng: np.random.Generator, size: int) -> Case:
+    if task in tasks.SCENE_TARGETS:
+        r = tasks.render_scene(rng, size)
+        target = tasks.SCENE_TARGETS[task](r)
+        target = np.repeat(target[..., None], 3, -1) if target.ndim == 2 else target
+        return Case(r.rgb, target.astype(np.float32), r)
+    inp, tgt = tasks.TASKS[task].make(rng, size)
+    return Case(inp[0], tgt[0])
+
+
+def score(task: str, pred: np.ndarray, case: Case) -> dict[str, float]:
+    """pred (H, W, 3) float in [0, 1]."""
+    gray = pred.mean(-1)
+    if task == "depth_estimation":
+        return depth_metrics(gray, case.render.depth)
+    if task == "surface_normals":
+        return {"angular_error_deg": normal_error(pred, case.render.normal, case.render.depth < tasks.scenes.FAR)}
+    if task == "foreground_segmentation":
+        return {"iou": iou(gray, case.render.instance > 0)}
+    if task == "edge_detection":
+        return {"f1": edge_f1(gray, case.target.mean(-1))}
+    return {"psnr_db": psnr(pred, case.target)}
+
+
+def better(metrics: dict[str, float], baseline: dict[str, float]) -> bool:
+    return all((metrics[k] < baseline[k]) if k in LOWER_IS_BETTER else (metrics[k] > baseline[k]) for k in metrics)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return tasks.to_uint8(x)
+
+
+def _context(task: str, seed: int, pairs: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for j in range(pairs):
+        case = make_case(task, heldout_rng(seed, task, 100_000 + j), size)
+        out.append((case.input, case.target))
+    return out
+
+
+def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(float(np.mean([d[k] for d in dicts])), 4) for k in dicts[0]}
+
+
+def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
+    context = _context(task, seed, pairs, size)
+    cases = [make_case(task, heldout_rng(seed, task, i), size) for i in range(queries)]
+    result = pipe([(_u8(a), _u8(b)) for a, b in context], [_u8(c.input) for c in cases], pairs=pairs, seed=seed,
+                  size=size, **sampling)
+    baseline = np.mean([b for _, b in context], axis=0)
+    ours = [score(task, p.image.astype(np.float32) / 255, c) for p, c in zip(result.predictions, cases)]
+    base = [score(task, baseline, c) for c in cases]
+    metrics, base_metrics = _mean(ours), _mean(base)
+    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+
+
+def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int, **sampling) -> float:
+    """Share of (query, task) where the answer under task T's context is closest to T's truth."""
+    names = [n for n in SWITCH_TASKS if n in names]
+    if len(names) < 2:
+        return float("nan")
+    renders = [tasks.render_scene(heldout_rng(seed, "depth_estimation", 500_000 + i), size) for i in range(queries)]
+    truths = {n: [np.broadcast_to(np.atleast_3d(tasks.SCENE_TARGETS[n](r)), r.rgb.shape) for r in renders] for n in names}
+    correct = total = 0
+    for task in names:
+        context = [(_u8(a), _u8(b)) for a, b in _context(task, seed, pairs, size)]
+        result = pipe(context, [_u8(r.rgb) for r in renders], pairs=pairs, seed=seed, size=size, **sampling)
+        for i, pred in enumerate(result.predictions):
+            p = pred.image.astype(np.float32) / 255
+            errors = {n: float(np.mean((p - truths[n][i]) ** 2)) for n in names}
+            correct += min(errors, key=errors.get) == task
+            total += 1
+    return correct / total
+
+
+def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
+             steps: int = 20, cfg: float = 1.5, callback=None) -> dict:
+    """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
+    size = pipe.default_size
+    names = names or [n for n in (pipe.model.extra.get("tasks") if pipe.model else None) or tasks.IMAGE_TASKS]
+    sampling = {"steps": steps, "cfg": cfg, "batch_size": queries}
+    report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
+                    "pairs": pairs, "steps": steps, "cfg": cfg, "size": size, "tasks": {}, "skipped": {}}
+    for n, task in enumerate(names):
+        if task not in tasks.TASKS:
+            report["skipped"][task] = "not a generator task"
+        elif tasks.TASKS[task].kind != "image":
+            report["skipped"][task] = "video tasks are evaluated through the video pipeline"
+        else:
+            report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, **sampling)
+        if callback:
+            callback(n + 1, len(names) + 1)
+    report["task_switch_accuracy"] = round(task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling), 4)
+    if callback:
+        callback(len(names) + 1, len(names) + 1)
+    return report

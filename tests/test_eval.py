@@ -1,0 +1,54 @@
+"""`lavin eval`: the metrics are right on known answers, and the report has the promised shape."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from lavin_cli.train import evaluate as ev
+from lavin_cli.train import tasks
+
+
+def test_depth_metrics_are_invariant_to_scale_and_shift_of_inverse_depth():
+    r = tasks.render_scene(np.random.default_rng(0), 48)
+    encoded = tasks.inverse_depth(r.depth) * 0.7 + 0.1  # any affine code of inverse depth
+    m = ev.depth_metrics(encoded, r.depth)
+    assert m["abs_rel"] < 1e-4 and m["delta1"] == 1.0
+    flat = ev.depth_metrics(np.full_like(encoded, 0.5), r.depth)
+    assert flat["abs_rel"] > 0.05 and flat["delta1"] < 1.0
+
+
+def test_normals_iou_edges_psnr_on_perfect_and_wrong_answers():
+    r = tasks.render_scene(np.random.default_rng(1), 48)
+    valid = r.depth < tasks.scenes.FAR
+    assert ev.normal_error((r.normal + 1) / 2, r.normal, valid) < 1e-3
+    assert ev.normal_error((-r.normal + 1) / 2, r.normal, valid) > 170
+    mask = (r.instance > 0).astype(np.float32)
+    assert ev.iou(mask, mask) == 1.0 and ev.iou(1 - mask, mask) == 0.0
+    edges = tasks.SCENE_TARGETS["edge_detection"](r)
+    assert ev.edge_f1(edges, edges) == 1.0
+    assert ev.edge_f1(np.roll(edges, 1, axis=1), edges) > 0.95  # one pixel off is tolerated
+    assert ev.edge_f1(np.zeros_like(edges), edges) == 0.0
+    assert ev.psnr(r.rgb, r.rgb) == 99.0 and 19 < ev.psnr(np.clip(r.rgb + 0.1, 0, 1), r.rgb) < 21
+
+
+def test_heldout_seeds_differ_from_training_seeds():
+    a = tasks.TASKS["denoising"].make(ev.heldout_rng(0, "denoising", 0), 32)[0]
+    b = tasks.pair("denoising", 0, 32)[0]
+    assert not np.array_equal(a, b)
+    again = tasks.TASKS["denoising"].make(ev.heldout_rng(0, "denoising", 0), 32)[0]
+    assert np.array_equal(a, again)
+
+
+def test_eval_json_report(cli, tiny_model):
+    code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "2", "--steps", "2", "--pairs", "2",
+                            "-t", "foreground_segmentation", "-t", "depth_estimation", "-t", "video_depth", "--json", "-q")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert set(report["tasks"]) == {"foreground_segmentation", "depth_estimation"}
+    fg = report["tasks"]["foreground_segmentation"]
+    assert set(fg) == {"metrics", "baseline", "better_than_baseline"} and "iou" in fg["metrics"]
+    assert set(report["tasks"]["depth_estimation"]["metrics"]) == {"abs_rel", "delta1"}
+    assert 0.0 <= report["task_switch_accuracy"] <= 1.0
+    assert "video_depth" in report["skipped"]
