@@ -48,7 +48,7 @@ def home(override: Path | str | None = None) -> Path:
 
 def bundled_dir() -> Path | None:
     """The small model that ships with lavin, when present (installed wheel or source checkout)."""
-    for candidate in (PACKAGE_ROOT / "bundled", PACKAGE_ROOT.parent / "weights" / "bundled"):
+    for candidate in (PACKAGE_ROOT / "weights_data" / "bundled", PACKAGE_ROOT.parent / "weights" / "bundled"):
         if (candidate / "dit.safetensors").is_file():
             return candidate
     return None
@@ -59,25 +59,33 @@ def examples_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def open_folder(path: Path, name: str | None = None) -> ModelFolder:
-    """Recognise a model folder (lavin or official layout)."""
+def open_folder(path: Path, name: str | None = None, dit: Path | None = None) -> ModelFolder:
+    """Recognise a model folder: model.json naming its files, lavin's layout, or the official one."""
     path = path.expanduser()
     meta = json.loads((path / "model.json").read_text()) if (path / "model.json").is_file() else {}
-    if (path / "dit.safetensors").is_file() and (path / "vae.safetensors").is_file():
-        tasks = path / "tasks"
-        return ModelFolder(meta.get("name", name or path.name), path, path / "dit.safetensors", path / "vae.safetensors",
-                           int(meta.get("size", OFFICIAL_SIZE)), tasks if tasks.is_dir() else None,
-                           meta.get("description", ""), meta)
-    for weights in (path, path / "weights"):
-        if (weights / "lavin_dit.safetensors").is_file() and (weights / "stvae.pt").is_file():
-            template = next((t for t in (path / "template", weights.parent / "template") if t.is_dir()), None)
-            return ModelFolder(meta.get("name", name or path.name), path, weights / "lavin_dit.safetensors",
-                               weights / "stvae.pt", int(meta.get("size", OFFICIAL_SIZE)), template,
-                               meta.get("description", "official LaVin-DiT release"), meta)
-    raise CheckpointError(
-        f"{path}: not a model folder (expected dit.safetensors + vae.safetensors, "
-        "or the official lavin_dit.safetensors + stvae.pt)"
-    )
+    name = meta.get("name", name or path.name)
+    size = int(meta.get("size", OFFICIAL_SIZE))
+    if "dit" in meta and "vae" in meta:
+        files = (dit or path / meta["dit"], path / meta["vae"])
+        tasks = path / meta["tasks"] if meta.get("tasks") else path / "tasks"
+    elif (path / "vae.safetensors").is_file() and (dit or (path / "dit.safetensors")).is_file():
+        files, tasks = (dit or path / "dit.safetensors", path / "vae.safetensors"), path / "tasks"
+    else:
+        weights = next((w for w in (path, path / "weights") if (w / "stvae.pt").is_file()), None)
+        official = dit or (weights / "lavin_dit.safetensors" if weights else None)
+        if weights is None or not official.is_file():
+            raise CheckpointError(
+                f"{path}: not a model folder (expected dit.safetensors + vae.safetensors, "
+                "or the official lavin_dit.safetensors + stvae.pt)"
+            )
+        files = (official, weights / "stvae.pt")
+        tasks = next((t for t in (path / "template", weights.parent / "template") if t.is_dir()), path / "template")
+        meta.setdefault("description", "official LaVin-DiT release")
+    for f in files:
+        if not f.is_file():
+            raise CheckpointError(f"{path}: model file {f.name} is missing")
+    return ModelFolder(name, path, files[0], files[1], size, tasks if tasks.is_dir() else None,
+                       meta.get("description", ""), meta)
 
 
 def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> ModelFolder:
@@ -91,17 +99,25 @@ def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> Mod
     path = Path(spec).expanduser()
     if path.is_dir():
         return open_folder(path)
-    if path.exists() or os.sep in spec or spec.startswith("."):
-        raise CheckpointError(f"{spec}: model folder not found" if not path.exists() else f"{spec}: a model is a folder, not a file")
+    if path.is_file():  # a DiT checkpoint: its VAE is expected beside it
+        if path.suffix != ".safetensors":
+            raise CheckpointError(f"{spec}: give a model folder or a DiT .safetensors checkpoint")
+        return open_folder(path.parent, dit=path)
+    if os.sep in spec or spec.startswith("."):
+        raise CheckpointError(f"{spec}: model folder not found")
     installed = home(home_dir) / "models" / spec
     if installed.is_dir():
         return open_folder(installed, spec)
     bundled = bundled_dir()
     if bundled is not None and spec in ("lavin-small", "bundled"):
         return open_folder(bundled, "lavin-small")
+    from lavin_cli import registry  # the registry builds on this module
+
+    if spec in registry.load(home_dir):
+        raise CheckpointError(f"model {spec!r} is not installed: run `lavin download {spec}`")
     known = sorted(p.name for p in (home(home_dir) / "models").glob("*") if p.is_dir()) if (home(home_dir) / "models").is_dir() else []
     hint = f"installed: {', '.join(known)}" if known else f"none installed under {home(home_dir) / 'models'}"
-    raise CheckpointError(f"unknown model {spec!r} ({hint}); pass a model folder path")
+    raise CheckpointError(f"unknown model {spec!r} ({hint}); see `lavin models`, or pass a model folder path")
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,18 @@ def test_cpu_model_run_never_imports_xformers(tmp_path):
     res = _run(body, tmp_path)
     assert res.returncode == 0, res.stderr
     assert not (tmp_path / "imported").exists()
+
+
+def test_wheel_carries_the_registry_and_bundled_model(tmp_path):
+    import zipfile
+
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    wheel = next(tmp_path.glob("lavin_cli-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "lavin_cli/weights_data/registry.json" in names
+    bundled = ROOT / "weights" / "bundled"
+    for path in bundled.rglob("*") if bundled.is_dir() else []:
+        if path.is_file():
+            assert f"lavin_cli/weights_data/bundled/{path.relative_to(bundled)}" in names, path

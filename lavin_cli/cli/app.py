@@ -13,6 +13,7 @@ from lavin_cli import __version__
 from lavin_cli.cli import convert as convert_cmd
 from lavin_cli.cli import evaluate as eval_cmd
 from lavin_cli.cli import info as info_cmd
+from lavin_cli.cli import models as models_cmd
 from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli.console import fail
@@ -47,6 +48,9 @@ def root(
 
 app.command("run")(run_cmd.run)
 app.command("tasks")(run_cmd.tasks)
+app.command("download")(models_cmd.download)
+app.command("models")(models_cmd.models)
+app.command("verify")(models_cmd.verify)
 app.command("eval")(eval_cmd.evaluate)
 app.command("info")(info_cmd.info)
 app.command("convert")(convert_cmd.convert)

@@ -1,0 +1,118 @@
+"""`lavin download`, `lavin models`, `lavin verify`: the model store from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lavin_cli.cli import options
+from lavin_cli.cli.console import err, out
+
+OFFLINE = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
+
+
+def _bars(quiet: bool):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    if quiet or not err.is_terminal:
+        return None, lambda e: None
+    progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=err)
+    tasks: dict[tuple[str, str], int] = {}
+
+    def update(event) -> None:
+        key = (event.stage, event.item)
+        if key not in tasks:
+            tasks[key] = progress.add_task(f"{event.stage} {event.item}"[:28], total=event.total)
+        progress.update(tasks[key], completed=event.done, total=event.total)
+
+    return progress, update
+
+
+def download(
+    name: str = typer.Argument(..., help="A model name from `lavin models` (e.g. lavin-dit-3.4b)."),
+    home: Optional[Path] = options.HOME,
+    offline: bool = OFFLINE,
+    force: bool = typer.Option(False, "--force", help="Install again even if a ready copy exists."),
+    quiet: bool = options.QUIET,
+) -> None:
+    """Download a model (and its task templates), verify, unpack and convert it into the store.
+
+    Sources are Hugging Face repos (honouring HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE and the HF
+    cache) or HTTPS URLs; interrupted downloads resume. Every file is hashed (a hash the registry
+    knows must match, or the file is quarantined); archives unpack only their expected members;
+    stvae.pt is converted to safetensors through weights_only loading; the DiT is checked
+    against its preset before the model is marked ready.
+    """
+    from lavin_cli import hub
+
+    progress, update = _bars(quiet)
+    if progress:
+        with progress:
+            folder = hub.install(name, home, offline, force, update)
+    else:
+        folder = hub.install(name, home, offline, force, update)
+    if not quiet:
+        err.print(f"{folder.name} is ready in {folder.path}", highlight=False)
+    out.print(str(folder.path), highlight=False)
+
+
+def models(
+    home: Optional[Path] = options.HOME,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """List the models lavin knows and the ones installed: source, size on disk, status, path."""
+    from lavin_cli import hub, registry, store
+
+    rows = []
+    entries = registry.load(home)
+    for entry in entries.values():
+        if entry.source == "bundled":
+            path = store.bundled_dir()
+            status = "bundled" if path else "missing from this install"
+        else:
+            path = hub.installed(entry.name, home)
+            partial = (store.home(home) / "models" / f"{entry.name}.partial").exists()
+            status = "ready" if path else ("interrupted" if partial else "not installed")
+        source = f"hf:{entry.repo}" if entry.source == "hf" else entry.source
+        rows.append({"name": entry.name, "status": status, "source": source, "preset": entry.preset,
+                     "bytes": hub.disk_size(path) if path else None, "path": str(path) if path else None,
+                     "description": entry.description})
+    models_dir = store.home(home) / "models"
+    for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
+        if folder.is_dir() and folder.name not in entries and not folder.name.endswith(".partial"):
+            rows.append({"name": folder.name, "status": "local", "source": "local", "preset": None,
+                         "bytes": hub.disk_size(folder), "path": str(folder), "description": ""})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"models (store: {store.home(home)})")
+    for column in ("name", "status", "source", "size", "description"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:,.1f} MB" if r["bytes"] else "-"
+        table.add_row(r["name"], r["status"], r["source"], size, r["description"])
+    out.print(table)
+
+
+def verify(
+    name: str = typer.Argument(..., help="An installed model's name, or a model folder with a manifest."),
+    home: Optional[Path] = options.HOME,
+    quiet: bool = options.QUIET,
+) -> None:
+    """Re-hash an installed model's files against the manifest written when it was downloaded."""
+    from lavin_cli import hub
+    from lavin_cli.errors import CheckpointError
+
+    results = hub.verify(name, home)
+    bad = {k: v for k, v in results.items() if v != "ok"}
+    if not quiet:
+        for rel, status in results.items():
+            out.print(f"{status:>16}  {rel}", highlight=False)
+    if bad:
+        raise CheckpointError(f"{name}: {len(bad)} of {len(results)} files fail verification: {', '.join(bad)}")
+    err.print(f"{name}: all {len(results)} files match the manifest", highlight=False)
