@@ -18,7 +18,7 @@ from torch import nn
 
 from lavin_cli.errors import UsageError
 
-MODES = ("none", "model", "sequential")
+MODES = ("none", "model", "sequential")  # fastest first; "auto" picks among them
 CPU = torch.device("cpu")
 
 
@@ -121,5 +121,55 @@ class SequentialOffload(ModelOffload):
 def make(mode: str, device: torch.device) -> Offload:
     classes = {"none": Offload, "model": ModelOffload, "sequential": SequentialOffload}
     if mode not in classes:
-        raise UsageError(f"unknown --offload {mode!r}; choose one of {', '.join(MODES)}")
+        raise UsageError(f"unknown --offload {mode!r}; choose one of {', '.join(MODES)} or auto")
     return classes[mode](device)
+
+
+def _params(config) -> tuple[int, int]:
+    """(all parameters, parameters in the repeated blocks) of a config, counted on the meta device."""
+    from lavin_cli import weights
+
+    model = weights.build(config, init=False)
+    blocks = getattr(model, "blocks", None)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in blocks.parameters()) if blocks else 0
+
+
+def estimate(dit_cfg, vae_cfg, dtype: torch.dtype, size: tuple[int, int], pairs: int, batch: int = 1,
+             frames: int = 1) -> dict[str, int]:
+    """Peak device bytes of one guided prediction per mode (a planning estimate, before loading).
+
+    Weights at `dtype`; DiT activations of the packed [cond, null] pass (token count x the widest
+    layer outputs); VAE activations of its widest feature map at full resolution.
+    """
+    nbytes = torch.tensor([], dtype=dtype).element_size()
+    (dit_n, blocks_n), (vae_n, _) = _params(dit_cfg), _params(vae_cfg)
+    dit_w, vae_w = dit_n * nbytes, vae_n * nbytes
+    block_w = blocks_n * nbytes // max(dit_cfg.depth, 1)
+    h, w = size
+    latent_frames = 1 + (frames - 1) // 4
+    tokens_per_frame = (h // 16) * (w // 16)
+    tokens = batch * tokens_per_frame * ((2 * pairs + 1 + 1) * latent_frames + (2 + 1) * latent_frames)
+    dit_act = int(tokens * (4 * dit_cfg.hidden_size + 3 * dit_cfg.mlp_hidden) * nbytes * 1.5)
+    vae_act = int(batch * frames * vae_cfg.block_out_channels[0] * h * w * max(nbytes, 4) * 6)
+    return {
+        "none": dit_w + vae_w + max(dit_act, vae_act),
+        "model": max(dit_w + dit_act, vae_w + vae_act),
+        "sequential": max(dit_w - dit_cfg.depth * block_w + 2 * block_w + dit_act, vae_w + vae_act),
+    }
+
+
+def choose(needs: dict[str, int], free: int) -> str | None:
+    """The fastest mode whose estimate fits in 90% of the free memory."""
+    for mode in MODES:
+        if needs[mode] <= 0.9 * free:
+            return mode
+    return None
+
+
+def explain_oom(needs: dict[str, int], free: int, current: str) -> str:
+    gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
+    fits = [m for m in MODES if needs[m] <= 0.9 * free and MODES.index(m) > MODES.index(current)]
+    hint = f"use --offload {fits[0]} (about {gb(needs[fits[0]])})" if fits else \
+        "use --offload sequential with a smaller --size, fewer --pairs or --batch-size 1"
+    return (f"out of GPU memory with --offload {current} (estimated {gb(needs[current])}, "
+            f"{gb(free)} free before the run): {hint}")

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from lavin_cli import __version__, context as ctx, devices, media, offload as offload_mod, sampling, sequence, store, weights
-from lavin_cli.errors import LavinError, UsageError
+from lavin_cli.errors import DeviceError, LavinError, UsageError
 from lavin_cli.models import ops
+from lavin_cli.models.vae_tiling import tiled_encode
 
 
 @dataclass(frozen=True)
@@ -72,28 +73,54 @@ def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[
 
 class Pipeline:
     def __init__(self, dit, vae, model: store.ModelFolder | None, device: torch.device,
-                 dtype: torch.dtype, attention: str, offload: str = "none"):
+                 dtype: torch.dtype, attention: str, offload: str = "none", compile: bool = False,
+                 vae_tile: int | None = None):
         self.dit, self.vae, self.model = dit, vae, model
         self.device, self.dtype = device, dtype
         self.dit.attention_backend = self.attention = ops.resolve_backend(attention, device)
         self.offload = offload_mod.make(offload, device)
         self.offload.place(vae, dit)
+        self.vae_tile = vae_tile  # None: tile inputs larger than 768 px in 512 px tiles
         self.load_seconds = 0.0
+        if compile:
+            for block in self.dit.blocks:  # the blocks hold nearly all the work; one graph serves them all
+                block.compile(dynamic=False)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, device: str = "auto", dtype: str = "auto",
-                        attention: str = "auto", offload: str = "none", home=None) -> "Pipeline":
-        """Load a model by name or folder (else $LAVIN_MODEL, else the bundled model)."""
+                        attention: str = "auto", offload: str = "none", home=None, compile: bool = False,
+                        plan: dict | None = None) -> "Pipeline":
+        """Load a model by name or folder (else $LAVIN_MODEL, else the bundled model).
+
+        offload="auto" picks the fastest mode whose estimated peak memory fits the free GPU memory
+        for `plan` = {"size": (h, w) or N, "pairs": 4, "batch": 1, "frames": 1}, before loading.
+        """
         start = time.perf_counter()
         folder = store.resolve(name_or_path, home)
         dev = devices.pick_device(device)
         dt = devices.pick_dtype(dtype, dev)
+        if offload == "auto":
+            offload = cls._auto_offload(folder, dev, dt, plan or {})
         load_to = dev if offload == "none" else torch.device("cpu")
         dit = weights.load_dit(folder.dit, device=load_to, dtype=dt)
         vae = weights.load_vae(folder.vae, device=load_to, dtype=dt)
-        pipe = cls(dit, vae, folder, dev, dt, attention, offload)
+        pipe = cls(dit, vae, folder, dev, dt, attention, offload, compile)
         pipe.load_seconds = time.perf_counter() - start
         return pipe
+
+    @staticmethod
+    def _auto_offload(folder: store.ModelFolder, dev: torch.device, dt: torch.dtype, plan: dict) -> str:
+        if dev.type != "cuda":
+            return "none"  # weights live in main memory anyway
+        dit_cfg, vae_cfg = weights.peek_configs(folder.dit, folder.vae)
+        needs = offload_mod.estimate(dit_cfg, vae_cfg, dt, parse_size(plan.get("size"), folder.size),
+                                     plan.get("pairs", 4), plan.get("batch", 1), plan.get("frames", 1))
+        free = torch.cuda.mem_get_info(dev)[0]
+        return offload_mod.choose(needs, free) or "sequential"
+
+    def memory_estimate(self, size, pairs: int, batch: int = 1, frames: int = 1) -> dict[str, int]:
+        return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, parse_size(size, self.default_size),
+                                    pairs, batch, frames)
 
     @property
     def default_size(self) -> int:
@@ -109,10 +136,17 @@ class Pipeline:
         x = torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in frames])
         x = sequence.uint8_to_unit(x).to(self.device)
         with torch.no_grad(), self.offload.using(self.vae):
-            post = self.vae.encode(x[:, :, None])
+            tile = self._tile(x.shape[-2:])
+            post = tiled_encode(self.vae, x[:, :, None], tile) if tile else self.vae.encode(x[:, :, None])
             noise = torch.cat([torch.randn(1, *post.mean.shape[1:], generator=g) for g in generators])
             sample = post.sample(noise=noise)
         return self.vae.normalize(sample)[:, :, 0].float(), self.vae.normalize(post.mean)[:, :, 0].float()
+
+    def _tile(self, hw) -> int | None:
+        """VAE tile size for an image of `hw` pixels: None (whole image) up to 768 px."""
+        if self.vae_tile:
+            return self.vae_tile if max(hw) > self.vae_tile else None
+        return 512 if max(hw) > 768 else None
 
     def _encode_context(self, context: ctx.Context, indices: list[int], working, fit: str, seed: int, notify):
         """Read, fit and encode the given pairs once: latents (P, 2, C, h, w), means, images."""
@@ -137,6 +171,14 @@ class Pipeline:
                  solver: str = "euler", batch_size: int = 4,
                  callback: Optional[Callable[[Progress], None]] = None) -> RunResult:
         """Predict the target of every query, in-context. `context`: a folder or (input, target) pairs."""
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
+        try:
+            return self._run(context, queries, pairs, select, size, fit, steps, cfg, seed, solver, batch_size, callback)
+        except torch.OutOfMemoryError:
+            needs = self.memory_estimate(size, pairs, batch_size)
+            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
+
+    def _run(self, context, queries, pairs, select, size, fit, steps, cfg, seed, solver, batch_size, callback) -> RunResult:
         notify = callback or (lambda _p: None)
         self._check(steps, cfg, solver, batch_size, fit)
         working = parse_size(size, self.default_size)
@@ -205,7 +247,7 @@ class Pipeline:
             z = sampling.sample(velocity, noise, s["steps"], s["solver"],
                                 callback=lambda d, t: notify(Progress("sample", d, t)))
         with torch.no_grad(), self.offload.using(self.vae):
-            decoded = sequence.decode_latents(self.vae, z.to(self.dtype))
+            decoded = sequence.decode_latents(self.vae, z.to(self.dtype), self._tile(tuple(8 * n for n in z.shape[-2:])))
         pixels = sequence.float_to_uint8(sequence.unit_to_float(decoded))[:, :, 0].permute(0, 2, 3, 1).cpu().numpy()
         preds = []
         for (slot, label, fitted, placement), idx, px in zip(loaded, chosen, pixels):

@@ -44,6 +44,22 @@ def _is_lavin(path: Path) -> bool:
     return path.suffix == ".safetensors" and ck.read_metadata(path).get("format") == ck.FORMAT
 
 
+def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
+    """The configs of two checkpoint files without loading their tensors (for memory planning)."""
+    dit_path, vae_path = Path(dit_path), Path(vae_path)
+    if _is_lavin(dit_path):
+        dit_cfg = ck.config_from_metadata(ck.read_metadata(dit_path), dit_path)
+    else:
+        shapes, _ = ck.safetensors_reader(dit_path, torch.device("cpu"), None)
+        dit_cfg = ck.infer_dit_config(shapes)
+    if vae_path.suffix == ".safetensors" and _is_lavin(vae_path):
+        vae_cfg = ck.config_from_metadata(ck.read_metadata(vae_path), vae_path)
+    else:
+        raw = ck.load_torch_state_dict(vae_path)  # memory-mapped where the file allows it
+        vae_cfg = ck.infer_vae_config({k: tuple(v.shape) for k, v in raw.items()})
+    return dit_cfg, vae_cfg
+
+
 def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.float32) -> JDiT:
     """A J-DiT from our safetensors or from the official `lavin_dit.safetensors`.
 

@@ -10,7 +10,9 @@ import typer
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
 DTYPE = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16.")
 ATTENTION = typer.Option("auto", "--attention", help="auto, sdpa, xformers (CUDA only) or math (reference).")
-OFFLOAD = typer.Option("none", "--offload", help="none, model (one component on the GPU at a time) or sequential (DiT blocks streamed).")
+OFFLOAD = typer.Option("none", "--offload", help="none, model (one component on the GPU at a time), sequential (DiT blocks "
+                                                  "streamed) or auto (the fastest that fits the free GPU memory).")
+COMPILE = typer.Option(False, "--compile", help="torch.compile the DiT blocks (slow first call; faster sampling after).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace output files that already exist.")
 MODEL = typer.Option(None, "--model", "-m", help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
 HOME = typer.Option(None, "--home", help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")

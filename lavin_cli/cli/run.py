@@ -51,6 +51,7 @@ def run(
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
+    compile: bool = options.COMPILE,
     ext: str = typer.Option("png", "--ext", help="Image format of outputs written into a folder (or to stdout)."),
     grid: bool = typer.Option(False, "--grid", help="Also save <output>_grid.png: context pairs, query, prediction."),
     overwrite: bool = options.OVERWRITE,
@@ -78,7 +79,8 @@ def run(
     grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
     preflight(outputs, overwrite, grids + ([str(record)] if record else []))
 
-    pipe = Pipeline.from_pretrained(str(folder.path), device=device, dtype=dtype, attention=attention, offload=offload)
+    pipe = Pipeline.from_pretrained(str(folder.path), device=device, dtype=dtype, attention=attention, offload=offload,
+                                    compile=compile, plan={"size": size, "pairs": pairs, "batch": batch_size})
     if not quiet:
         err.print(f"model {folder.name} ({folder.path}) on {pipe.device}, {str(pipe.dtype).replace('torch.', '')}, "
                   f"attention {pipe.attention}, offload {pipe.offload.name}", highlight=False)

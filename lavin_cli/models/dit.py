@@ -12,6 +12,7 @@ sub-layers. Only the target stream reaches the output: the velocity of the flow.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -104,6 +105,16 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * keep / (1 - p)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One joint-attention sequence inside a packed batch: its cond and target token ranges and
+    its RoPE tables. Several segments share one pass through every linear layer."""
+
+    cond: slice
+    target: slice
+    rope: tuple
+
+
 class Block(nn.Module):
     def __init__(self, cfg: DiTConfig, drop: float = 0.0):
         super().__init__()
@@ -111,18 +122,25 @@ class Block(nn.Module):
         self.target = Stream(cfg)
         self.drop = drop
 
-    def forward(self, cond, x, t_cond, t_x, rope, backend: str):
-        mod_c, mod_x = self.cond.modulation(t_cond), self.target.modulation(t_x)
-        n_cond = cond.shape[1]
+    def _attend(self, cond_h, x_h, segments: list[Segment], backend: str):
+        """Per-stream projections over all tokens at once; attention within each segment."""
+        qc, kc, vc = self.cond.qkv_heads(cond_h)
+        qx, kx, vx = self.target.qkv_heads(x_h)
+        out_c = qc.new_empty(qc.shape)
+        out_x = qx.new_empty(qx.shape)
+        for seg in segments:
+            n = seg.cond.stop - seg.cond.start
+            q = apply_rope(torch.cat([qc[:, seg.cond], qx[:, seg.target]], dim=1), seg.rope)
+            k = apply_rope(torch.cat([kc[:, seg.cond], kx[:, seg.target]], dim=1), seg.rope)
+            o = attention(q, k, torch.cat([vc[:, seg.cond], vx[:, seg.target]], dim=1), backend)
+            out_c[:, seg.cond], out_x[:, seg.target] = o[:, :n], o[:, n:]
+        return self.cond.out(out_c.flatten(2)), self.target.out(out_x.flatten(2))
 
-        # joint attention over [cond, target]
-        qc, kc, vc = self.cond.qkv_heads((1 + mod_c[0]) * rms_norm(cond, None))
-        qx, kx, vx = self.target.qkv_heads((1 + mod_x[0]) * rms_norm(x, None))
-        q = apply_rope(torch.cat([qc, qx], dim=1), rope)
-        k = apply_rope(torch.cat([kc, kx], dim=1), rope)
-        out = attention(q, k, torch.cat([vc, vx], dim=1), backend).flatten(2)
-        cond = cond + drop_path(mod_c[1] * rms_norm(self.cond.out(out[:, :n_cond]), None), self.drop, self.training)
-        x = x + drop_path(mod_x[1] * rms_norm(self.target.out(out[:, n_cond:]), None), self.drop, self.training)
+    def forward(self, cond, x, t_cond, t_x, segments: list[Segment], backend: str):
+        mod_c, mod_x = self.cond.modulation(t_cond), self.target.modulation(t_x)
+        a_c, a_x = self._attend((1 + mod_c[0]) * rms_norm(cond, None), (1 + mod_x[0]) * rms_norm(x, None), segments, backend)
+        cond = cond + drop_path(mod_c[1] * rms_norm(a_c, None), self.drop, self.training)
+        x = x + drop_path(mod_x[1] * rms_norm(a_x, None), self.drop, self.training)
 
         # per-stream SwiGLU
         h_c = self.cond.mlp((1 + mod_c[2]) * rms_norm(cond, None))
@@ -164,21 +182,37 @@ class JDiT(nn.Module):
 
         H and W must be multiples of the patch size. Returns float32 (B, C, T_x, H, W).
         """
+        return self.forward_multi(target, t, [cond])[0]
+
+    def forward_multi(self, target: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The velocity of the same `target` under each condition (any frame counts), in one pass.
+
+        The conditions' tokens and one copy of the target per condition are packed along the
+        sequence; every linear layer runs once over all of them, and attention stays within each
+        (condition, target copy) segment, whose RoPE time positions start after its own
+        condition. Used for classifier-free guidance: [cond, null] at once.
+        """
         p = self.cfg.patch_size
         _, _, t_x, height, width = target.shape
-        t_c = cond.shape[2]
-        positions = grid_positions(t_c + t_x, height // p, width // p, device=target.device)
-        rope = rope_tables(positions, self.cfg.rope_dims, self.cfg.rope_base)
+        hp, wp = height // p, width // p
+        x_tokens = t_x * hp * wp
+        segments, c_start = [], 0
+        for n, cond in enumerate(conds):
+            c_len = cond.shape[2] * hp * wp
+            positions = grid_positions(cond.shape[2] + t_x, hp, wp, device=target.device)
+            segments.append(Segment(slice(c_start, c_start + c_len), slice(n * x_tokens, (n + 1) * x_tokens),
+                                    rope_tables(positions, self.cfg.rope_dims, self.cfg.rope_base)))
+            c_start += c_len
 
-        c = self.cond_embed(cond)
-        x = self.target_embed(target)
+        c = self.cond_embed(torch.cat(conds, dim=2))  # tokens of each condition, one after the other
+        x = self.target_embed(target).repeat(1, len(conds), 1)
         t_emb = self.time_embed(t)
         t_cond, t_target = t_emb + self.cond_type, t_emb + self.target_type
         for block in self.blocks:
-            c, x = block(c, x, t_cond, t_target, rope, self.attention_backend)
+            c, x = block(c, x, t_cond, t_target, segments, self.attention_backend)
         x = self.final(x, t_target)
-        out = rearrange(x, "b (t h w) (ph pw c) -> b c t (h ph) (w pw)", t=t_x, h=height // p, ph=p, pw=p)
-        return out.float()
+        return [rearrange(x[:, seg.target], "b (t h w) (ph pw c) -> b c t (h ph) (w pw)", t=t_x, h=hp, ph=p, pw=p).float()
+                for seg in segments]
 
     def init_weights(self) -> None:
         """Training initialisation (DiT recipe): xavier linears, zeroed modulations and output."""
