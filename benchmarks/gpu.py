@@ -1,0 +1,135 @@
+"""Seconds per prediction and peak memory of the LaVin-DiT pipeline, against the FLOP floor.
+
+    python benchmarks/gpu.py                                  # 3.4B + official VAE, random weights, CUDA
+    python benchmarks/gpu.py --preset tiny --vae tiny --device cpu --sizes 64 --pairs 4   # proves it works anywhere
+
+For each configuration (working size, context pairs; 20 steps, cfg 1.5, one query), attention
+backend and offload mode: the median seconds of a whole prediction (context encoding,
+sampling, decoding) after warm-up (CUDA events on a GPU), the peak GPU memory, and the floor:
+the run's matrix-multiply and convolution FLOPs (torch's FlopCounterMode) divided by the card's
+measured bf16 (CPU: float32) matmul rate; "x floor" is our time over that floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from lavin_cli import devices, weights
+from lavin_cli.config import dit_preset, vae_preset
+from lavin_cli.models import ops
+from lavin_cli.pipeline import Pipeline
+
+
+def random_models(dit_name: str, vae_name: str, dtype: torch.dtype):
+    """Built on meta, materialised on the CPU with small random weights (no download, no slow init)."""
+    models = []
+    for cfg in (dit_preset(dit_name), vae_preset(vae_name)):
+        model = weights.build(cfg, init=False).to_empty(device="cpu")
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if p.dim() > 1 else 0.1) + (1.0 if p.dim() == 1 else 0.0))
+        models.append(model.to(dtype).eval().requires_grad_(False))
+    return models
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
+    """Sustained FLOP/s of a large square matmul."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    reps = 20 if device.type == "cuda" else 5
+    seconds = _timed(lambda: [a @ b for _ in range(reps)], device)
+    return 2 * n**3 * reps / seconds
+
+
+def _timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def inputs(size: int, pairs: int):
+    rng = np.random.default_rng(0)
+    img = lambda: rng.integers(0, 255, (size, size, 3), dtype=np.uint8)  # noqa: E731
+    return [(img(), img()) for _ in range(pairs)], [img()]
+
+
+def count_flops(pipe: Pipeline, context, query, size: int, pairs: int, steps: int, cfg: float) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        pipe(context, query, pairs=pairs, size=size, steps=steps, cfg=cfg)
+    return counter.get_total_flops()
+
+
+def measure(pipe: Pipeline, context, query, size, pairs, steps, cfg, repeats, device) -> tuple[float, int]:
+    run = lambda: pipe(context, query, pairs=pairs, size=size, steps=steps, cfg=cfg)  # noqa: E731
+    run()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = [_timed(run, device) for _ in range(repeats)]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return statistics.median(times), peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="3.4B")
+    parser.add_argument("--vae", default="official")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="512,256", help="working sizes, paired with --pairs")
+    parser.add_argument("--pairs", default="4,8")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=1.5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--attention", default="auto", help="comma list of backends, or auto: every one that works here")
+    parser.add_argument("--offload", default="none,model,sequential")
+    args = parser.parse_args()
+
+    device = devices.pick_device(args.device)
+    dtype = devices.pick_dtype("auto", device)
+    backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and ops.xformers_status(device.index or 0)[0] else []) \
+        if args.attention == "auto" else args.attention.split(",")
+    rate = matmul_rate(device, dtype)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}; {str(dtype).replace('torch.', '')} matmul rate {rate / 1e12:.1f} TFLOP/s; "
+          f"J-DiT {args.preset} + VAE {args.vae}, random weights; {args.steps} steps, cfg {args.cfg}, one query")
+    print(f"| size | pairs | attention | offload | s / prediction | peak GPU GB | TFLOP | floor s | x floor |")
+    print("| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    dit, vae = random_models(args.preset, args.vae, dtype)
+    for size, pairs in zip(map(int, args.sizes.split(",")), map(int, args.pairs.split(","))):
+        context, query = inputs(size, pairs)
+        flops = None
+        for backend in backends:
+            for mode in args.offload.split(","):
+                pipe = Pipeline(dit, vae, None, device, dtype, backend, mode)
+                if flops is None:
+                    flops = count_flops(pipe, context, query, size, pairs, args.steps, args.cfg)
+                seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
+                floor = flops / rate
+                print(f"| {size} | {pairs} | {backend} | {mode} | {seconds:.3f} | {peak / 2**30:.2f} | "
+                      f"{flops / 1e12:.2f} | {floor:.3f} | {seconds / floor:.2f} |", flush=True)
+                dit.to("cpu"), vae.to("cpu")  # the next mode places the weights itself
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
