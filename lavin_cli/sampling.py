@@ -57,38 +57,37 @@ def _t(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
 
 
-def euler(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: StepCallback = None,
-          trajectory: list | None = None) -> torch.Tensor:
-    """x_{n+1} = x_n + (t_{n+1} - t_n) * v(x_n, t_n) (the official fixed-grid Euler)."""
+def _integrate(step, x: torch.Tensor, grid: torch.Tensor, callback: StepCallback, trajectory: list | None) -> torch.Tensor:
+    """Walk the grid with `step(x, t0, t1) -> x`, recording states and reporting progress."""
     total = len(grid) - 1
     if trajectory is not None:
         trajectory.append(x)
     for n in range(total):
-        dt = grid[n + 1] - grid[n]
-        x = x + dt * velocity(x, _t(x, grid[n]))
+        x = step(x, grid[n], grid[n + 1])
         if trajectory is not None:
             trajectory.append(x)
         if callback:
             callback(n + 1, total)
     return x
+
+
+def euler(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: StepCallback = None,
+          trajectory: list | None = None) -> torch.Tensor:
+    """x_{n+1} = x_n + (t_{n+1} - t_n) * v(x_n, t_n) (the official fixed-grid Euler)."""
+    return _integrate(lambda x, t0, t1: x + (t1 - t0) * velocity(x, _t(x, t0)), x, grid, callback, trajectory)
 
 
 def heun(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: StepCallback = None,
          trajectory: list | None = None) -> torch.Tensor:
     """Heun's second-order method: Euler predictor, trapezoidal corrector (2 evaluations per step)."""
-    total = len(grid) - 1
-    if trajectory is not None:
-        trajectory.append(x)
-    for n in range(total):
-        dt = grid[n + 1] - grid[n]
-        k1 = velocity(x, _t(x, grid[n]))
-        k2 = velocity(x + dt * k1, _t(x, grid[n + 1]))
-        x = x + dt * 0.5 * (k1 + k2)
-        if trajectory is not None:
-            trajectory.append(x)
-        if callback:
-            callback(n + 1, total)
-    return x
+
+    def step(x: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
+        dt = t1 - t0
+        k1 = velocity(x, _t(x, t0))
+        k2 = velocity(x + dt * k1, _t(x, t1))
+        return x + dt * 0.5 * (k1 + k2)
+
+    return _integrate(step, x, grid, callback, trajectory)
 
 
 SOLVERS = {"euler": euler, "heun": heun}

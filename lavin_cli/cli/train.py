@@ -11,6 +11,10 @@ from lavin_cli.cli.console import err
 
 app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True)
 
+SIZE = typer.Option(64, "--size", help="Training resolution (multiple of 16).")
+SEED = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights, also across --resume.")
+THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 DATA = typer.Option("generator", "--data", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
                                                 "or a folder of task folders in the `lavin run` context format.")
 
@@ -22,6 +26,27 @@ def _source(data: str):
         names = data.split(":", 1)[1].split(",") if ":" in data else None
         return Generator(names)
     return Folders(Path(data))
+
+
+def _prepare(size: int, threads: int | None) -> None:
+    import torch
+
+    from lavin_cli.errors import UsageError
+
+    if size % 16 or size < 16:
+        raise UsageError("--size must be a positive multiple of 16")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _with_progress(quiet: bool, total: int, run) -> None:
+    """Call run(callback) with a progress bar on a terminal (and a silent callback otherwise)."""
+    progress, update = _progress(quiet, total)
+    if progress:
+        with progress:
+            run(update)
+    else:
+        run(None)
 
 
 def _progress(quiet: bool, total: int):
@@ -48,34 +73,23 @@ def vae(
     steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
     batch: int = typer.Option(16, "--batch", help="Images per step (clip steps use a quarter as many 5-frame clips)."),
     lr: float = typer.Option(4e-4, "--lr", help="AdamW learning rate (warm-up over 200 steps)."),
-    size: int = typer.Option(64, "--size", help="Training resolution (multiple of 16)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights."),
+    size: int = SIZE,
+    seed: int = SEED,
     video_fraction: float = typer.Option(0.2, "--video-fraction", help="Share of steps on 5-frame clips."),
     save_every: int = typer.Option(250, "--save-every", help="Checkpoint interval in steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    threads: Optional[int] = THREADS,
+    quiet: bool = QUIET,
 ) -> None:
     """Train the ST-VAE: L1 + gradient reconstruction and a small KL, EMA weights, strictly causal."""
-    import torch
-
-    from lavin_cli.errors import UsageError
     from lavin_cli.train.vae_trainer import VAETrainConfig, train_vae
 
-    if size % 16 or size < 16:
-        raise UsageError("--size must be a positive multiple of 16")
-    if threads:
-        torch.set_num_threads(threads)
+    _prepare(size, threads)
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every)
-    progress, update = _progress(quiet, steps)
-    if progress:
-        with progress:
-            path = train_vae(out, _source(data), cfg, resume=resume, init=init, callback=update)
-    else:
-        path = train_vae(out, _source(data), cfg, resume=resume, init=init)
-    err.print(f"wrote {path}", highlight=False)
+    _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
+    err.print(f"wrote {out / 'vae.safetensors'}", highlight=False)
 
 
 @app.command("dit")
@@ -92,16 +106,16 @@ def dit(
     warmup: int = typer.Option(200, "--warmup", help="Linear learning-rate warm-up steps."),
     ema: float = typer.Option(0.9999, "--ema", help="EMA decay of the saved weights (paper: 0.9999)."),
     max_pairs: int = typer.Option(3, "--max-pairs", help="Context pairs per sample are drawn from 1..this."),
-    size: int = typer.Option(64, "--size", help="Training resolution (multiple of 16)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights."),
+    size: int = SIZE,
+    seed: int = SEED,
     video_fraction: float = typer.Option(0.15, "--video-fraction", help="Share of batches made of video tasks."),
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    threads: Optional[int] = THREADS,
+    quiet: bool = QUIET,
 ) -> None:
     """Train the J-DiT by conditional flow matching on in-context task samples (works under torchrun)."""
     import os
@@ -110,13 +124,9 @@ def dit(
     import torch.distributed as dist
 
     from lavin_cli import devices
-    from lavin_cli.errors import UsageError
     from lavin_cli.train.dit_trainer import DiTTrainConfig, train_dit
 
-    if size % 16 or size < 16:
-        raise UsageError("--size must be a positive multiple of 16")
-    if threads:
-        torch.set_num_threads(threads)
+    _prepare(size, threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = devices.pick_device(device)
     if world > 1 and not dist.is_initialized():
@@ -128,15 +138,10 @@ def dit(
                          seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
                          bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    progress, update = _progress(quiet or rank != 0, steps)
     try:
-        run = lambda cb: train_dit(out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None,  # noqa: E731
-                                   resume=resume, callback=cb, device=str(dev))
-        if progress:
-            with progress:
-                run(update)
-        else:
-            run(None)
+        _with_progress(quiet or rank != 0, steps, lambda cb: train_dit(
+            out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
+            device=str(dev)))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
