@@ -93,7 +93,13 @@ class SequentialOffload(ModelOffload):
     def _arrive(self, block: nn.Module, nxt: nn.Module | None):
         def hook(_module, _args):
             if self._stream is not None:
-                torch.cuda.current_stream(self.device).wait_stream(self._stream)
+                compute = torch.cuda.current_stream(self.device)
+                compute.wait_stream(self._stream)
+                for p in block.parameters():
+                    if p.device == self.device:
+                        # copied on the side stream, read on this one: the allocator must not reuse
+                        # the memory until this stream's queued work is done, even once we drop it
+                        p.data.record_stream(compute)
             self._fetch(block)  # nothing to do when it was prefetched
             if nxt is not None:
                 if self._stream is not None:
