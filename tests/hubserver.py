@@ -21,6 +21,7 @@ class HubServer:
         self.files: dict[str, bytes] = {}  # "owner/repo/file" or "files/name" -> bytes
         self.drop_once: set[str] = set()
         self.log: list[tuple[str, str, str]] = []  # (method, path, Range header)
+        self.auth: list[str] = []  # Authorization headers received
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +47,7 @@ class HubServer:
                 self.end_headers()
 
             def do_HEAD(self):
+                server.auth.append(self.headers.get("Authorization", ""))
                 key = self._key()
                 server.log.append(("HEAD", self.path, self.headers.get("Range", "")))
                 if key not in server.files:

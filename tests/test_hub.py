@@ -206,3 +206,24 @@ def test_unknown_and_uninstalled_models(cli, hub, tmp_path, queries, pairs_dir):
     assert code == 4 and "unknown model" in err
     code, _, err = cli("run", "-m", "tiny-official", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "o.png")
     assert code == 4 and "lavin download tiny-official" in err
+
+
+def test_token_home_and_checkpoint_file_paths(cli, hub, tmp_path, monkeypatch, queries, pairs_dir):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    other = tmp_path / "elsewhere"
+    _register(other)
+    monkeypatch.setenv("LAVIN_HOME", str(tmp_path / "unused"))
+    code, stdout, err = cli("download", "tiny-official", "--home", other)
+    assert code == 0, err
+    assert "Bearer hf_secret" in hub.auth
+    assert Path(stdout.strip()) == other / "models" / "tiny-official"
+    code, stdout, _ = cli("models", "--home", other, "--json")
+    assert any(r["name"] == "tiny-official" and r["status"] == "ready" for r in json.loads(stdout))
+    # --model also takes the DiT checkpoint file itself (its VAE beside it, as in lavin's layout)
+    folder = other / "models" / "tiny-official"
+    ours = tmp_path / "ours"
+    assert cli("convert", "--dit", folder / "weights" / "lavin_dit.safetensors", "--vae", folder / "vae.safetensors",
+               "-o", ours)[0] == 0
+    code, _, err = cli("run", "-m", ours / "dit.safetensors", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "p.png",
+                       "--steps", "3", "--size", "32")
+    assert code == 0, err

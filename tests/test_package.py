@@ -70,3 +70,35 @@ def test_wheel_carries_the_registry_and_bundled_model(tmp_path):
     for path in bundled.rglob("*") if bundled.is_dir() else []:
         if path.is_file():
             assert f"lavin_cli/weights_data/bundled/{path.relative_to(bundled)}" in names, path
+
+
+def test_installed_wheel_finds_its_registry_and_bundled_model(tmp_path):
+    """Build a wheel from a copy of the tree with a (tiny) model in weights/bundled, install it
+    elsewhere, and run lavin from there without --model."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_pairs, make_tiny_model, random_image
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", "build", "bundled"))
+    make_tiny_model(src / "weights" / "bundled")
+    make_pairs(src / "weights" / "bundled" / "tasks" / "shipped_task", count=2)
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(wheels)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                          str(next(wheels.glob("*.whl")))], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    query = random_image(tmp_path / "q.png")
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LAVIN_HOME": str(tmp_path / "home")}
+    code = ("import lavin_cli, sys; from lavin_cli import store, registry;"
+            "assert store.bundled_dir().is_relative_to(sys.argv[1]), store.bundled_dir();"
+            "assert registry.shipped_registry().is_relative_to(sys.argv[1])")
+    res = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, "-m", "lavin_cli", "run", "--task", "shipped_task", "-i", str(query),
+                          "-o", str(tmp_path / "o.png"), "--steps", "2"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "lavin_cli/weights_data/bundled" in res.stderr.replace("\n", "")  # the installed copy ran
