@@ -95,3 +95,16 @@ def test_convert_writes_atomically(tmp_path):
     model = weights.build(DiTConfig(hidden_size=48, depth=1, num_heads=2))
     weights.save(model, tmp_path / "a.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]  # no .partial left behind
+
+
+def test_convert_to_half_precision(tmp_path):
+    from lavin_cli.config import DiTConfig
+
+    model = weights.build(DiTConfig(hidden_size=48, depth=1, num_heads=2))
+    weights.save(model, tmp_path / "dit.safetensors")
+    res = lavin("convert", "--dit", str(tmp_path / "dit.safetensors"), "--dtype", "float16", "-o", str(tmp_path / "half"))
+    assert res.returncode == 0, res.stderr
+    half = weights.load_dit(tmp_path / "half" / "dit.safetensors", dtype=None)
+    assert all(p.dtype == torch.float16 for p in half.parameters())
+    assert (tmp_path / "half" / "dit.safetensors").stat().st_size < 0.6 * (tmp_path / "dit.safetensors").stat().st_size
+    assert lavin("convert", "--dit", str(tmp_path / "dit.safetensors"), "--dtype", "int8", "-o", str(tmp_path / "x")).returncode == 3

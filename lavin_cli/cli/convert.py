@@ -27,6 +27,7 @@ def convert(
     vae: Optional[Path] = typer.Option(None, "--vae", help="VAE weights: official stvae.pt (read with weights_only) or lavin's."),
     to: Target = typer.Option(Target.lavin, "--to", help="lavin: safetensors with config metadata; official: the published layout."),
     preset: Optional[str] = typer.Option(None, "--preset", help="DiT preset of an official file (default: inferred from its shapes)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Store the weights as float32, bfloat16 or float16 (default: as read)."),
     overwrite: bool = options.OVERWRITE,
 ) -> None:
     """Convert checkpoints between the official files and lavin's format; keys and shapes are checked.
@@ -34,8 +35,11 @@ def convert(
     lavin format: dit.safetensors and vae.safetensors whose metadata carries the model config.
     official: lavin_dit.safetensors and stvae.pt ({"state_dict": ...}), as published.
     """
-    from lavin_cli import config, weights
+    from lavin_cli import config, devices, weights
 
+    cast = devices.DTYPES.get(dtype) if dtype else None
+    if dtype and cast is None:
+        raise InputError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
     if dit is None and vae is None:
         raise InputError("nothing to convert: give --dit and/or --vae")
     if output.exists() and not output.is_dir():
@@ -43,9 +47,9 @@ def convert(
     jobs = []
     if dit is not None:
         cfg = config.dit_preset(preset) if preset else None
-        jobs.append((lambda cfg=cfg: weights.load_dit(dit, cfg, dtype=None), output / NAMES[to][0]))
+        jobs.append((lambda cfg=cfg: weights.load_dit(dit, cfg, dtype=cast), output / NAMES[to][0]))
     if vae is not None:
-        jobs.append((lambda: weights.load_vae(vae, dtype=None), output / NAMES[to][1]))
+        jobs.append((lambda: weights.load_vae(vae, dtype=cast), output / NAMES[to][1]))
     for _, dest in jobs:
         if dest.exists() and not overwrite:
             raise OutputError(f"{dest} exists; pass --overwrite to replace it")
