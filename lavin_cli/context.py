@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from lavin_cli.errors import InputError, UsageError
-from lavin_cli.media import ImageLike, is_image_path
+from lavin_cli.media import ImageLike, is_image_path, is_video_path
 
 SELECTIONS = ("first", "random", "nearest")
 
@@ -33,41 +33,54 @@ class Context:
     source: str
 
 
-def _by_suffix(folder: Path) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+def _is_image(path: Path) -> bool:
+    return path.is_file() and is_image_path(path)
+
+
+def _is_clip(path: Path) -> bool:
+    """A video file, or a folder of frame images."""
+    if path.is_file():
+        return is_video_path(path)
+    return path.is_dir() and any(is_image_path(p) for p in path.iterdir())
+
+
+def _by_suffix(folder: Path, accept) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
     inputs, targets, other = {}, {}, []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
+        if path.name.startswith(".") or not accept(path):
             continue
-        stem = path.stem
-        if stem.endswith("_input") and is_image_path(path):
+        stem = path.stem if path.is_file() else path.name
+        if stem.endswith("_input"):
             inputs.setdefault(stem[: -len("_input")], path)
-        elif stem.endswith("_target") and is_image_path(path):
+        elif stem.endswith("_target"):
             targets.setdefault(stem[: -len("_target")], path)
-        elif is_image_path(path):
+        else:
             other.append(path.name)
     return inputs, targets, other
 
 
-def _by_subfolder(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+def _by_subfolder(folder: Path, accept) -> tuple[dict[str, Path], dict[str, Path]]:
     def index(sub: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(sub.iterdir()) if p.is_file() and is_image_path(p)}
+        return {(p.stem if p.is_file() else p.name): p for p in sorted(sub.iterdir()) if accept(p)}
 
     return index(folder / "input"), index(folder / "target")
 
 
-def find_pairs(folder: Path | str) -> Context:
-    """All complete pairs of a context folder; unpaired files are listed by name."""
+def find_pairs(folder: Path | str, clips: bool = False) -> Context:
+    """All complete pairs of a context folder (images, or with `clips` video files / frame
+    folders); unpaired entries are listed by name."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError(f"{folder}: context folder not found")
     if not folder.is_dir():
         raise InputError(f"{folder}: --context must be a folder of <id>_input/<id>_target pairs")
+    accept = _is_clip if clips else _is_image
     if (folder / "input").is_dir() and (folder / "target").is_dir():
-        inputs, targets = _by_subfolder(folder)
+        inputs, targets = _by_subfolder(folder, accept)
         stray: list[str] = []
         prefix_in, prefix_tg = "input/", "target/"
     else:
-        inputs, targets, stray = _by_suffix(folder)
+        inputs, targets, stray = _by_suffix(folder, accept)
         prefix_in = prefix_tg = ""
     ids = sorted(set(inputs) & set(targets))
     unpaired = [prefix_in + inputs[i].name for i in sorted(set(inputs) - set(targets))]
@@ -75,7 +88,8 @@ def find_pairs(folder: Path | str) -> Context:
     unpaired += stray
     if not ids:
         detail = f" (unpaired: {', '.join(unpaired[:5])})" if unpaired else ""
-        raise InputError(f"{folder}: no complete <id>_input/<id>_target pair{detail}")
+        what = "clip" if clips else ""
+        raise InputError(f"{folder}: no complete <id>_input/<id>_target {what + ' ' if what else ''}pair{detail}")
     return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder))
 
 

@@ -268,13 +268,20 @@ def write_video(path: Path, clip: Clip, overwrite: bool = False) -> None:
         for i, frame in enumerate(clip.frames):
             write_image(path / f"{i:05d}.png", frame, overwrite=True)
         return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write here ({exc.strerror})") from None
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     options = {"duration": 1000.0 / fps, "loop": 0} if path.suffix.lower() == ".gif" else \
         {"fps": fps, "codec": _CODECS[path.suffix.lower()], "macro_block_size": 1}
     if path.suffix.lower() == ".webm":
         options["output_params"] = ["-crf", "30", "-b:v", "0"]  # constant quality (VP9 has no default)
     try:
-        iio.imwrite(tmp, clip.frames, **options)
+        try:
+            iio.imwrite(tmp, clip.frames, **options)
+        except OSError as exc:
+            raise OutputError(f"{path}: could not encode the video ({str(exc).splitlines()[0][:120]})") from None
         if path.exists() and not overwrite:
             raise OutputError(f"{path} exists; pass --overwrite to replace it")
         os.replace(tmp, path)

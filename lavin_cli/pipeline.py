@@ -142,6 +142,27 @@ class Pipeline:
             sample = post.sample(noise=noise)
         return self.vae.normalize(sample)[:, :, 0].float(), self.vae.normalize(post.mean)[:, :, 0].float()
 
+    def encode_clip(self, frames: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """One clip (F, H, W, 3) uint8 at the working size -> normalised latents (C, T, h, w), a posterior
+        sample drawn from `generator`. F = 4k + 1 gives k + 1 latent frames."""
+        x = sequence.uint8_to_unit(torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2))[None].to(self.device)
+        with torch.no_grad(), self.offload.using(self.vae):
+            tile = self._tile(x.shape[-2:])
+            post = tiled_encode(self.vae, x, tile) if tile else self.vae.encode(x)
+            z = post.sample(noise=torch.randn(post.mean.shape, generator=generator))
+        return self.vae.normalize(z)[0].float()
+
+    def video(self, context, queries, **options) -> RunResult:
+        """In-context video tasks (clip-to-clip or prediction, told by the context); see video_pipeline."""
+        from lavin_cli.video_pipeline import run_video
+
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
+        try:
+            return run_video(self, context, queries, **options)
+        except torch.OutOfMemoryError:
+            needs = self.memory_estimate(options.get("size"), options.get("pairs", 4), 1, 5)
+            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
+
     def _tile(self, hw) -> int | None:
         """VAE tile size for an image of `hw` pixels: None (whole image) up to 768 px."""
         if self.vae_tile:
@@ -240,21 +261,32 @@ class Pipeline:
             sim = ctx.similarity(m[0], means[:, 0]) if s["select"] == "nearest" else None
             chosen.append(ctx.select(s["pairs"], len(candidates), s["select"], s["seed"], sim) if sim is not None
                           else list(range(len(candidates))))
-        cond = torch.cat([sequence.condition(lat[idx], q[None]) for idx, q in zip(chosen, q_lat)]).to(self.device)
-        noise = torch.cat([torch.randn(1, *cond.shape[1:2], 1, *cond.shape[-2:], generator=g) for g in gens]).to(self.device)
-        with torch.no_grad(), self.offload.using(self.dit):
-            velocity = sampling.guided(self.dit, cond.to(self.dtype), s["cfg"])
-            z = sampling.sample(velocity, noise, s["steps"], s["solver"],
-                                callback=lambda d, t: notify(Progress("sample", d, t)))
-        with torch.no_grad(), self.offload.using(self.vae):
-            decoded = sequence.decode_latents(self.vae, z.to(self.dtype), self._tile(tuple(8 * n for n in z.shape[-2:])))
-        pixels = sequence.float_to_uint8(sequence.unit_to_float(decoded))[:, :, 0].permute(0, 2, 3, 1).cpu().numpy()
+        cond = torch.cat([sequence.condition(lat[idx], q[None]) for idx, q in zip(chosen, q_lat)])
+        pixels = self.decode(self.generate(cond, 1, gens, s, notify))[:, 0]
         preds = []
         for (slot, label, fitted, placement), idx, px in zip(loaded, chosen, pixels):
             ids = [context.pairs[candidates[i]].id for i in idx]
             preds.append(Prediction(label, media.unfit(px, placement), ids, working=fitted,
                                     context=[images[i] for i in idx]))
         return preds
+
+    def generate(self, cond: torch.Tensor, target_frames: int, gens: list[torch.Generator], s: dict, notify,
+                 query_frames: int = 1) -> torch.Tensor:
+        """Normalised target latents (B, C, target_frames, h, w) sampled for conditions (B, C, T_c, h, w)
+        whose last `query_frames` frames are the query; sample i's noise comes from gens[i]."""
+        shape = (1, cond.shape[1], target_frames, *cond.shape[-2:])
+        noise = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(self.device)
+        cond = cond.to(self.device, self.dtype)
+        with torch.no_grad(), self.offload.using(self.dit):
+            velocity = sampling.guided(self.dit, cond, s["cfg"], sampling.null_condition(cond, query_frames))
+            return sampling.sample(velocity, noise, s["steps"], s["solver"],
+                                   callback=lambda d, t: notify(Progress("sample", d, t)))
+
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3)."""
+        with torch.no_grad(), self.offload.using(self.vae):
+            decoded = sequence.decode_latents(self.vae, z.to(self.dtype), self._tile(tuple(8 * n for n in z.shape[-2:])))
+        return sequence.float_to_uint8(sequence.unit_to_float(decoded)).permute(0, 2, 3, 4, 1).cpu().numpy()
 
     def _record(self, context, working, s, predictions, context_seconds, batch_size) -> dict:
         model = self.model

@@ -104,12 +104,13 @@ def sample(velocity: Velocity, noise: torch.Tensor, steps: int = 20, solver: str
     return SOLVERS[solver](velocity, x, grid, callback, trajectory)
 
 
-def null_condition(cond: torch.Tensor) -> torch.Tensor:
-    """The official unconditional input: one all-zero frame followed by the query (last) frame.
+def null_condition(cond: torch.Tensor, query_frames: int = 1) -> torch.Tensor:
+    """The official unconditional input: one all-zero frame followed by the query (the last
+    `query_frames` frames: 1 for an image, the query clip's latent frames for a video).
 
-    cond: (B, C, T_c, H, W) -> (B, C, 2, H, W).
+    cond: (B, C, T_c, H, W) -> (B, C, 1 + query_frames, H, W).
     """
-    return torch.cat([torch.zeros_like(cond[:, :, :1]), cond[:, :, -1:]], dim=2)
+    return torch.cat([torch.zeros_like(cond[:, :, :1]), cond[:, :, -query_frames:]], dim=2)
 
 
 def guided(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],

@@ -46,9 +46,17 @@ def test_eval_json_report(cli, tiny_model):
                             "-t", "foreground_segmentation", "-t", "depth_estimation", "-t", "video_depth", "--json", "-q")
     assert code == 0, err
     report = json.loads(stdout)
-    assert set(report["tasks"]) == {"foreground_segmentation", "depth_estimation"}
+    assert set(report["tasks"]) == {"foreground_segmentation", "depth_estimation", "video_depth"}
     fg = report["tasks"]["foreground_segmentation"]
     assert set(fg) == {"metrics", "baseline", "better_than_baseline"} and "iou" in fg["metrics"]
     assert set(report["tasks"]["depth_estimation"]["metrics"]) == {"abs_rel", "delta1"}
     assert 0.0 <= report["task_switch_accuracy"] <= 1.0
-    assert "video_depth" in report["skipped"]
+    assert set(report["tasks"]) >= {"video_depth"} and set(report["tasks"]["video_depth"]["metrics"]) == {"abs_rel", "delta1"}
+
+
+def test_eval_covers_frame_prediction(cli, tiny_model):
+    code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
+                            "-t", "frame_prediction", "--json", "-q")
+    assert code == 0, err
+    fp = json.loads(stdout)["tasks"]["frame_prediction"]
+    assert "psnr_db" in fp["metrics"] and "psnr_db" in fp["baseline"]

@@ -16,6 +16,7 @@ from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import models as models_cmd
 from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import train as train_cmd
+from lavin_cli.cli import video as video_cmd
 from lavin_cli.cli.console import fail
 from lavin_cli.errors import LavinError
 
@@ -47,6 +48,7 @@ def root(
 
 
 app.command("run")(run_cmd.run)
+app.command("video")(video_cmd.video)
 app.command("tasks")(run_cmd.tasks)
 app.command("download")(models_cmd.download)
 app.command("models")(models_cmd.models)

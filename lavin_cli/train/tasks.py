@@ -118,18 +118,19 @@ def _low_light(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (pic * rng.uniform(0.12, 0.35)) ** rng.uniform(1.2, 1.8)
 
 
-def _clip(rng: np.random.Generator, size: int, times: np.ndarray) -> list[scenes.Render]:
+def clip_renders(rng: np.random.Generator, size: int, frames: int) -> list[scenes.Render]:
+    """A moving scene rendered at `frames` time steps of 0.25 (the same draws the video tasks make)."""
     scene = scenes.random_scene(rng, moving=True)
-    return [scenes.render(scene, size, float(t)) for t in times]
+    return [scenes.render(scene, size, 0.25 * t) for t in range(frames)]
 
 
 def _frame_prediction(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
-    frames = np.stack([r.rgb for r in _clip(rng, size, np.arange(9) * 0.25)])
+    frames = np.stack([r.rgb for r in clip_renders(rng, size, 9)])
     return frames[:5], frames[4:9]
 
 
 def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
-    renders = _clip(rng, size, np.arange(5) * 0.25)
+    renders = clip_renders(rng, size, 5)
     depth = inverse_depth(np.stack([r.depth for r in renders]))
     return np.stack([r.rgb for r in renders]), np.repeat(depth[..., None], 3, -1).astype(np.float32)
 

@@ -1,0 +1,135 @@
+"""`lavin video`: in-context video tasks and frame prediction; the clip sibling of `lavin run`."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lavin_cli.cli import options
+from lavin_cli.cli.console import err
+from lavin_cli.cli.paths import preflight
+from lavin_cli.cli.progress import bars
+from lavin_cli.cli.run import _report, resolve_context
+from lavin_cli.errors import InputError, LavinError, UsageError
+
+
+def expand_clips(specs: list[str]) -> list[str]:
+    """Video files, folders of videos, folders of frames (one clip each) and globs -> clip paths."""
+    from lavin_cli.media import is_image_path, is_video_path
+
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            videos = sorted(str(p) for p in path.iterdir() if p.is_file() and is_video_path(p))
+            out += videos or [str(path)]  # a folder of frames is one clip
+            if not videos and not any(is_image_path(p) for p in path.iterdir()):
+                raise InputError(f"{spec}: folder holds neither videos nor frame images")
+        elif not path.exists() and glob.has_magic(spec):
+            matches = sorted(m for m in glob.glob(str(path)) if is_video_path(Path(m)) or Path(m).is_dir())
+            if not matches:
+                raise InputError(f"{spec}: no video matches this pattern")
+            out += matches
+        else:
+            out.append(str(path))
+    return out
+
+
+def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
+    """A file (video extension) or frames folder for one clip; a folder of <name>.<ext> for several."""
+    from lavin_cli.media import VIDEO_EXTENSIONS, is_video_path
+
+    ext = "." + ext.lower().lstrip(".")
+    if ext not in VIDEO_EXTENSIONS and ext != ".frames":
+        raise UsageError(f"--ext {ext}: use one of {', '.join(VIDEO_EXTENSIONS)} or frames")
+    out = Path(output).expanduser()
+    if output == "-":
+        raise UsageError("-o -: videos are written to files or frame folders, not stdout")
+    if len(queries) == 1:
+        return [str(out)]
+    if is_video_path(out):
+        raise UsageError(f"-o {output}: {len(queries)} queries need an output folder")
+    names = [Path(q).stem if Path(q).suffix else Path(q).name for q in queries]
+    return [str(out / (n if ext == ".frames" else n + ext)) for n in names]
+
+
+def video(
+    query: list[str] = typer.Option(..., "--query", "-i", help="Query clip(s): video files, folders of frames, folders of videos, globs."),
+    output: str = typer.Option(..., "--output", "-o", help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder (several)."),
+    context: Optional[Path] = options.CONTEXT,
+    task: Optional[str] = options.TASK,
+    frames: int = typer.Option(12, "--frames", help="Prediction tasks: how many new frames to produce (paper: 12)."),
+    mode: str = typer.Option("auto", "--mode", help="auto (told by the context), clip (a target frame per input frame) or predict."),
+    model: Optional[str] = options.MODEL,
+    home: Optional[Path] = options.HOME,
+    pairs: int = options.PAIRS,
+    select: str = typer.Option("first", "--select", help="Which pairs: first or random (seeded)."),
+    size: Optional[str] = options.SIZE,
+    fit: str = options.FIT,
+    steps: int = options.STEPS,
+    cfg: float = options.CFG,
+    seed: int = options.SEED,
+    solver: str = options.SOLVER,
+    fps: Optional[float] = typer.Option(None, "--fps", help="Output frame rate (default: the query's)."),
+    device: str = options.DEVICE,
+    dtype: str = options.DTYPE,
+    attention: str = options.ATTENTION,
+    offload: str = options.OFFLOAD,
+    compile: bool = options.COMPILE,
+    ext: str = typer.Option("mp4", "--ext", help="Format of outputs written into a folder (mp4, webm, gif, ... or frames)."),
+    overwrite: bool = options.OVERWRITE,
+    as_json: bool = options.JSON_OUT,
+    record: Optional[Path] = options.RECORD,
+    quiet: bool = options.QUIET,
+) -> None:
+    """Predict each query clip's target from example clip pairs: clip-to-clip or frame prediction.
+
+    [dim]lavin video --context clips/ --query clip.mp4 --frames 12 -o pred.mp4[/]
+    [dim]lavin video --context depth_clips/ --query frames_dir/ -o depth.mp4[/]
+    """
+    from lavin_cli import context as ctx
+    from lavin_cli import store
+    from lavin_cli.pipeline import Pipeline, parse_size
+
+    queries = expand_clips(query)
+    outputs = plan_outputs(queries, output, ext)
+    folder = store.resolve(model, home)
+    parse_size(size, folder.size)
+    context_dir = resolve_context(context, task, folder)
+    ctx.find_pairs(context_dir, clips=True)
+    preflight(outputs, overwrite, [str(record)] if record else [])
+    pipe = Pipeline.from_pretrained(str(folder.path), device=device, dtype=dtype, attention=attention, offload=offload,
+                                    compile=compile, plan={"size": size, "pairs": pairs, "frames": 5})
+    if not quiet:
+        err.print(f"model {folder.name} ({folder.path}) on {pipe.device}, attention {pipe.attention}, "
+                  f"offload {pipe.offload.name}", highlight=False)
+    with bars(not quiet) as progress:
+        def relay(p):
+            if p.stage == "tokens" and not quiet:
+                err.print(f"DiT sequence: {p.total} tokens per call", highlight=False)
+            else:
+                progress(p)
+        result = pipe.video(context_dir, queries, frames=frames, mode=mode, pairs=pairs, select=select, size=size,
+                            fit=fit, steps=steps, cfg=cfg, seed=seed, solver=solver, fps=fps, callback=relay)
+    _write(result, outputs, overwrite)
+    if not quiet:
+        err.print(f"task kind: {result.record['mode']}; context clips of {result.record['context_clip_frames']} frames",
+                  highlight=False)
+    _report(result, record, as_json, quiet, overwrite)
+
+
+def _write(result, outputs: list[str], overwrite: bool) -> None:
+    from lavin_cli import media
+
+    for i, (pred, dest) in enumerate(zip(result.predictions, outputs)):
+        if pred.error:
+            continue
+        try:
+            media.write_video(Path(dest), pred.clip, overwrite)
+            result.record["queries"][i]["output"] = dest
+        except LavinError as error:
+            pred.error, pred.code = str(error), error.exit_code
+            result.record["queries"][i]["error"] = str(error)

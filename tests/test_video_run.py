@@ -1,0 +1,95 @@
+"""`lavin video` and `Pipeline.video` end to end on the tiny random model, CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lavin_cli import Pipeline, media
+from lavin_cli.train import tasks
+
+
+def _write_pairs(folder, task, count, ext):
+    for i in range(count):
+        a, b = tasks.pair(task, i, 32)
+        media.write_video(folder / f"{i}_input{ext}", media.Clip(tasks.to_uint8(a), 8))
+        media.write_video(folder / f"{i}_target{ext}", media.Clip(tasks.to_uint8(b), 8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    predict = _write_pairs(root / "predict", "frame_prediction", 2, ".gif")
+    depth = _write_pairs(root / "depth", "video_depth", 2, "")  # frame folders
+    q, _ = tasks.pair("frame_prediction", 99, 32)
+    query = root / "query.mp4"
+    media.write_video(query, media.Clip(tasks.to_uint8(q), 7))
+    long_query = root / "long"
+    media.write_video(long_query, media.Clip(np.concatenate([tasks.to_uint8(q)] * 3)[:13], 7))
+    return {"predict": predict, "depth": depth, "query": query, "long": long_query}
+
+
+@pytest.mark.parametrize("n", [1, 4, 5, 12, 13])
+def test_prediction_produces_exactly_n_frames(tiny_model, clips, n):
+    result = Pipeline.from_pretrained(str(tiny_model)).video(clips["predict"], [str(clips["query"])], frames=n, steps=2, pairs=2)
+    pred = result.predictions[0]
+    assert pred.error is None and result.record["mode"] == "predict"
+    assert pred.clip.frames.shape == (n, 32, 32, 3) and pred.clip.fps == 7
+
+
+def test_clip_to_clip_chunks_a_long_query(tiny_model, clips):
+    result = Pipeline.from_pretrained(str(tiny_model)).video(clips["depth"], [str(clips["long"])], steps=2, pairs=2)
+    assert result.record["mode"] == "clip" and result.record["context_clip_frames"] == {"input": 5, "target": 5}
+    assert result.predictions[0].clip.frames.shape[0] == 13  # 3 chunks of 5 sharing a frame, every frame once
+
+
+@pytest.mark.parametrize("out", ["pred.gif", "pred.mp4", "pred.webm", "frames_out"])
+def test_cli_outputs_and_fps(cli, tiny_model, clips, tmp_path, out):
+    code, stdout, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", clips["query"], "--frames", "4",
+                            "-o", tmp_path / out, "--steps", "2", "--json")
+    assert code == 0, err
+    clip = media.read_video(tmp_path / out)
+    assert clip.frames.shape == (4, 32, 32, 3)
+    if out != "frames_out":
+        assert abs(clip.fps - 7) < 0.6
+    record = json.loads(stdout)
+    assert record["sequence_tokens"] > 0 and record["queries"][0]["frames"] == 4
+    assert "DiT sequence:" in err and "task kind: predict" in err
+
+
+def test_cli_batch_of_clips_with_a_bad_one(cli, tiny_model, clips, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
+    code, _, err = cli("video", "-m", tiny_model, "-c", clips["depth"], "-i", clips["query"], "-i", bad, "-o", tmp_path / "o",
+                       "--steps", "2")
+    assert code == 7 and "bad.mp4: unreadable, truncated or unsupported video" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["query.mp4"]
+
+
+def test_video_errors(cli, tiny_model, clips, tmp_path, monkeypatch):
+    base = ["video", "-m", tiny_model, "--steps", "2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli(*base, "-c", clips["predict"], "-i", empty, "-o", tmp_path / "a.mp4")
+    assert code == 3 and "neither videos nor frame images" in err
+    mismatched = tmp_path / "mismatched"
+    a, b = tasks.pair("video_depth", 0, 32)
+    media.write_video(mismatched / "0_input", media.Clip(tasks.to_uint8(a), 8))
+    media.write_video(mismatched / "0_target", media.Clip(tasks.to_uint8(b)[:3], 8))
+    code, _, err = cli(*base, "-c", mismatched, "-i", clips["query"], "-o", tmp_path / "b.mp4", "--mode", "clip")
+    assert code == 3 and "input has 5 frames, target 3" in err
+    code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "c.mp4", "--frames", "0")
+    assert code == 2 and "--frames must be at least 1" in err
+    code, _, err = cli(*base, "-c", tmp_path / "nothing", "-i", clips["query"], "-o", tmp_path / "d.mp4")
+    assert code == 3 and "context folder not found" in err
+    code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "e.mp4", "--ext", "wav",
+                       "-i", clips["query"])
+    assert code == 2 and "--ext .wav" in err
+    from lavin_cli import video_pipeline
+
+    monkeypatch.setattr(video_pipeline, "available_memory", lambda: 1024)
+    code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "f.mp4")
+    assert code == 5 and "token sequence" in err and "--offload sequential" in err and not (tmp_path / "f.mp4").exists()
