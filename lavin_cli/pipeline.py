@@ -142,15 +142,17 @@ class Pipeline:
             sample = post.sample(noise=noise)
         return self.vae.normalize(sample)[:, :, 0].float(), self.vae.normalize(post.mean)[:, :, 0].float()
 
-    def encode_clip(self, frames: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    def encode_clip(self, frames: np.ndarray, generator: torch.Generator, with_mean: bool = False):
         """One clip (F, H, W, 3) uint8 at the working size -> normalised latents (C, T, h, w), a posterior
-        sample drawn from `generator`. F = 4k + 1 gives k + 1 latent frames."""
+        sample drawn from `generator` (and the posterior mean, with `with_mean`). F = 4k + 1 gives
+        k + 1 latent frames."""
         x = sequence.uint8_to_unit(torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2))[None].to(self.device)
         with torch.no_grad(), self.offload.using(self.vae):
             tile = self._tile(x.shape[-2:])
             post = tiled_encode(self.vae, x, tile) if tile else self.vae.encode(x)
             z = post.sample(noise=torch.randn(post.mean.shape, generator=generator))
-        return self.vae.normalize(z)[0].float()
+        sample = self.vae.normalize(z)[0].float()
+        return (sample, self.vae.normalize(post.mean)[0].float()) if with_mean else sample
 
     def video(self, context, queries, **options) -> RunResult:
         """In-context video tasks (clip-to-clip or prediction, told by the context); see video_pipeline."""

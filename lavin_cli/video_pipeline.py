@@ -8,6 +8,7 @@ A context pair whose target starts with (nearly) its input's last frame is a pre
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class VideoPrediction:
 class ContextClips:
     ids: list[str]
     latents: list[tuple[torch.Tensor, torch.Tensor]]  # per pair: (input, target) latents (C, T, h, w)
+    keys: list[torch.Tensor]  # per pair: posterior mean of the input's first latent frame (for nearest)
     mode: str
     input_frames: int  # 4k + 1 frames per query chunk
     target_frames: int
@@ -63,8 +65,10 @@ def _detect_mode(pairs: list[tuple[media.Clip, media.Clip]], requested: str) -> 
 
 
 def load_context(pipe, folder, working, fit: str, mode: str, count: int, select: str, seed: int) -> ContextClips:
+    """Read, check and encode the context clips (all of them for --select nearest, which picks per query)."""
     found = ctx.find_pairs(folder, clips=True)
-    chosen = ctx.select(count, len(found.pairs), "random" if select == "random" else "first", seed)
+    ctx.select(count, len(found.pairs), select, seed, torch.zeros(len(found.pairs)))  # validate the options
+    chosen = list(range(len(found.pairs))) if select == "nearest" else ctx.select(count, len(found.pairs), select, seed)
     clips = [(media.read_video(found.pairs[i].input), media.read_video(found.pairs[i].target)) for i in chosen]
     for i, (inp, tgt) in zip(chosen, clips):
         if inp.frames.shape[1:] != tgt.frames.shape[1:] and mode == "clip":
@@ -77,12 +81,23 @@ def load_context(pipe, folder, working, fit: str, mode: str, count: int, select:
     n_in = video.padded_length(min(len(i.frames) for i, _ in clips))
     n_tg = n_in if mode == "clip" else video.padded_length(min(len(t.frames) for _, t in clips))
     gen = torch.Generator().manual_seed(seed)
-    latents = []
+    latents, keys = [], []
     for inp, tgt in clips:
-        a = pipe.encode_clip(video.pad(_fit_frames(inp.frames, working, fit)[0], n_in), gen)
+        a, mean = pipe.encode_clip(video.pad(_fit_frames(inp.frames, working, fit)[0], n_in), gen, with_mean=True)
         b = pipe.encode_clip(video.pad(_fit_frames(tgt.frames, working, fit)[0], n_tg), gen)
         latents.append((a, b))
-    return ContextClips([found.pairs[i].id for i in chosen], latents, mode, n_in, n_tg)
+        keys.append(mean[:, 0])
+    return ContextClips([found.pairs[i].id for i in chosen], latents, keys, mode, n_in, n_tg)
+
+
+def for_query(context: ContextClips, key: torch.Tensor, count: int, select: str, seed: int) -> ContextClips:
+    """The pairs this query sees: all loaded ones, or (nearest) the `count` whose input clips start
+    closest to `key` (the query's first latent frame, posterior mean), the closest next to the query."""
+    if select != "nearest":
+        return context
+    idx = ctx.select(count, len(context.latents), "nearest", seed, ctx.similarity(key, torch.stack(context.keys)))
+    return dataclasses.replace(context, ids=[context.ids[i] for i in idx], latents=[context.latents[i] for i in idx],
+                               keys=[context.keys[i] for i in idx])
 
 
 def _condition(context: ContextClips, query: torch.Tensor) -> torch.Tensor:
@@ -112,42 +127,49 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def _tokens(pipe, context: ContextClips, query_latents: int, target_latents: int, hw) -> int:
-    cond = sum(a.shape[1] + b.shape[1] for a, b in context.latents) + query_latents
+def _tokens(pipe, context: ContextClips, query_latents: int, target_latents: int, hw, pairs: int) -> int:
+    cond = sum(a.shape[1] + b.shape[1] for a, b in context.latents[:pairs]) + query_latents
     return (cond + target_latents) * (hw[0] // 16) * (hw[1] // 16)
 
 
-def _clip_to_clip(pipe, context: ContextClips, frames: np.ndarray, s: dict, notify) -> np.ndarray:
-    """Chunks of the context's clip length sharing one frame; each frame predicted once kept."""
+def _clip_to_clip(pipe, context: ContextClips, frames: np.ndarray, s: dict, notify) -> tuple[np.ndarray, list[str]]:
+    """Chunks of the context's clip length sharing one frame; each frame predicted once kept.
+    Returns the frames and the ids of the pairs used (by the first chunk)."""
     out = np.zeros_like(frames)
-    done = 0
+    done, used = 0, []
     for start, end in video.chunks(len(frames), context.input_frames):
         chunk = video.pad(frames[start:end], context.input_frames)
-        q = pipe.encode_clip(chunk, torch.Generator().manual_seed(s["seed"]))
+        q, mean = pipe.encode_clip(chunk, torch.Generator().manual_seed(s["seed"]), with_mean=True)
         gen = torch.Generator().manual_seed(s["seed"] + start)
-        z = pipe.generate(_condition(context, q), q.shape[1], [gen], s, notify, query_frames=q.shape[1])
+        seen = for_query(context, mean[:, 0], s["pairs"], s["select"], s["seed"])
+        used = used or seen.ids
+        z = pipe.generate(_condition(seen, q), q.shape[1], [gen], s, notify, query_frames=q.shape[1])
         pred = pipe.decode(z)[0][: end - start]
         out[max(start, done):end] = pred[max(start, done) - start:]
         done = end
-    return out
+    return out, used
 
 
-def _predict(pipe, context: ContextClips, frames: np.ndarray, new: int, s: dict, notify) -> np.ndarray:
-    """`new` continuation frames, chunk by chunk, each chunk seeing the latest frames."""
+def _predict(pipe, context: ContextClips, frames: np.ndarray, new: int, s: dict, notify) -> tuple[np.ndarray, list[str]]:
+    """`new` continuation frames, chunk by chunk, each chunk seeing the latest frames; and the
+    ids of the pairs used (by the first chunk)."""
     plan = video.plan_prediction(new, context.target_frames)
     history = list(frames)
     produced: list[np.ndarray] = []
+    used: list[str] = []
     for n in range(plan.chunks):
         window = np.stack(history[-context.input_frames:])
         if len(window) < context.input_frames:  # a short query: repeat its first frame in front
             window = np.concatenate([np.repeat(window[:1], context.input_frames - len(window), 0), window])
-        q = pipe.encode_clip(window, torch.Generator().manual_seed(s["seed"]))
+        q, mean = pipe.encode_clip(window, torch.Generator().manual_seed(s["seed"]), with_mean=True)
         gen = torch.Generator().manual_seed(s["seed"] + n)
-        z = pipe.generate(_condition(context, q), plan.chunk_latents, [gen], s, notify, query_frames=q.shape[1])
+        seen = for_query(context, mean[:, 0], s["pairs"], s["select"], s["seed"])
+        used = used or seen.ids
+        z = pipe.generate(_condition(seen, q), plan.chunk_latents, [gen], s, notify, query_frames=q.shape[1])
         fresh = list(pipe.decode(z)[0][1:1 + plan.chunk_new_frames])  # frame 0 is the anchor
         produced += fresh
         history += fresh
-    return np.stack(produced[:new])
+    return np.stack(produced[:new]), used
 
 
 def run_video(pipe, context_folder, queries, *, frames: int = 12, mode: str = "auto", pairs: int = 4,
@@ -157,8 +179,6 @@ def run_video(pipe, context_folder, queries, *, frames: int = 12, mode: str = "a
     pipe._check(steps, cfg, solver, 1, fit)
     if mode not in MODES:
         raise UsageError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
-    if select == "nearest":
-        raise UsageError("--select nearest is for images; use first or random with video")
     working = parse_size(size, pipe.default_size)
     s = dict(pairs=pairs, select=select, steps=steps, cfg=cfg, seed=seed, solver=solver, fit=fit)
     t0 = time.perf_counter()
@@ -166,7 +186,7 @@ def run_video(pipe, context_folder, queries, *, frames: int = 12, mode: str = "a
     context_seconds = time.perf_counter() - t0
     q_latents = video.latents_for(context.input_frames)
     t_latents = q_latents if context.mode == "clip" else video.plan_prediction(frames, context.target_frames).chunk_latents
-    tokens = _tokens(pipe, context, q_latents, t_latents, working)
+    tokens = _tokens(pipe, context, q_latents, t_latents, working, pairs)
     check_memory(pipe, context, working, tokens)
     notify(Progress("tokens", tokens, tokens))
     results = []
@@ -175,10 +195,10 @@ def run_video(pipe, context_folder, queries, *, frames: int = 12, mode: str = "a
         try:
             clip = media.read_video(query)
             fitted, placement = _fit_frames(clip.frames, working, fit)
-            out = _clip_to_clip(pipe, context, fitted, s, notify) if context.mode == "clip" else \
+            out, used = _clip_to_clip(pipe, context, fitted, s, notify) if context.mode == "clip" else \
                 _predict(pipe, context, fitted, frames, s, notify)
             restored = np.stack([media.unfit(f, placement) for f in out])
-            results.append(VideoPrediction(str(query), media.Clip(restored, fps or clip.fps or 10.0), context.ids,
+            results.append(VideoPrediction(str(query), media.Clip(restored, fps or clip.fps or 10.0), used,
                                            seconds=time.perf_counter() - start, tokens=tokens))
         except LavinError as err:
             results.append(VideoPrediction(str(query), error=str(err), code=err.exit_code))

@@ -93,3 +93,22 @@ def test_video_errors(cli, tiny_model, clips, tmp_path, monkeypatch):
     monkeypatch.setattr(video_pipeline, "available_memory", lambda: 1024)
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "f.mp4")
     assert code == 5 and "token sequence" in err and "--offload sequential" in err and not (tmp_path / "f.mp4").exists()
+
+
+def test_nearest_pairs_and_truncated_files(cli, tiny_model, clips, tmp_path):
+    pipe = Pipeline.from_pretrained(str(tiny_model))
+    same = clips["depth"] / "1_input"  # the query is pair 1's own input clip
+    result = pipe.video(clips["depth"], [str(same)], pairs=1, select="nearest", steps=2)
+    assert result.predictions[0].error is None and result.record["queries"][0]["pairs"] == ["1"]
+    from lavin_cli import video_pipeline
+
+    ctx_clips = video_pipeline.load_context(pipe, clips["depth"], (32, 32), "squash", "auto", 1, "nearest", 0)
+    import torch
+
+    _, mean = pipe.encode_clip(media.read_video(same).frames, torch.Generator().manual_seed(0), with_mean=True)
+    assert video_pipeline.for_query(ctx_clips, mean[:, 0], 1, "nearest", 0).ids == ["1"]
+    whole = clips["query"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    code, _, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", cut, "-o", tmp_path / "o.mp4", "--steps", "2")
+    assert code == 3 and "cut.mp4: unreadable, truncated or unsupported video" in err

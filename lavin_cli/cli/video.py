@@ -66,7 +66,7 @@ def video(
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
     pairs: int = options.PAIRS,
-    select: str = typer.Option("first", "--select", help="Which pairs: first or random (seeded)."),
+    select: str = options.SELECT,
     size: Optional[str] = options.SIZE,
     fit: str = options.FIT,
     steps: int = options.STEPS,
