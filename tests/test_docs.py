@@ -81,3 +81,12 @@ def test_readme_quick_start_runs(tmp_path):
     python += "\nassert result.predictions[0].image.shape == (64, 64, 3) and len(result.predictions[0].pairs) == 4\n"
     res = subprocess.run([sys.executable, "-c", python], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+
+
+def test_run_all_examples_script(tmp_path, tiny_model):
+    res = subprocess.run(["bash", str(ROOT / "examples" / "run_all.sh"), str(tmp_path / "out"), "--model", str(tiny_model),
+                          "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    tasks = sorted(p.name for p in ROOT.joinpath("examples").iterdir() if p.is_dir() and any(p.glob("*_input.*")))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == tasks
+    assert all(any((tmp_path / "out" / t).iterdir()) for t in tasks)
