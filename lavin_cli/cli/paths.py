@@ -8,32 +8,42 @@ import tempfile
 from pathlib import Path
 
 from lavin_cli.errors import InputError, OutputError, UsageError
-from lavin_cli.media import IMAGE_EXTENSIONS, is_image_path
+from lavin_cli.media import IMAGE_EXTENSIONS, is_image_path, is_video_path
 
 STDIO = "-"
 
 
-def expand_queries(specs: list[str]) -> list[str]:
-    """Files, folders (their images, sorted) and glob patterns -> query paths, in order.
+def _folder_items(path: Path, spec: str, clips: bool) -> list[str]:
+    """What a query folder stands for: its images; for clips, its videos, or itself as frames."""
+    if clips:
+        videos = sorted(str(p) for p in path.iterdir() if p.is_file() and is_video_path(p))
+        if not videos and not any(is_image_path(p) for p in path.iterdir()):
+            raise InputError(f"{spec}: folder holds neither videos nor frame images")
+        return videos or [str(path)]
+    images = sorted(str(p) for p in path.iterdir() if p.is_file() and is_image_path(p))
+    if not images:
+        raise InputError(f"{spec}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return images
 
-    A path that does not exist is kept, so that it is reported as a failed query of the batch.
-    """
+
+def expand_queries(specs: list[str], clips: bool = False) -> list[str]:
+    """Files, folders and glob patterns -> query paths, in order (images, or with `clips` videos
+    and frame folders). A path that does not exist is kept, so that it is reported as a failed
+    query of the batch."""
     if STDIO in specs:
-        if len(specs) > 1:
-            raise UsageError("--query - (stdin) cannot be combined with other queries")
+        if clips or len(specs) > 1:
+            raise UsageError("--query - (stdin) takes one image, alone")
         return [STDIO]
+    wanted = (lambda p: is_video_path(p) or p.is_dir()) if clips else is_image_path
     out: list[str] = []
     for spec in specs:
         path = Path(spec).expanduser()
         if path.is_dir():
-            images = sorted(str(p) for p in path.iterdir() if p.is_file() and is_image_path(p))
-            if not images:
-                raise InputError(f"{spec}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            out += images
+            out += _folder_items(path, spec, clips)
         elif not path.exists() and glob.has_magic(spec):
-            matches = sorted(m for m in glob.glob(os.path.expanduser(spec)) if is_image_path(Path(m)))
+            matches = sorted(m for m in glob.glob(os.path.expanduser(spec)) if wanted(Path(m)))
             if not matches:
-                raise InputError(f"{spec}: no image matches this pattern")
+                raise InputError(f"{spec}: no {'video' if clips else 'image'} matches this pattern")
             out += matches
         else:
             out.append(str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import Optional
 
@@ -10,32 +9,10 @@ import typer
 
 from lavin_cli.cli import options
 from lavin_cli.cli.console import err
-from lavin_cli.cli.paths import preflight
+from lavin_cli.cli.paths import expand_queries, preflight
 from lavin_cli.cli.progress import bars
 from lavin_cli.cli.run import _report, resolve_context
-from lavin_cli.errors import InputError, LavinError, UsageError
-
-
-def expand_clips(specs: list[str]) -> list[str]:
-    """Video files, folders of videos, folders of frames (one clip each) and globs -> clip paths."""
-    from lavin_cli.media import is_image_path, is_video_path
-
-    out: list[str] = []
-    for spec in specs:
-        path = Path(spec).expanduser()
-        if path.is_dir():
-            videos = sorted(str(p) for p in path.iterdir() if p.is_file() and is_video_path(p))
-            out += videos or [str(path)]  # a folder of frames is one clip
-            if not videos and not any(is_image_path(p) for p in path.iterdir()):
-                raise InputError(f"{spec}: folder holds neither videos nor frame images")
-        elif not path.exists() and glob.has_magic(spec):
-            matches = sorted(m for m in glob.glob(str(path)) if is_video_path(Path(m)) or Path(m).is_dir())
-            if not matches:
-                raise InputError(f"{spec}: no video matches this pattern")
-            out += matches
-        else:
-            out.append(str(path))
-    return out
+from lavin_cli.errors import LavinError, UsageError
 
 
 def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
@@ -94,7 +71,7 @@ def video(
     from lavin_cli import store
     from lavin_cli.pipeline import Pipeline, parse_size
 
-    queries = expand_clips(query)
+    queries = expand_queries(query, clips=True)
     outputs = plan_outputs(queries, output, ext)
     folder = store.resolve(model, home)
     parse_size(size, folder.size)
