@@ -14,6 +14,7 @@ queries share its call or its batch.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -158,11 +159,17 @@ class Pipeline:
         """In-context video tasks (clip-to-clip or prediction, told by the context); see video_pipeline."""
         from lavin_cli.video_pipeline import run_video
 
+        with self._oom_advice(options.get("size"), options.get("pairs", 4), 1, frames=5):
+            return run_video(self, context, queries, **options)
+
+    @contextmanager
+    def _oom_advice(self, size, pairs: int, batch: int, frames: int = 1):
+        """Turn a CUDA out-of-memory error into advice: the offload mode (or smaller run) that fits."""
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
         try:
-            return run_video(self, context, queries, **options)
+            yield
         except torch.OutOfMemoryError:
-            needs = self.memory_estimate(options.get("size"), options.get("pairs", 4), 1, 5)
+            needs = self.memory_estimate(size, pairs, batch, frames)
             raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
 
     def _tile(self, hw) -> int | None:
@@ -194,12 +201,8 @@ class Pipeline:
                  solver: str = "euler", batch_size: int = 4,
                  callback: Optional[Callable[[Progress], None]] = None) -> RunResult:
         """Predict the target of every query, in-context. `context`: a folder or (input, target) pairs."""
-        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
-        try:
+        with self._oom_advice(size, pairs, batch_size):
             return self._run(context, queries, pairs, select, size, fit, steps, cfg, seed, solver, batch_size, callback)
-        except torch.OutOfMemoryError:
-            needs = self.memory_estimate(size, pairs, batch_size)
-            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
 
     def _run(self, context, queries, pairs, select, size, fit, steps, cfg, seed, solver, batch_size, callback) -> RunResult:
         notify = callback or (lambda _p: None)
