@@ -134,8 +134,7 @@ def test_no_model_at_all(cli, queries, pairs_dir, tmp_path, monkeypatch):
     from lavin_cli import store
 
     monkeypatch.delenv("LAVIN_MODEL", raising=False)
-    if store.bundled_dir() is not None:
-        pytest.skip("a bundled model is installed")
+    monkeypatch.setattr(store, "bundled_dir", lambda: None)  # as an installation without the bundled model
     code, _, err = cli("run", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "o.png")
     _assert_clean(code, err, 4, "no bundled model")
 
