@@ -58,5 +58,7 @@ def test_eval_covers_frame_prediction(cli, tiny_model):
     code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
                             "-t", "frame_prediction", "--json", "-q")
     assert code == 0, err
-    fp = json.loads(stdout)["tasks"]["frame_prediction"]
+    report = json.loads(stdout)
+    fp = report["tasks"]["frame_prediction"]
     assert "psnr_db" in fp["metrics"] and "psnr_db" in fp["baseline"]
+    assert report["task_switch_accuracy"] is None and "NaN" not in stdout

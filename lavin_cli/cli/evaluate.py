@@ -47,6 +47,7 @@ def evaluate(
         for metric, value in r["metrics"].items():
             table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
     out.print(table)
-    out.print(f"task switch accuracy: {report['task_switch_accuracy']:.3f}")
+    accuracy = report["task_switch_accuracy"]
+    out.print(f"task switch accuracy: {'n/a (needs two of depth, normals, foreground, edges)' if accuracy is None else f'{accuracy:.3f}'}")
     for name, why in report["skipped"].items():
         err.print(f"skipped {name}: {why}", highlight=False)

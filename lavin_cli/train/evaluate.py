@@ -182,11 +182,13 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
     return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
 
 
-def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int, **sampling) -> float:
-    """Share of (query, task) where the answer under task T's context is closest to T's truth."""
+def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
+                         **sampling) -> float | None:
+    """Share of (query, task) where the answer under task T's context is closest to T's truth
+    (None when fewer than two of the evaluated tasks share the clean-picture input)."""
     names = [n for n in SWITCH_TASKS if n in names]
     if len(names) < 2:
-        return float("nan")
+        return None
     renders = [tasks.render_scene(heldout_rng(seed, "depth_estimation", 500_000 + i), size) for i in range(queries)]
     truths = {n: [np.broadcast_to(np.atleast_3d(tasks.SCENE_TARGETS[n](r)), r.rgb.shape) for r in renders] for n in names}
     correct = total = 0
@@ -218,7 +220,8 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
             report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, **sampling)
         if callback:
             callback(n + 1, len(names) + 1)
-    report["task_switch_accuracy"] = round(task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling), 4)
+    accuracy = task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling)
+    report["task_switch_accuracy"] = None if accuracy is None else round(accuracy, 4)
     if callback:
         callback(len(names) + 1, len(names) + 1)
     return report
