@@ -111,7 +111,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; {str(dtype).replace('torch.', '')} matmul rate {rate / 1e12:.1f} TFLOP/s; "
           f"J-DiT {args.preset} + VAE {args.vae}, random weights; {args.steps} steps, cfg {args.cfg}, one query")
-    print(f"| size | pairs | attention | offload | s / prediction | peak GPU GB | TFLOP | floor s | x floor |")
+    print("| size | pairs | attention | offload | s / prediction | peak GPU GB | TFLOP | floor s | x floor |")
     print("| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     dit, vae = random_models(args.preset, args.vae, dtype)
     for size, pairs in zip(map(int, args.sizes.split(",")), map(int, args.pairs.split(","))):

@@ -13,7 +13,6 @@ several concatenated along dim 0). The same plan converts in both directions.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 
 from lavin_cli.config import DIT_PRESETS, DiTConfig, VAEConfig, from_json, to_json
 from lavin_cli.errors import CheckpointError
+from lavin_cli.media import publish
 
 FORMAT = "lavin/1"
 
@@ -229,14 +229,6 @@ def save_lavin(path: Path, state: Mapping[str, torch.Tensor], config: DiTConfig 
     tmp = path.with_name(path.name + ".partial")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
     publish(tmp, path)
-
-
-def publish(tmp: Path, path: Path) -> None:
-    """Give a finished temporary file the user's usual mode and move it into place atomically."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, path)
 
 
 def config_from_metadata(meta: Mapping[str, str], path: Path) -> DiTConfig | VAEConfig:

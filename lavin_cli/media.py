@@ -176,17 +176,19 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the user's usual mode
-        os.replace(tmp, path)
+        publish(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def publish(tmp: Path, path: Path) -> None:
+    """Give a finished temporary file the user's usual mode (mkstemp and safetensors make 0600)
+    and move it into place atomically."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    os.chmod(tmp, 0o666 & ~mask)
+    os.replace(tmp, path)
 
 
 def write_image(path: Path, arr: np.ndarray, overwrite: bool = False) -> None:

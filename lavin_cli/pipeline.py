@@ -24,7 +24,6 @@ import torch
 from lavin_cli import __version__, context as ctx, devices, media, offload as offload_mod, sampling, sequence, store, weights
 from lavin_cli.errors import DeviceError, LavinError, UsageError
 from lavin_cli.models import ops
-from lavin_cli.models.vae_tiling import tiled_encode
 
 
 @dataclass(frozen=True)
@@ -137,11 +136,8 @@ class Pipeline:
         x = torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in frames])
         x = sequence.uint8_to_unit(x).to(self.device)
         with torch.no_grad(), self.offload.using(self.vae):
-            tile = self._tile(x.shape[-2:])
-            post = tiled_encode(self.vae, x[:, :, None], tile) if tile else self.vae.encode(x[:, :, None])
-            noise = torch.cat([torch.randn(1, *post.mean.shape[1:], generator=g) for g in generators])
-            sample = post.sample(noise=noise)
-        return self.vae.normalize(sample)[:, :, 0].float(), self.vae.normalize(post.mean)[:, :, 0].float()
+            sample, mean = sequence.encode(self.vae, x[:, :, None], generators=generators, tile=self._tile(x.shape[-2:]))
+        return sample[:, :, 0], mean[:, :, 0]
 
     def encode_clip(self, frames: np.ndarray, generator: torch.Generator, with_mean: bool = False):
         """One clip (F, H, W, 3) uint8 at the working size -> normalised latents (C, T, h, w), a posterior
@@ -149,11 +145,8 @@ class Pipeline:
         k + 1 latent frames."""
         x = sequence.uint8_to_unit(torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2))[None].to(self.device)
         with torch.no_grad(), self.offload.using(self.vae):
-            tile = self._tile(x.shape[-2:])
-            post = tiled_encode(self.vae, x, tile) if tile else self.vae.encode(x)
-            z = post.sample(noise=torch.randn(post.mean.shape, generator=generator))
-        sample = self.vae.normalize(z)[0].float()
-        return (sample, self.vae.normalize(post.mean)[0].float()) if with_mean else sample
+            sample, mean = sequence.encode(self.vae, x, generators=[generator], tile=self._tile(x.shape[-2:]))
+        return (sample[0], mean[0]) if with_mean else sample[0]
 
     def video(self, context, queries, **options) -> RunResult:
         """In-context video tasks (clip-to-clip or prediction, told by the context); see video_pipeline."""

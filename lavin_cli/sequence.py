@@ -33,6 +33,20 @@ def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255.0).to(torch.uint8)
 
 
+def encode(vae: STVAE, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+           generators: list[torch.Generator] | None = None, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels (B, 3, F, H, W) in [-1, 1] -> normalised (posterior sample, posterior mean), (B, C, T, h, w).
+
+    The sample's noise is `noise`; or drawn on the CPU per item from `generators[i]` (so batching
+    changes nothing); or drawn for the whole batch from `generator`.
+    """
+    posterior = tiled_encode(vae, x, tile) if tile else vae.encode(x)
+    if noise is None and generators is not None:
+        noise = torch.cat([torch.randn(1, *posterior.mean.shape[1:], generator=g) for g in generators])
+    z = posterior.sample(noise=noise, generator=generator)
+    return vae.normalize(z).float(), vae.normalize(posterior.mean).float()
+
+
 def encode_frames(vae: STVAE, frames: torch.Tensor, noise: torch.Tensor | None = None,
                   generator: torch.Generator | None = None, tile: int | None = None) -> torch.Tensor:
     """Encode N images (N, 3, H, W) in [-1, 1], each as its own 1-frame clip.
@@ -40,10 +54,7 @@ def encode_frames(vae: STVAE, frames: torch.Tensor, noise: torch.Tensor | None =
     Returns normalised latents (N, C, h, w) from a posterior sample; `noise` (N, C, 1, h, w)
     injects the sample's randomness, otherwise it is drawn from `generator` on the CPU.
     """
-    x = frames[:, :, None]  # (N, 3, 1, H, W)
-    posterior = tiled_encode(vae, x, tile) if tile else vae.encode(x)
-    z = posterior.sample(noise=noise, generator=generator)
-    return vae.normalize(z)[:, :, 0].float()
+    return encode(vae, frames[:, :, None], noise=noise, generator=generator, tile=tile)[0][:, :, 0]
 
 
 def decode_latents(vae: STVAE, z: torch.Tensor, tile: int | None = None) -> torch.Tensor:

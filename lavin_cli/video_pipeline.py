@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lavin_cli import context as ctx
-from lavin_cli import media, offload as offload_mod, sequence, video
+from lavin_cli import media, offload as offload_mod, video
 from lavin_cli.errors import DeviceError, InputError, LavinError, UsageError
 from lavin_cli.pipeline import Progress, RunResult, parse_size
 

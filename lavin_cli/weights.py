@@ -14,6 +14,7 @@ import torch
 from lavin_cli import checkpoints as ck
 from lavin_cli.config import DiTConfig, VAEConfig
 from lavin_cli.errors import CheckpointError
+from lavin_cli.media import publish, write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 
@@ -121,7 +122,7 @@ def export_official(model: JDiT | STVAE, path) -> None:
         state = ck.to_official(model.state_dict(), ck.vae_plan(model.cfg))
         tmp = path.with_name(path.name + ".partial")
         torch.save({"state_dict": state}, str(tmp))
-    ck.publish(tmp, path)
+    publish(tmp, path)
 
 
 def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:
@@ -133,7 +134,5 @@ def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, descr
     save(dit, folder / "dit.safetensors")
     save(vae, folder / "vae.safetensors")
     meta = {"name": name, "size": size, "description": description, **extra}
-    tmp = folder / "model.json.partial"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    ck.publish(tmp, folder / "model.json")
+    write_atomic(folder / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     return folder

@@ -227,3 +227,18 @@ def test_token_home_and_checkpoint_file_paths(cli, hub, tmp_path, monkeypatch, q
     code, _, err = cli("run", "-m", ours / "dit.safetensors", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "p.png",
                        "--steps", "3", "--size", "32")
     assert code == 0, err
+
+
+def test_dit_that_does_not_fit_its_preset_is_refused(cli, hub, tmp_path, release):
+    from safetensors.torch import load as load_bytes, save as save_bytes
+
+    with tarfile.open(fileobj=io.BytesIO(release["weights.tar.gz"])) as tar:
+        dit = load_bytes(tar.extractfile("weights/lavin_dit.safetensors").read())
+        vae = tar.extractfile("weights/stvae.pt").read()
+    dit["x_embedder.0.weight"] = torch.zeros(96, 65)  # wrong in its second dimension
+    hub.files[f"{REPO}/weights.tar.gz"] = _tar([("weights/", None, "dir"), ("weights/lavin_dit.safetensors", save_bytes(dit), "file"),
+                                                ("weights/stvae.pt", vae, "file")])
+    _register(tmp_path / "home", files=("weights.tar.gz",))
+    code, _, err = cli("download", "tiny-official")
+    assert code == 4 and "target_embed.proj.weight (96, 65) != (96, 64)" in err
+    assert not (tmp_path / "home" / "models" / "tiny-official").exists()

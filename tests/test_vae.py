@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lavin_cli import weights
-from lavin_cli.config import VAEConfig, vae_preset
+from lavin_cli.config import vae_preset
 from lavin_cli.models.vae import decoded_frames, latent_frames
 from lavin_cli.models.vae_tiling import frame_chunks, tiled_decode, tiled_encode
 

@@ -91,26 +91,35 @@ def run(
     _report(result, record, as_json, quiet, overwrite)
 
 
+def write_each(result, outputs: list[str], write) -> None:
+    """Call write(i, prediction, destination, record entry) for every successful prediction; a
+    failed write marks that item failed (message and exit code) and the others go on."""
+    for i, (pred, dest) in enumerate(zip(result.predictions, outputs)):
+        if pred.error:
+            continue
+        entry = result.record["queries"][i]
+        try:
+            write(i, pred, dest, entry)
+        except LavinError as error:
+            pred.error, pred.code, entry["error"] = str(error), error.exit_code, str(error)
+
+
 def _write(result, outputs: list[str], grids: list[str], overwrite: bool, ext: str) -> None:
     from lavin_cli import media
 
-    for i, (pred, dest) in enumerate(zip(result.predictions, outputs)):
-        entry = result.record["queries"][i]
-        if pred.error:
-            continue
-        try:
-            if dest == STDIO:
-                sys.stdout.buffer.write(media.encode_image(pred.image, ext))
-                sys.stdout.buffer.flush()
-            else:
-                media.write_image(Path(dest), pred.image, overwrite)
-                entry["output"] = dest
-            if grids:
-                row = [im for pair in pred.context for im in pair] + [pred.working, media.fit(pred.image, pred.working.shape[:2])[0]]
-                media.write_image(Path(grids[i]), media.grid([row]), overwrite)
-                entry["grid"] = grids[i]
-        except LavinError as error:
-            pred.error, pred.code, entry["error"] = str(error), error.exit_code, str(error)
+    def write(i, pred, dest, entry) -> None:
+        if dest == STDIO:
+            sys.stdout.buffer.write(media.encode_image(pred.image, ext))
+            sys.stdout.buffer.flush()
+        else:
+            media.write_image(Path(dest), pred.image, overwrite)
+            entry["output"] = dest
+        if grids:
+            row = [im for pair in pred.context for im in pair] + [pred.working, media.fit(pred.image, pred.working.shape[:2])[0]]
+            media.write_image(Path(grids[i]), media.grid([row]), overwrite)
+            entry["grid"] = grids[i]
+
+    write_each(result, outputs, write)
 
 
 def _report(result, record: Optional[Path], as_json: bool, quiet: bool, overwrite: bool) -> None:

@@ -11,8 +11,8 @@ from lavin_cli.cli import options
 from lavin_cli.cli.console import err
 from lavin_cli.cli.paths import expand_queries, preflight
 from lavin_cli.cli.progress import bars
-from lavin_cli.cli.run import _report, resolve_context
-from lavin_cli.errors import LavinError, UsageError
+from lavin_cli.cli.run import _report, resolve_context, write_each
+from lavin_cli.errors import UsageError
 
 
 def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
@@ -101,12 +101,8 @@ def video(
 def _write(result, outputs: list[str], overwrite: bool) -> None:
     from lavin_cli import media
 
-    for i, (pred, dest) in enumerate(zip(result.predictions, outputs)):
-        if pred.error:
-            continue
-        try:
-            media.write_video(Path(dest), pred.clip, overwrite)
-            result.record["queries"][i]["output"] = dest
-        except LavinError as error:
-            pred.error, pred.code = str(error), error.exit_code
-            result.record["queries"][i]["error"] = str(error)
+    def write(i, pred, dest, entry) -> None:
+        media.write_video(Path(dest), pred.clip, overwrite)
+        entry["output"] = dest
+
+    write_each(result, outputs, write)

@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 
 from lavin_cli import weights
-from lavin_cli.config import DiTConfig, dit_preset
+from lavin_cli.config import dit_preset
+from lavin_cli.media import write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 from lavin_cli.train import loop
@@ -185,7 +186,7 @@ def _write_folder_files(out: Path, vae_file: Path, source: Source, cfg: DiTTrain
         shutil.copyfile(vae_file, out / "vae.safetensors")
     meta = {"name": out.name, "size": cfg.size, "tasks": source.task_names,
             "description": "a LaVin-DiT trained by `lavin train dit`", "training": dataclasses.asdict(cfg)}
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     from lavin_cli.train.examples import write_task_folders
 
     write_task_folders(out / "tasks", source, cfg.size, pairs=6, seed=10_000_000 + cfg.seed)
@@ -193,6 +194,4 @@ def _write_folder_files(out: Path, vae_file: Path, source: Source, cfg: DiTTrain
 
 def _save(out: Path, dit: JDiT, ema: loop.EMA, opt, step: int, cfg: DiTTrainConfig) -> None:
     loop.save_state(out / "dit_state.pt", dit, ema, opt, step, dataclasses.asdict(cfg))
-    averaged = weights.build(dit.cfg, init=False)
-    averaged.load_state_dict(ema.shadow, assign=True)
-    weights.save(averaged.eval(), out / "dit.safetensors", {"step": str(step)})
+    weights.save(ema.averaged(dit.cfg), out / "dit.safetensors", {"step": str(step)})

@@ -33,8 +33,13 @@ class EMA:
             else:
                 self.shadow[k].copy_(v)
 
-    def copy_to(self, model: nn.Module) -> None:
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()})
+    def averaged(self, config) -> nn.Module:
+        """A model of `config` holding the averaged weights (built on meta, the shadow assigned)."""
+        from lavin_cli import weights
+
+        model = weights.build(config, init=False)
+        model.load_state_dict(self.shadow, assign=True)
+        return model.eval()
 
 
 @dataclass

@@ -110,9 +110,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
 
 def _save(out: Path, vae: STVAE, ema: loop.EMA, opt, step: int, cfg: VAETrainConfig, source: Source) -> None:
     loop.save_state(out / "vae_state.pt", vae, ema, opt, step, dataclasses.asdict(cfg))
-    averaged = weights.build(vae.cfg, init=False)
-    averaged.load_state_dict(ema.shadow, assign=True)
-    averaged.eval()
+    averaged = ema.averaged(vae.cfg)
     mean, std = latent_stats(averaged, source, cfg.size)
     averaged.cfg = dataclasses.replace(vae.cfg, latent_shift=round(mean, 6), latent_scale=round(1.0 / std, 6))
     weights.save(averaged, out / "vae.safetensors", {"step": str(step), "trained_at": time.strftime("%Y-%m-%d %H:%M")})
