@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _model(arg: str | None, tmp: Path) -> tuple[str, str]:
-    from lavin_cli import store
+    from lavin_cli.store.home import bundled_dir
 
     if arg:
         return arg, arg
-    if store.bundled_dir() is not None:
-        return str(store.bundled_dir()), "bundled"
+    if bundled_dir() is not None:
+        return str(bundled_dir()), "bundled"
     folder = tmp / "tiny-random"
     subprocess.run([sys.executable, str(ROOT / "examples" / "make_random_model.py"), str(folder)], check=True,
                    capture_output=True)

@@ -19,10 +19,12 @@ import time
 import numpy as np
 import torch
 
-from lavin_cli import devices, weights
 from lavin_cli.config import dit_preset, vae_preset
-from lavin_cli.models import ops
-from lavin_cli.pipeline import Pipeline
+from lavin_cli.inference.engine import Engine
+from lavin_cli.inference.pipeline import Pipeline
+from lavin_cli.runtime import attention as attention_policy
+from lavin_cli.runtime import device as devices
+from lavin_cli.store import weights
 
 
 def random_models(dit_name: str, vae_name: str, dtype: torch.dtype):
@@ -105,7 +107,7 @@ def main() -> None:
 
     device = devices.pick_device(args.device)
     dtype = devices.pick_dtype("auto", device)
-    backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and ops.xformers_status(device.index or 0)[0] else []) \
+    backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and attention_policy.xformers_status(device.index or 0)[0] else []) \
         if args.attention == "auto" else args.attention.split(",")
     rate = matmul_rate(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -119,7 +121,7 @@ def main() -> None:
         flops = None
         for backend in backends:
             for mode in args.offload.split(","):
-                pipe = Pipeline(dit, vae, None, device, dtype, backend, mode)
+                pipe = Pipeline(Engine(dit, vae, device, dtype, backend, mode))
                 if flops is None:
                     flops = count_flops(pipe, context, query, size, pairs, args.steps, args.cfg)
                 seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)

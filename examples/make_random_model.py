@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-from lavin_cli import weights
 from lavin_cli.config import dit_preset, vae_preset
+from lavin_cli.store import weights
 
 
 def main(folder: str) -> None:

@@ -18,14 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lavin_cli import devices, sampling, sequence, weights
 from lavin_cli.config import dit_preset, vae_preset
+from lavin_cli.inference import codec, sampling
+from lavin_cli.runtime import device as devices
+from lavin_cli.store import weights
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """RGB image -> (3, size, size) float in [-1, 1]."""
     image = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
-    return sequence.uint8_to_unit(torch.from_numpy(np.array(image)).permute(2, 0, 1))
+    return codec.uint8_to_unit(torch.from_numpy(np.array(image)).permute(2, 0, 1))
 
 
 def context_pairs(folder: Path, count: int) -> list[tuple[Path, Path]]:
@@ -74,11 +76,11 @@ def main() -> None:
 
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
-        latents = sequence.encode_frames(vae, torch.stack(frames).to(device), generator=generator)  # (2k+1, C, h, w)
-        cond = sequence.condition(latents[:-1].reshape(pairs, 2, *latents.shape[1:]), latents[-1:])
+        latents = codec.encode_frames(vae, torch.stack(frames).to(device), generator=generator)[:, :, None]  # (2k+1, C, 1, h, w)
+        cond = codec.condition(list(zip(latents[:-1:2], latents[1:-1:2])), latents[-1])[None]  # (1, C, 2k+1, h, w)
         noise = torch.randn(1, cond.shape[1], 1, *cond.shape[-2:], generator=generator).to(device)
-        z = sampling.sample(sampling.guided(dit, cond, args.cfg), noise, args.steps)
-        image = sequence.float_to_uint8(sequence.unit_to_float(sequence.decode_latents(vae, z)))[0, :, 0]
+        z = sampling.sample(sampling.guided(dit, cond, args.cfg, codec.null_condition(cond)), noise, args.steps)
+        image = codec.float_to_uint8(codec.unit_to_float(codec.decode_latents(vae, z)))[0, :, 0]
     Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(args.out)
     print(f"{pairs} pairs + query at {args.size}px, {args.steps} steps, cfg {args.cfg} on {device} -> {args.out}")
 

@@ -3,15 +3,34 @@
 Exit codes (documented in README and man/lavin.1):
     0  success
     1  internal error (a bug: please report it)
-    2  usage error (bad option or argument; Typer's own code)
-    3  bad input file or folder (missing, unreadable, wrong format)
-    4  model or checkpoint problem (unknown model, wrong or corrupt weights)
+    2  usage error (bad option or argument)
+    3  bad input file or folder (missing, unreadable, wrong format, too large)
+    4  model or checkpoint problem (unknown model, wrong or corrupt weights, non-finite output)
     5  device problem (CUDA requested but absent, out of memory)
-    6  output problem (exists without --overwrite, not writable)
+    6  output problem (exists without --overwrite, not writable, disk full)
     7  some items of a batch failed, the others were written
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); finished outputs are kept
+
+Messages speak of options by name, written `{{steps}}` or `{{offload=sequential}}` in the
+source: `str(error)` shows them as Python keywords (`steps`, `offload='sequential'`), and the CLI
+as flags (`--steps`, `--offload sequential`) through `error.render(flag_style)`.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Callable
+
+_OPTION = re.compile(r"\{\{(\w+)(?:=([^}]*))?\}\}")
+OptionStyle = Callable[[str, "str | None"], str]
+
+
+def python_style(name: str, value: str | None) -> str:
+    """`steps`, `steps=20`, `offload='sequential'`, `overwrite=True`."""
+    if value is None:
+        return name
+    bare = value in ("True", "False", "None") or re.fullmatch(r"-?[0-9.e+]+", value)
+    return f"{name}={value}" if bare else f"{name}={value!r}"
 
 
 class LavinError(Exception):
@@ -19,11 +38,29 @@ class LavinError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str = "", *, option: str | None = None):
+        super().__init__(message)
+        self.option = option  # the option at fault, for usage errors
+
+    def render(self, style: OptionStyle = python_style) -> str:
+        message = self.args[0] if self.args else ""
+        return _OPTION.sub(lambda m: style(m.group(1), m.group(2)), str(message))
+
+    def __str__(self) -> str:
+        return self.render()
+
 
 class UsageError(LavinError):
     """An invalid option value (size, steps, pairs, ...)."""
 
     exit_code = 2
+
+
+class OptionError(UsageError):
+    """One option's value is wrong: the message starts with the option's name."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{{{{{option}}}}} {problem}", option=option)
 
 
 class ConfigError(UsageError):

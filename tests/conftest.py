@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lavin_cli import weights
 from lavin_cli.config import dit_preset, vae_preset
+from lavin_cli.store import weights
 
 TINY_SIZE = 32
 

@@ -23,22 +23,19 @@ EXAMPLES = ROOT / "examples"
 
 def write_generator_clips(root: Path) -> dict[str, Path]:
     """Context clip pairs (frame folders) and one query per video task, from the generator."""
-    import numpy as np
-
-    from lavin_cli import media
-    from lavin_cli.train import tasks
+    from lavin_cli.io.video import Clip, write_video
+    from lavin_cli.training import tasks
 
     made = {}
     for task in ("frame_prediction", "video_depth"):
         folder = root / task
         for j in range(3):
             inp, tgt = tasks.pair(task, 7_000 + j, 64)
-            media.write_video(folder / f"{j:03d}_input", media.Clip(tasks.to_uint8(inp), 8), overwrite=True)
-            media.write_video(folder / f"{j:03d}_target", media.Clip(tasks.to_uint8(tgt), 8), overwrite=True)
+            write_video(folder / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8), overwrite=True)
+            write_video(folder / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8), overwrite=True)
         inp, _ = tasks.pair(task, 7_100, 64)
-        media.write_video(root / f"{task}_query", media.Clip(tasks.to_uint8(inp), 8), overwrite=True)
+        write_video(root / f"{task}_query", Clip(tasks.to_uint8(inp), 8), overwrite=True)
         made[task] = folder
-    _ = np  # frames come as numpy arrays from the generator
     return made
 
 
@@ -75,9 +72,9 @@ def hashes_under(out: Path) -> dict[str, str]:
 
 
 def bundled_dit_sha256() -> str:
-    from lavin_cli import store
+    from lavin_cli.store.home import bundled_dir
 
-    return sha256(store.bundled_dir() / "dit.safetensors")
+    return sha256(bundled_dir() / "dit.safetensors")
 
 
 def run_process(args: list[str], stdin: str | None, stdout_file: Path | None) -> None:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lavin_cli import checkpoints as ck
-from lavin_cli import weights
 from lavin_cli.config import DiTConfig, dit_preset, vae_preset
 from lavin_cli.errors import CheckpointError
+from lavin_cli.store import checkpoints as ck
+from lavin_cli.store import weights
 
 PARITY = Path(__file__).resolve().parent.parent.parent / "shared" / "parity"
 needs_parity = pytest.mark.skipif(not (PARITY / "manifest.json").is_file(), reason="no ../shared/parity")

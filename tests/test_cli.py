@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lavin_cli import __version__, weights
+from lavin_cli import __version__
+from lavin_cli.store import weights
 
 PARITY = Path(__file__).resolve().parent.parent.parent / "shared" / "parity"
 needs_parity = pytest.mark.skipif(not (PARITY / "manifest.json").is_file(), reason="no ../shared/parity")

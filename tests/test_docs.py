@@ -71,9 +71,9 @@ def _block_after(heading: str, lang: str) -> str:
 
 
 def test_readme_quick_start_runs(tmp_path):
-    from lavin_cli import store
+    from lavin_cli.store.home import bundled_dir
 
-    if store.bundled_dir() is None:
+    if bundled_dir() is None:
         import pytest
 
         pytest.skip("the quick start uses the bundled model")

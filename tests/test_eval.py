@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from lavin_cli.train import evaluate as ev
-from lavin_cli.train import tasks
+from lavin_cli.evaluation import evaluate as ev
+from lavin_cli.training import tasks
 
 
 def test_depth_metrics_are_invariant_to_scale_and_shift_of_inverse_depth():

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import golden_cases as golden
+import pytest
 
 RECORDED = json.loads(golden.HASHES.read_text())
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_pairs
 from hubserver import HubServer
-from lavin_cli import weights
+
 from lavin_cli.config import dit_preset, vae_preset
+from lavin_cli.store import weights
 
 REPO = "test/tiny-lavin"
 
@@ -164,7 +164,7 @@ def test_pickle_holding_more_than_tensors_is_refused(cli, hub, tmp_path, release
 def test_full_disk_is_reported(cli, hub, tmp_path, monkeypatch):
     from collections import namedtuple
 
-    from lavin_cli import hub as hub_module
+    from lavin_cli.store import hub as hub_module
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(hub_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
@@ -230,7 +230,8 @@ def test_token_home_and_checkpoint_file_paths(cli, hub, tmp_path, monkeypatch, q
 
 
 def test_dit_that_does_not_fit_its_preset_is_refused(cli, hub, tmp_path, release):
-    from safetensors.torch import load as load_bytes, save as save_bytes
+    from safetensors.torch import load as load_bytes
+    from safetensors.torch import save as save_bytes
 
     with tarfile.open(fileobj=io.BytesIO(release["weights.tar.gz"])) as tar:
         dit = load_bytes(tar.extractfile("weights/lavin_dit.safetensors").read())

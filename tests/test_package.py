@@ -41,13 +41,13 @@ def test_import_does_not_load_torch_or_xformers_or_touch_the_network(tmp_path):
 def test_cpu_model_run_never_imports_xformers(tmp_path):
     body = textwrap.dedent("""
         import torch
-        from lavin_cli import weights, devices
         from lavin_cli.config import dit_preset
-        from lavin_cli.models import ops
+        from lavin_cli.runtime import attention, device as devices
+        from lavin_cli.store import weights
         dev = devices.pick_device('auto')
         assert dev.type == 'cpu'
         model = weights.build(dit_preset('tiny'))
-        model.attention_backend = ops.resolve_backend('auto', dev)
+        model.attention_backend = attention.resolve_backend('auto', dev)
         model(torch.zeros(1, 16, 1, 8, 8), torch.zeros(1), torch.zeros(1, 16, 3, 8, 8))
         devices.describe('auto', 'auto')
         assert 'xformers' not in sys.modules
@@ -93,9 +93,9 @@ def test_installed_wheel_finds_its_registry_and_bundled_model(tmp_path):
     assert res.returncode == 0, res.stderr
     query = random_image(tmp_path / "q.png")
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LAVIN_HOME": str(tmp_path / "home")}
-    code = ("import lavin_cli, sys; from lavin_cli import store, registry;"
-            "assert store.bundled_dir().is_relative_to(sys.argv[1]), store.bundled_dir();"
-            "assert registry.shipped_registry().is_relative_to(sys.argv[1])")
+    code = ("import lavin_cli, sys; from lavin_cli.store import home;"
+            "assert home.bundled_dir().is_relative_to(sys.argv[1]), home.bundled_dir();"
+            "assert home.shipped_registry().is_relative_to(sys.argv[1])")
     res = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     res = subprocess.run([sys.executable, "-m", "lavin_cli", "run", "--task", "shipped_task", "-i", str(query),

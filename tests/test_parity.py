@@ -18,9 +18,10 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file
 
-from lavin_cli import sampling, sequence, weights
 from lavin_cli.config import DiTConfig, VAEConfig
-from lavin_cli.models.ops import grid_positions, rope_tables, apply_rope
+from lavin_cli.inference import codec, sampling
+from lavin_cli.models.ops import apply_rope, grid_positions, rope_tables
+from lavin_cli.store import weights
 
 ROOT = Path(__file__).resolve().parent.parent
 F64_TOL = 1e-5  # README of the fixtures: the float64 reference is good to ~1e-6
@@ -124,10 +125,10 @@ def run_dit_forward_with_cfg(fx: Fixture, dtype):
     half = x.shape[0] // 2
     cond, null = fx.t["input.cond"].to(dtype), fx.t["input.cond_null"].to(dtype)
     with torch.no_grad():
-        eps = sampling.guided(model, cond, fx.meta["cfg_scale"])(x[:half], t[:half])
+        eps = sampling.guided(model, cond, fx.meta["cfg_scale"], codec.null_condition(cond))(x[:half], t[:half])
         out = {"output.v_cond": model(x[:half], t[:half], cond), "output.v_uncond": model(x[half:], t[half:], null),
                "output.eps": torch.cat([eps, eps])}
-    assert torch.equal(sampling.null_condition(cond), null), "official null condition = [zeros, query]"
+    assert torch.equal(codec.null_condition(cond), null), "official null condition = [zeros, query]"
     return out
 
 
@@ -197,21 +198,23 @@ def run_pipeline(fx: Fixture, dtype):
     dit = fx.dit(dtype, m["dit"]["config"], m["dit"]["weights"])
     vae = fx.vae(dtype, m["vae"]["config"], m["vae"]["weights"])
     assert (vae.cfg.latent_shift, vae.cfg.latent_scale) == (m["latent_shift"], m["latent_scale"])
-    frames = sequence.uint8_to_unit(fx.t["input.images_uint8"])[0].transpose(0, 1).to(dtype)  # (N, 3, H, W)
+    frames = codec.uint8_to_unit(fx.t["input.images_uint8"])[0].transpose(0, 1).to(dtype)  # (N, 3, H, W)
     pairs = m["case"]["pairs"]
     assert frames.shape[0] == 2 * pairs + 1
     with torch.no_grad():
         post = vae.encode(frames[:, :, None])
-        lat = sequence.encode_frames(vae, frames, noise=fx.t["input.posterior_eps"].to(dtype)).to(dtype)
-        cond = sequence.condition(lat[:-1].reshape(pairs, 2, *lat.shape[1:]), lat[-1:])
-        final = sampling.sample(sampling.guided(dit, cond, m["cfg_scale"]), fx.t["input.noise"].to(dtype),
+        lat = codec.encode_frames(vae, frames, noise=fx.t["input.posterior_eps"].to(dtype)).to(dtype)
+        steps = [f[:, None] for f in lat]  # (C, 1, h, w) per image: in_1, tg_1, ..., query
+        cond = codec.condition(list(zip(steps[:-1:2], steps[1:-1:2])), steps[-1])[None]
+        final = sampling.sample(sampling.guided(dit, cond, m["cfg_scale"], codec.null_condition(cond)),
+                                fx.t["input.noise"].to(dtype),
                                 m["num_steps"], m["ode"]["sampling_method"])
-        decoded = sequence.decode_latents(vae, final)
-    image = sequence.unit_to_float(decoded)
+        decoded = codec.decode_latents(vae, final)
+    image = codec.unit_to_float(decoded)
     return {"intermediate.posterior_mean": post.mean, "intermediate.posterior_std": post.std,
-            "intermediate.cond": cond, "intermediate.cond_null": sampling.null_condition(cond),
+            "intermediate.cond": cond, "intermediate.cond_null": codec.null_condition(cond),
             "output.final_latent": final, "output.decoded": decoded, "output.image_float": image,
-            "output.image_uint8": sequence.float_to_uint8(image)}
+            "output.image_uint8": codec.float_to_uint8(image)}
 
 
 RUNNERS = {

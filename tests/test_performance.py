@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lavin_cli import Pipeline, offload, sampling, weights
+from lavin_cli import Pipeline
 from lavin_cli.config import dit_preset, vae_preset
 from lavin_cli.errors import DeviceError
+from lavin_cli.inference import codec, sampling
+from lavin_cli.runtime import offload
+from lavin_cli.store import weights
 
 BF16_MEAN_ABS_TOLERANCE = 2.0  # of 255, documented in README (measured 0.42 on the tiny model)
 
@@ -43,7 +46,8 @@ def test_guidance_runs_one_model_call_per_step(dit):
     dit.forward_multi = lambda *a: calls.append(1) or real(*a)
     try:
         with torch.no_grad():
-            sampling.sample(sampling.guided(dit, torch.randn(1, 16, 3, 8, 8), 1.5), torch.randn(1, 16, 1, 8, 8), 20)
+            cond = torch.randn(1, 16, 3, 8, 8)
+            sampling.sample(sampling.guided(dit, cond, 1.5, codec.null_condition(cond)), torch.randn(1, 16, 1, 8, 8), 20)
     finally:
         del dit.forward_multi
     assert len(calls) == 19
@@ -71,8 +75,8 @@ def test_auto_offload_and_estimates():
     assert offload.choose(needs, int(8.4 * 2**30)) == "model"
     assert offload.choose(needs, 3 * 2**30) == "sequential"
     assert offload.choose(needs, 2**29) is None
-    message = offload.explain_oom(needs, 3 * 2**30, "none")
-    assert "--offload sequential" in message and "3.0 GB free" in message
+    message = str(DeviceError(offload.explain_oom(needs, 3 * 2**30, "none")))
+    assert "offload='sequential'" in message and "3.0 GB free" in message
     bigger = offload.estimate(dit_preset("3.4B"), vae_preset("official"), torch.bfloat16, (512, 512), 8)
     assert bigger["none"] > needs["none"]
 
@@ -98,7 +102,7 @@ def test_out_of_memory_is_explained(tiny_model, pairs_dir, queries, cli, tmp_pat
 
 def test_large_images_go_through_the_tiled_vae(tiny_model, pairs_dir, queries):
     pipe = Pipeline.from_pretrained(str(tiny_model))
-    assert pipe._tile((512, 512)) is None and pipe._tile((1024, 768)) == 512
-    pipe.vae_tile = 32  # tile anything above 32 px: the tiled path end to end, at test cost
+    assert pipe.engine.tile((512, 512)) is None and pipe.engine.tile((1024, 768)) == 512
+    pipe.engine.vae_tile = 32  # tile anything above 32 px: the tiled path end to end, at test cost
     result = pipe(pairs_dir, [str(queries[0])], size=64, steps=3)
     assert result.predictions[0].image.shape[:2] == (30, 45) and result.predictions[0].error is None

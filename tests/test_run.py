@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_SIZE, make_pairs, random_image
 from PIL import Image
 
-from conftest import TINY_SIZE, make_pairs, random_image
 from lavin_cli import Pipeline
 
 

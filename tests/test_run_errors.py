@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from conftest import make_pairs, random_image
 
 
@@ -110,9 +109,9 @@ def test_zero_or_negative_steps(cli, tiny_model, queries, pairs_dir, tmp_path, s
 
 
 def test_other_bad_options(cli, base, pairs_dir, tmp_path):
-    for extra, needle in ((["--pairs", "0"], "--pairs must be at least 1"), (["--select", "best"], "unknown --select"),
-                          (["--fit", "stretch"], "unknown --fit"), (["--solver", "rk4"], "unknown --solver"),
-                          (["--offload", "disk"], "unknown --offload"), (["--batch-size", "0"], "--batch-size")):
+    for extra, needle in ((["--pairs", "0"], "--pairs must be at least 1"), (["--select", "best"], "--select 'best' is not one of"),
+                          (["--fit", "stretch"], "--fit 'stretch' is not one of"), (["--solver", "rk4"], "--solver 'rk4' is not"),
+                          (["--offload", "disk"], "--offload 'disk' is not"), (["--batch-size", "0"], "--batch-size")):
         code, _, err = cli(*base, "-c", pairs_dir, "-o", tmp_path / "o.png", *extra)
         _assert_clean(code, err, 2, needle)
     code, _, err = cli(*base, "-o", tmp_path / "o.png")
@@ -131,10 +130,10 @@ def test_unknown_model(cli, queries, pairs_dir, tmp_path, monkeypatch):
 
 
 def test_no_model_at_all(cli, queries, pairs_dir, tmp_path, monkeypatch):
-    from lavin_cli import store
+    from lavin_cli.store import folders
 
     monkeypatch.delenv("LAVIN_MODEL", raising=False)
-    monkeypatch.setattr(store, "bundled_dir", lambda: None)  # as an installation without the bundled model
+    monkeypatch.setattr(folders, "bundled_dir", lambda: None)  # as an installation without the bundled model
     code, _, err = cli("run", "-c", pairs_dir, "-i", queries[0], "-o", tmp_path / "o.png")
     _assert_clean(code, err, 4, "no bundled model")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lavin_cli import sampling, weights
 from lavin_cli.config import dit_preset
+from lavin_cli.inference import codec, sampling
+from lavin_cli.store import weights
 
 
 @pytest.mark.parametrize("steps", [20, 30, 40])
@@ -72,12 +73,12 @@ def test_guidance_combines_branches_and_skips_null_at_scale_one():
         return torch.full_like(x, float(c.shape[2]))  # "velocity" = number of condition frames
 
     x, t = torch.zeros(1, 16, 1, 4, 4), torch.zeros(1)
-    assert torch.all(sampling.guided(model, cond, 1.0)(x, t) == 3) and calls == [3]
+    assert torch.all(sampling.guided(model, cond, 1.0, codec.null_condition(cond))(x, t) == 3) and calls == [3]
     calls.clear()
-    out = sampling.guided(model, cond, 1.5)(x, t)
+    out = sampling.guided(model, cond, 1.5, codec.null_condition(cond))(x, t)
     assert calls == [3, 2]  # the null condition is [zeros, query]
     assert torch.allclose(out, torch.full_like(x, 2 + 1.5 * (3 - 2)))
-    null = sampling.null_condition(cond)
+    null = codec.null_condition(cond)
     assert torch.equal(null[:, :, 0], torch.zeros_like(null[:, :, 0])) and torch.equal(null[:, :, 1], cond[:, :, -1])
 
 
@@ -91,7 +92,7 @@ def test_seeded_sampling_is_identical_run_to_run():
     def run(seed):
         noise = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            return sampling.sample(sampling.guided(model, cond, 1.5), noise, 10, "heun")
+            return sampling.sample(sampling.guided(model, cond, 1.5, codec.null_condition(cond)), noise, 10, "heun")
 
     a, b = run(7), run(7)
     assert torch.equal(a, b)

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_pairs
-from lavin_cli import weights
-from lavin_cli.train import tasks
-from lavin_cli.train.data import Folders, Generator
+
+from lavin_cli.store import weights
+from lavin_cli.training import tasks
+from lavin_cli.training.data import Folders, Generator
 
 
 @pytest.mark.parametrize("name", list(tasks.TASKS))
@@ -31,7 +31,7 @@ def test_at_least_eight_image_and_two_video_tasks():
 
 
 def test_scene_ground_truth_is_consistent():
-    from lavin_cli.train import scenes
+    from lavin_cli.training import scenes
 
     r = scenes.render(scenes.random_scene(np.random.default_rng(1)), 48)
     fg = r.instance > 0
@@ -78,8 +78,8 @@ def test_folder_data_source(tmp_path):
 @pytest.fixture(scope="module")
 def trained_vae(tmp_path_factory):
     """A VAE from two real `lavin train vae` steps (weights barely trained; the mechanics are real)."""
-    from lavin_cli.train.data import Generator
-    from lavin_cli.train.vae_trainer import VAETrainConfig, train_vae
+    from lavin_cli.training.data import Generator
+    from lavin_cli.training.vae_trainer import VAETrainConfig, train_vae
 
     out = tmp_path_factory.mktemp("vae")
     return train_vae(out, Generator(), VAETrainConfig(steps=2, batch=2, size=32, save_every=2))

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from lavin_cli import weights
 from lavin_cli.config import vae_preset
 from lavin_cli.models.vae import decoded_frames, latent_frames
 from lavin_cli.models.vae_tiling import frame_chunks, tiled_decode, tiled_encode
+from lavin_cli.store import weights
 
 TINY = vae_preset("tiny")
 
@@ -46,14 +46,14 @@ def test_frames_to_latents_mapping(vae, frames):
 
 def test_image_is_a_one_frame_video(vae):
     """The image path (N, 3, H, W) is the 1-frame video path, whatever else is in the batch."""
-    from lavin_cli import sequence
+    from lavin_cli.inference import codec
 
     x = _video(1, seed=3)
     other = _video(1, seed=4)
     noise = torch.randn(2, 16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        video = vae.normalize(vae.encode(x).sample(noise=noise[:1]))[:, :, 0]
-        images = sequence.encode_frames(vae, torch.cat([x, other])[:, :, 0], noise=noise)[:1]
+        video = codec.normalize(vae.encode(x).sample(noise=noise[:1]), vae.cfg)[:, :, 0]
+        images = codec.encode_frames(vae, torch.cat([x, other])[:, :, 0], noise=noise)[:1]
     assert images.shape == (1, 16, 4, 4)
     assert torch.allclose(video, images, atol=1e-5)
 

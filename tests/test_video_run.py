@@ -7,15 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from lavin_cli import Pipeline, media
-from lavin_cli.train import tasks
+from lavin_cli import Pipeline
+from lavin_cli.io import video as video_io
+from lavin_cli.training import tasks
 
 
 def _write_pairs(folder, task, count, ext):
     for i in range(count):
         a, b = tasks.pair(task, i, 32)
-        media.write_video(folder / f"{i}_input{ext}", media.Clip(tasks.to_uint8(a), 8))
-        media.write_video(folder / f"{i}_target{ext}", media.Clip(tasks.to_uint8(b), 8))
+        video_io.write_video(folder / f"{i}_input{ext}", video_io.Clip(tasks.to_uint8(a), 8))
+        video_io.write_video(folder / f"{i}_target{ext}", video_io.Clip(tasks.to_uint8(b), 8))
     return folder
 
 
@@ -26,9 +27,9 @@ def clips(tmp_path_factory):
     depth = _write_pairs(root / "depth", "video_depth", 2, "")  # frame folders
     q, _ = tasks.pair("frame_prediction", 99, 32)
     query = root / "query.mp4"
-    media.write_video(query, media.Clip(tasks.to_uint8(q), 7))
+    video_io.write_video(query, video_io.Clip(tasks.to_uint8(q), 7))
     long_query = root / "long"
-    media.write_video(long_query, media.Clip(np.concatenate([tasks.to_uint8(q)] * 3)[:13], 7))
+    video_io.write_video(long_query, video_io.Clip(np.concatenate([tasks.to_uint8(q)] * 3)[:13], 7))
     return {"predict": predict, "depth": depth, "query": query, "long": long_query}
 
 
@@ -51,7 +52,7 @@ def test_cli_outputs_and_fps(cli, tiny_model, clips, tmp_path, out):
     code, stdout, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", clips["query"], "--frames", "4",
                             "-o", tmp_path / out, "--steps", "2", "--json")
     assert code == 0, err
-    clip = media.read_video(tmp_path / out)
+    clip = video_io.read_video(tmp_path / out)
     assert clip.frames.shape == (4, 32, 32, 3)
     if out != "frames_out":
         assert abs(clip.fps - 7) < 0.6
@@ -77,8 +78,8 @@ def test_video_errors(cli, tiny_model, clips, tmp_path, monkeypatch):
     assert code == 3 and "neither videos nor frame images" in err
     mismatched = tmp_path / "mismatched"
     a, b = tasks.pair("video_depth", 0, 32)
-    media.write_video(mismatched / "0_input", media.Clip(tasks.to_uint8(a), 8))
-    media.write_video(mismatched / "0_target", media.Clip(tasks.to_uint8(b)[:3], 8))
+    video_io.write_video(mismatched / "0_input", video_io.Clip(tasks.to_uint8(a), 8))
+    video_io.write_video(mismatched / "0_target", video_io.Clip(tasks.to_uint8(b)[:3], 8))
     code, _, err = cli(*base, "-c", mismatched, "-i", clips["query"], "-o", tmp_path / "b.mp4", "--mode", "clip")
     assert code == 3 and "input has 5 frames, target 3" in err
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "c.mp4", "--frames", "0")
@@ -88,9 +89,9 @@ def test_video_errors(cli, tiny_model, clips, tmp_path, monkeypatch):
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "e.mp4", "--ext", "wav",
                        "-i", clips["query"])
     assert code == 2 and "--ext .wav" in err
-    from lavin_cli import video_pipeline
+    from lavin_cli.inference import engine
 
-    monkeypatch.setattr(video_pipeline, "available_memory", lambda: 1024)
+    monkeypatch.setattr(engine, "available_memory", lambda: 1024)
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "f.mp4")
     assert code == 5 and "token sequence" in err and "--offload sequential" in err and not (tmp_path / "f.mp4").exists()
 
@@ -100,13 +101,16 @@ def test_nearest_pairs_and_truncated_files(cli, tiny_model, clips, tmp_path):
     same = clips["depth"] / "1_input"  # the query is pair 1's own input clip
     result = pipe.video(clips["depth"], [str(same)], pairs=1, select="nearest", steps=2)
     assert result.predictions[0].error is None and result.record["queries"][0]["pairs"] == ["1"]
-    from lavin_cli import video_pipeline
-
-    ctx_clips = video_pipeline.load_context(pipe, clips["depth"], (32, 32), "squash", "auto", 1, "nearest", 0)
     import torch
 
-    _, mean = pipe.encode_clip(media.read_video(same).frames, torch.Generator().manual_seed(0), with_mean=True)
-    assert video_pipeline.for_query(ctx_clips, mean[:, 0], 1, "nearest", 0).ids == ["1"]
+    from lavin_cli.inference import clips as clip_runner
+    from lavin_cli.inference import context as ctx
+    from lavin_cli.inference.options import VideoOptions
+
+    ctx_clips = clip_runner.encode_context(pipe.engine, ctx.find_pairs(clips["depth"], clips=True), (32, 32),
+                                           VideoOptions(pairs=1, select="nearest"))
+    _, mean = pipe.engine.encode(video_io.read_video(same).frames[None], [torch.Generator().manual_seed(0)])
+    assert clip_runner.for_query(ctx_clips, mean[0, :, 0], 1, "nearest", 0).ids == ["1"]
     whole = clips["query"].read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole[: len(whole) // 2])

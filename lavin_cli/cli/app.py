@@ -15,9 +15,10 @@ from lavin_cli.cli import evaluate as eval_cmd
 from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import models as models_cmd
 from lavin_cli.cli import run as run_cmd
+from lavin_cli.cli import signals
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
-from lavin_cli.cli.console import fail
+from lavin_cli.cli.console import fail_quietly, internal_error, report
 from lavin_cli.errors import LavinError
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ def root(
     """In-context vision tasks with LaVin-DiT.
 
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 model/checkpoint,
-    5 device, 6 output, 7 some batch items failed.
+    5 device, 6 output, 7 some batch items failed, 130 interrupted, 143 terminated.
     """
 
 
@@ -60,10 +61,41 @@ app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:
+    """Run `lavin`: every outcome becomes at most a line or two on stderr and a documented exit code."""
+    with signals.installed():
+        code = _run(sys.argv[1:])
+    sys.exit(code)
+
+
+def _run(args: list[str]) -> int:
     try:
-        app(prog_name="lavin")
-    except LavinError as err:
-        fail(err)
+        result = app(args=args, prog_name="lavin", standalone_mode=False)
+    except LavinError as exc:
+        return report(exc)
     except KeyboardInterrupt:
-        sys.stderr.write("lavin: interrupted\n")
-        sys.exit(130)
+        return _interrupted()
+    except Exception as exc:
+        kinds = {c.__name__ for c in type(exc).__mro__}  # click's classes (Typer may carry its own copy)
+        if "NoArgsIsHelpError" in kinds:  # `lavin` alone, `lavin train`: the help
+            print(exc.ctx.get_help() if getattr(exc, "ctx", None) else "see lavin --help")
+            return 0
+        if "ClickException" in kinds:  # unknown option, missing argument, a value of the wrong type
+            return fail_quietly(f"{exc.format_message()}{_help_hint(exc)}", exc.exit_code)
+        if "Abort" in kinds:
+            return _interrupted()
+        return internal_error(exc)  # a bug: one line, the details in a file
+    if result == 130 or signals.received():  # Typer turns an interrupt into exit 130
+        return _interrupted()
+    return result if isinstance(result, int) else 0
+
+
+def _help_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f" (see {ctx.command_path} --help)" if ctx is not None else ""
+
+
+def _interrupted() -> int:
+    signum = signals.received()
+    code = signals.EXIT_CODES.get(signum, 130) if signum else 130
+    sys.stderr.write(f"lavin: {'terminated' if code == 143 else 'interrupted'}; finished outputs are kept\n")
+    return code

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import err, out
+from lavin_cli.cli.console import log, out
 from lavin_cli.errors import InputError, OutputError
 
 
@@ -35,7 +35,9 @@ def convert(
     lavin format: dit.safetensors and vae.safetensors whose metadata carries the model config.
     official: lavin_dit.safetensors and stvae.pt ({"state_dict": ...}), as published.
     """
-    from lavin_cli import config, devices, weights
+    from lavin_cli import config
+    from lavin_cli.runtime import device as devices
+    from lavin_cli.store import weights
 
     cast = devices.DTYPES.get(dtype) if dtype else None
     if dtype and cast is None:
@@ -58,5 +60,5 @@ def convert(
         model = load()
         (weights.save if to is Target.lavin else weights.export_official)(model, dest)
         count = sum(p.numel() for p in model.parameters())
-        err.print(f"wrote {dest} ({type(model).__name__}, {count:,} parameters)", highlight=False)
+        log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters)")
         out.print(str(dest), highlight=False)

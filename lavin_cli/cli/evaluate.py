@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import err, out
+from lavin_cli.cli.console import log, out
 
 
 def evaluate(
@@ -28,14 +28,14 @@ def evaluate(
 ) -> None:
     """Measure a model on held-out generated scenes: per-task metrics, a trivial baseline, task switching."""
     from lavin_cli.errors import UsageError
-    from lavin_cli.pipeline import Pipeline
-    from lavin_cli.train.evaluate import evaluate as run_eval
+    from lavin_cli.evaluation.evaluate import evaluate as run_eval
+    from lavin_cli.inference.pipeline import Pipeline
 
     if queries < 1:
         raise UsageError("--queries must be at least 1")
     pipe = Pipeline.from_pretrained(model, device=device, home=home)
     if not quiet:
-        err.print(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}", highlight=False)
+        log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
     report = run_eval(pipe, task or None, seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -50,4 +50,4 @@ def evaluate(
     accuracy = report["task_switch_accuracy"]
     out.print(f"task switch accuracy: {'n/a (needs two of depth, normals, foreground, edges)' if accuracy is None else f'{accuracy:.3f}'}")
     for name, why in report["skipped"].items():
-        err.print(f"skipped {name}: {why}", highlight=False)
+        log(f"skipped {name}: {why}")

@@ -18,7 +18,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Show the device, precision and attention backend lavin picks here, and the model presets."""
-    from lavin_cli import config, devices, weights
+    from lavin_cli import config
+    from lavin_cli.runtime import device as devices
+    from lavin_cli.store import weights
 
     env = devices.describe(device, attention)
     presets = [

@@ -10,27 +10,10 @@ import typer
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import err, out
+from lavin_cli.cli.console import log, out
+from lavin_cli.cli.progress import Progress
 
 OFFLINE = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
-
-
-def _bars(quiet: bool):
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    if quiet or not err.is_terminal:
-        return None, lambda e: None
-    progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=err)
-    tasks: dict[tuple[str, str], int] = {}
-
-    def update(event) -> None:
-        key = (event.stage, event.item)
-        if key not in tasks:
-            tasks[key] = progress.add_task(f"{event.stage} {event.item}"[:28], total=event.total)
-        progress.update(tasks[key], completed=event.done, total=event.total)
-
-    return progress, update
 
 
 def download(
@@ -48,16 +31,13 @@ def download(
     stvae.pt is converted to safetensors through weights_only loading; the DiT is checked
     against its preset before the model is marked ready.
     """
-    from lavin_cli import hub
+    from lavin_cli.store import hub
 
-    progress, update = _bars(quiet)
-    if progress:
-        with progress:
-            folder = hub.install(name, home, offline, force, update)
-    else:
-        folder = hub.install(name, home, offline, force, update)
+    with Progress(not quiet, units="bytes") as progress:
+        folder = hub.install(name, home, offline, force,
+                             lambda e: progress.update(f"{e.stage} {e.item}", f"{e.stage} {e.item}"[:28], e.done, e.total))
     if not quiet:
-        err.print(f"{folder.name} is ready in {folder.path}", highlight=False)
+        log(f"{folder.name} is ready in {folder.path}")
     out.print(str(folder.path), highlight=False)
 
 
@@ -66,23 +46,25 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
 ) -> None:
     """List the models lavin knows and the ones installed: source, size on disk, status, path."""
-    from lavin_cli import hub, registry, store
+    from lavin_cli.store import hub, registry
+    from lavin_cli.store.home import bundled_dir
+    from lavin_cli.store.home import home as store_home
 
     rows = []
     entries = registry.load(home)
     for entry in entries.values():
         if entry.source == "bundled":
-            path = store.bundled_dir()
+            path = bundled_dir()
             status = "bundled" if path else "missing from this install"
         else:
             path = hub.installed(entry.name, home)
-            partial = (store.home(home) / "models" / f"{entry.name}.partial").exists()
+            partial = (store_home(home) / "models" / f"{entry.name}.partial").exists()
             status = "ready" if path else ("interrupted" if partial else "not installed")
         source = f"hf:{entry.repo}" if entry.source == "hf" else entry.source
         rows.append({"name": entry.name, "status": status, "source": source, "preset": entry.preset,
                      "bytes": hub.disk_size(path) if path else None, "path": str(path) if path else None,
                      "description": entry.description})
-    models_dir = store.home(home) / "models"
+    models_dir = store_home(home) / "models"
     for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
         if folder.is_dir() and folder.name not in entries and not folder.name.endswith(".partial"):
             rows.append({"name": folder.name, "status": "local", "source": "local", "preset": None,
@@ -90,7 +72,7 @@ def models(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"models (store: {store.home(home)})")
+    table = Table(title=f"models (store: {store_home(home)})")
     for column in ("name", "status", "source", "size", "description"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for r in rows:
@@ -105,8 +87,8 @@ def verify(
     quiet: bool = options.QUIET,
 ) -> None:
     """Re-hash an installed model's files against the manifest written when it was downloaded."""
-    from lavin_cli import hub
     from lavin_cli.errors import CheckpointError
+    from lavin_cli.store import hub
 
     results = hub.verify(name, home)
     bad = {k: v for k, v in results.items() if v != "ok"}
@@ -115,4 +97,4 @@ def verify(
             out.print(f"{status:>16}  {rel}", highlight=False)
     if bad:
         raise CheckpointError(f"{name}: {len(bad)} of {len(results)} files fail verification: {', '.join(bad)}")
-    err.print(f"{name}: all {len(results)} files match the manifest", highlight=False)
+    log(f"{name}: all {len(results)} files match the manifest")

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from lavin_cli.errors import InputError, OutputError, UsageError
-from lavin_cli.media import IMAGE_EXTENSIONS, is_image_path, is_video_path
+from lavin_cli.io.images import IMAGE_EXTENSIONS, is_image_path
+from lavin_cli.io.video import is_video_path
 
 STDIO = "-"
 

@@ -1,39 +1,54 @@
-"""`lavin run`: in-context image tasks. Parses, plans files, calls `Pipeline`, writes results."""
+"""`lavin run`: in-context image tasks. Validates options, plans files, streams predictions from
+`Pipeline` and writes each one as it arrives."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import err, out
+from lavin_cli.cli.console import log, out
 from lavin_cli.cli.paths import STDIO, expand_queries, plan_outputs, preflight
-from lavin_cli.cli.progress import bars
-from lavin_cli.errors import LavinError, PartialFailure, UsageError
+from lavin_cli.cli.progress import Progress
+from lavin_cli.cli.results import Results
+from lavin_cli.errors import LavinError, UsageError
+
+LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries"}
 
 
-def resolve_context(context: Optional[Path], task: Optional[str], model) -> Path:
-    """--context PATH or --task NAME (a task folder of the model or of examples/)."""
-    from lavin_cli import store
+def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False):
+    """--context PATH or --task NAME (a task folder of the model or of examples/) -> its pairs."""
+    from lavin_cli.inference import context as ctx
+    from lavin_cli.store import folders
 
     if (context is None) == (task is None):
         raise UsageError("give exactly one of --context FOLDER or --task NAME")
-    if context is not None:
-        return context
-    known = store.tasks(model)
-    if task not in known:
-        listing = ", ".join(sorted(known)) or "none"
-        raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
-    return known[task].path
+    if context is None:
+        known = folders.tasks(model)
+        if task not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
+        context = known[task].path
+    return ctx.find_pairs(context, clips=clips)
+
+
+def model_line(pipe) -> str:
+    from lavin_cli.runtime.device import dtype_name
+
+    return (f"model {pipe.model.name} ({pipe.model.path}) on {pipe.device}, {dtype_name(pipe.dtype)}, "
+            f"attention {pipe.attention}, offload {pipe.offload.name}")
 
 
 def run(
-    query: list[str] = typer.Option(..., "--query", "-i", help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin."),
-    output: str = typer.Option(..., "--output", "-o", help="Output file (one query), folder (several), or - for stdout."),
+    query: list[str] = typer.Option(..., "--query", "-i", help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin.",
+                                    metavar="PATH"),
+    output: str = typer.Option(..., "--output", "-o", help="Output file (one query), folder (several), or - for stdout.",
+                               metavar="PATH"),
     context: Optional[Path] = options.CONTEXT,
     task: Optional[str] = options.TASK,
     model: Optional[str] = options.MODEL,
@@ -62,84 +77,70 @@ def run(
     """Predict each query's target from example pairs (in-context, no training).
 
     [dim]lavin run --context pairs/ --query img.jpg -o out.png[/]
-    [dim]lavin run --task depth --query 'photos/*.jpg' -o preds/ --pairs 6 --seed 7 --json[/]
+    [dim]lavin run --task depth_estimation --query 'photos/*.jpg' -o preds/ --pairs 6 --seed 7 --json[/]
     """
-    from lavin_cli import context as ctx
-    from lavin_cli import store
-    from lavin_cli.pipeline import Pipeline, parse_size
+    from lavin_cli.inference.engine import MemoryPlan
+    from lavin_cli.inference.options import LoadOptions, RunOptions
+    from lavin_cli.inference.pipeline import Pipeline
+    from lavin_cli.store import folders
 
+    run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
+                             solver=solver, batch_size=batch_size)
+    load = LoadOptions(device, dtype, attention, offload, compile)
     queries = expand_queries(query)
     outputs = plan_outputs(queries, output, ext)
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
-    folder = store.resolve(model, home)
-    parse_size(size, folder.size)  # bad sizes fail before the model loads
-    context_dir = resolve_context(context, task, folder)
-    ctx.find_pairs(context_dir)  # a bad context folder fails before the model loads
+    folder = folders.resolve(model, home)
+    found = resolve_context(context, task, folder)
     grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
     preflight(outputs, overwrite, grids + ([str(record)] if record else []))
 
-    pipe = Pipeline.from_pretrained(str(folder.path), device=device, dtype=dtype, attention=attention, offload=offload,
-                                    compile=compile, plan={"size": size, "pairs": pairs, "batch": batch_size})
+    pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), pairs, batch_size))
     if not quiet:
-        err.print(f"model {folder.name} ({folder.path}) on {pipe.device}, {str(pipe.dtype).replace('torch.', '')}, "
-                  f"attention {pipe.attention}, offload {pipe.offload.name}", highlight=False)
-    with bars(not quiet) as progress:
-        result = pipe(context_dir, queries, pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg,
-                      seed=seed, solver=solver, batch_size=batch_size, callback=progress)
-    _write(result, outputs, grids, overwrite, ext)
-    _report(result, record, as_json, quiet, overwrite)
+        log(model_line(pipe))
+    results = Results(record, as_json, overwrite, quiet)
+    with Progress(not quiet, main="query") as progress:
+        stream = pipe.stream(found, queries, run_options, callback=relay(progress))
+        results.header = stream.header
+        consume(stream, results, _writer(outputs, grids, overwrite, ext), lambda: {"context_s": round(stream.context_seconds, 4)})
 
 
-def write_each(result, outputs: list[str], write) -> None:
-    """Call write(i, prediction, destination, record entry) for every successful prediction; a
-    failed write marks that item failed (message and exit code) and the others go on."""
-    for i, (pred, dest) in enumerate(zip(result.predictions, outputs)):
-        if pred.error:
-            continue
-        entry = result.record["queries"][i]
-        try:
-            write(i, pred, dest, entry)
-        except LavinError as error:
-            pred.error, pred.code, entry["error"] = str(error), error.exit_code, str(error)
+def relay(progress: Progress):
+    """The library's progress callback, drawn by the CLI's progress display."""
+    return lambda p: progress.update(p.stage, LABELS.get(p.stage, p.stage), p.done, p.total)
 
 
-def _write(result, outputs: list[str], grids: list[str], overwrite: bool, ext: str) -> None:
-    from lavin_cli import media
+def consume(stream, results: Results, write, timings, noun: str = "prediction(s)") -> None:
+    """Write every prediction of `stream` as it arrives; on SIGINT / SIGTERM keep what is written,
+    record it, and exit 130 / 143."""
+    start = time.perf_counter()
+    try:
+        for prediction in stream:
+            results.add(prediction, write)
+    except KeyboardInterrupt as stop:
+        results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, interrupted=stop, noun=noun)
+        raise
+    results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, noun=noun)
 
-    def write(i, pred, dest, entry) -> None:
+
+def _writer(outputs: list[str], grids: list[str], overwrite: bool, ext: str):
+    from lavin_cli.io import images as image_io
+
+    def write(pred, entry: dict) -> None:
+        dest = outputs[pred.index]
         if dest == STDIO:
-            sys.stdout.buffer.write(media.encode_image(pred.image, ext))
+            sys.stdout.buffer.write(image_io.encode_image(pred.image, ext))
             sys.stdout.buffer.flush()
         else:
-            media.write_image(Path(dest), pred.image, overwrite)
+            image_io.write_image(Path(dest), pred.image, overwrite)
             entry["output"] = dest
         if grids:
-            row = [im for pair in pred.context for im in pair] + [pred.working, media.fit(pred.image, pred.working.shape[:2])[0]]
-            media.write_image(Path(grids[i]), media.grid([row]), overwrite)
-            entry["grid"] = grids[i]
+            row = [im for pair in pred.context for im in pair] + [pred.working, image_io.fit(pred.image, pred.working.shape[:2])[0]]
+            image_io.write_image(Path(grids[pred.index]), image_io.grid([row]), overwrite)
+            entry["grid"] = grids[pred.index]
 
-    write_each(result, outputs, write)
-
-
-def _report(result, record: Optional[Path], as_json: bool, quiet: bool, overwrite: bool) -> None:
-    from lavin_cli import media
-
-    text = json.dumps(result.record, indent=2)
-    if record:
-        media.write_atomic(record, text.encode() + b"\n", overwrite)
-    if as_json:
-        out.print_json(text) if out.is_terminal else print(text)
-    failed = result.failed
-    for pred in failed:
-        err.print(f"[red]failed:[/] {pred.error}", highlight=False, markup=True)
-    done = len(result.predictions) - len(failed)
-    if not quiet:
-        err.print(f"{done} prediction(s) written" + (f", {len(failed)} failed" if failed else ""), highlight=False)
-    if failed and not done:
-        raise SystemExit(failed[0].code or 1)
-    if failed:
-        raise PartialFailure(f"{len(failed)} of {len(result.predictions)} queries failed")
+    return write
 
 
 def tasks(
@@ -150,17 +151,17 @@ def tasks(
     """List the task folders usable with --task: the model's own and those in examples/."""
     from rich.table import Table
 
-    from lavin_cli import context as ctx
-    from lavin_cli import store
+    from lavin_cli.inference import context as ctx
+    from lavin_cli.store import folders
 
     try:
-        folder = store.resolve(model, home)
+        folder = folders.resolve(model, home)
     except LavinError:
         if model:
             raise
         folder = None  # no model: still list the shipped examples
     rows = []
-    for task in store.tasks(folder).values():
+    for task in folders.tasks(folder).values():
         try:
             count = len(ctx.find_pairs(task.path).pairs)
         except LavinError:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from lavin_cli.cli.console import err
+from lavin_cli.cli.console import log
+from lavin_cli.cli.progress import Progress
 
 app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ DATA = typer.Option("generator", "--data", help="'generator' (built-in procedura
 
 
 def _source(data: str):
-    from lavin_cli.train.data import Folders, Generator
+    from lavin_cli.training.data import Folders, Generator
 
     if data == "generator" or data.startswith("generator:"):
         names = data.split(":", 1)[1].split(",") if ":" in data else None
@@ -40,30 +41,10 @@ def _prepare(size: int, threads: int | None) -> None:
 
 
 def _with_progress(quiet: bool, total: int, run) -> None:
-    """Call run(callback) with a progress bar on a terminal (and a silent callback otherwise)."""
-    progress, update = _progress(quiet, total)
-    if progress:
-        with progress:
-            run(update)
-    else:
-        run(None)
-
-
-def _progress(quiet: bool, total: int):
-    """A Rich bar showing loss, steps/s and ETA on a terminal; nothing otherwise."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    if quiet or not err.is_terminal:
-        return None, lambda info: None
-    progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.2f} steps/s"),
-                        TimeRemainingColumn(), console=err)
-    task = progress.add_task("train", total=total, loss=float("nan"), rate=0.0)
-
-    def update(info) -> None:
-        progress.update(task, completed=info.step, loss=info.loss, rate=info.steps_per_s)
-
-    return progress, update
+    """Call run(callback) with a progress display of steps, loss and speed."""
+    with Progress(not quiet, main="train") as progress:
+        run(lambda info: progress.update("train", "training", info.step, total,
+                                         f"loss {info.loss:.4f}  {info.steps_per_s:.2f} steps/s"))
 
 
 @app.command("vae")
@@ -83,13 +64,13 @@ def vae(
     quiet: bool = QUIET,
 ) -> None:
     """Train the ST-VAE: L1 + gradient reconstruction and a small KL, EMA weights, strictly causal."""
-    from lavin_cli.train.vae_trainer import VAETrainConfig, train_vae
+    from lavin_cli.training.vae_trainer import VAETrainConfig, train_vae
 
     _prepare(size, threads)
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every)
     _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
-    err.print(f"wrote {out / 'vae.safetensors'}", highlight=False)
+    log(f"wrote {out / 'vae.safetensors'}")
 
 
 @app.command("dit")
@@ -123,8 +104,8 @@ def dit(
     import torch
     import torch.distributed as dist
 
-    from lavin_cli import devices
-    from lavin_cli.train.dit_trainer import DiTTrainConfig, train_dit
+    from lavin_cli.runtime import device as devices
+    from lavin_cli.training.dit_trainer import DiTTrainConfig, train_dit
 
     _prepare(size, threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -146,4 +127,4 @@ def dit(
         if dist.is_initialized():
             dist.destroy_process_group()
     if rank == 0:
-        err.print(f"wrote model folder {out}", highlight=False)
+        log(f"wrote model folder {out}")

@@ -8,16 +8,17 @@ from typing import Optional
 import typer
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import err
+from lavin_cli.cli.console import log
 from lavin_cli.cli.paths import expand_queries, preflight
-from lavin_cli.cli.progress import bars
-from lavin_cli.cli.run import _report, resolve_context, write_each
+from lavin_cli.cli.progress import Progress
+from lavin_cli.cli.results import Results
+from lavin_cli.cli.run import consume, model_line, relay, resolve_context
 from lavin_cli.errors import UsageError
 
 
 def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
     """A file (video extension) or frames folder for one clip; a folder of <name>.<ext> for several."""
-    from lavin_cli.media import VIDEO_EXTENSIONS, is_video_path
+    from lavin_cli.io.video import VIDEO_EXTENSIONS, is_video_path
 
     ext = "." + ext.lower().lstrip(".")
     if ext not in VIDEO_EXTENSIONS and ext != ".frames":
@@ -34,8 +35,10 @@ def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
 
 
 def video(
-    query: list[str] = typer.Option(..., "--query", "-i", help="Query clip(s): video files, folders of frames, folders of videos, globs."),
-    output: str = typer.Option(..., "--output", "-o", help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder (several)."),
+    query: list[str] = typer.Option(..., "--query", "-i", help="Query clip(s): video files, folders of frames, folders of videos, globs.",
+                                    metavar="PATH"),
+    output: str = typer.Option(..., "--output", "-o", help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder (several).",
+                               metavar="PATH"),
     context: Optional[Path] = options.CONTEXT,
     task: Optional[str] = options.TASK,
     frames: int = typer.Option(12, "--frames", help="Prediction tasks: how many new frames to produce (paper: 12)."),
@@ -67,42 +70,40 @@ def video(
     [dim]lavin video --context clips/ --query clip.mp4 --frames 12 -o pred.mp4[/]
     [dim]lavin video --context depth_clips/ --query frames_dir/ -o depth.mp4[/]
     """
-    from lavin_cli import context as ctx
-    from lavin_cli import store
-    from lavin_cli.pipeline import Pipeline, parse_size
+    from lavin_cli.inference.engine import MemoryPlan
+    from lavin_cli.inference.options import LoadOptions, VideoOptions
+    from lavin_cli.inference.pipeline import Pipeline
+    from lavin_cli.store import folders
 
+    video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
+                                 solver=solver, frames=frames, mode=mode, fps=fps)
+    load = LoadOptions(device, dtype, attention, offload, compile)
     queries = expand_queries(query, clips=True)
     outputs = plan_outputs(queries, output, ext)
-    folder = store.resolve(model, home)
-    parse_size(size, folder.size)
-    context_dir = resolve_context(context, task, folder)
-    ctx.find_pairs(context_dir, clips=True)
+    folder = folders.resolve(model, home)
+    found = resolve_context(context, task, folder, clips=True)
     preflight(outputs, overwrite, [str(record)] if record else [])
-    pipe = Pipeline.from_pretrained(str(folder.path), device=device, dtype=dtype, attention=attention, offload=offload,
-                                    compile=compile, plan={"size": size, "pairs": pairs, "frames": 5})
+    pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), pairs, frames=5))
     if not quiet:
-        err.print(f"model {folder.name} ({folder.path}) on {pipe.device}, attention {pipe.attention}, "
-                  f"offload {pipe.offload.name}", highlight=False)
-    with bars(not quiet) as progress:
-        def relay(p):
-            if p.stage == "tokens" and not quiet:
-                err.print(f"DiT sequence: {p.total} tokens per call", highlight=False)
-            else:
-                progress(p)
-        result = pipe.video(context_dir, queries, frames=frames, mode=mode, pairs=pairs, select=select, size=size,
-                            fit=fit, steps=steps, cfg=cfg, seed=seed, solver=solver, fps=fps, callback=relay)
-    _write(result, outputs, overwrite)
-    if not quiet:
-        err.print(f"task kind: {result.record['mode']}; context clips of {result.record['context_clip_frames']} frames",
-                  highlight=False)
-    _report(result, record, as_json, quiet, overwrite)
+        log(model_line(pipe))
+    results = Results(record, as_json, overwrite, quiet)
+    with Progress(not quiet, main="query") as progress:
+        draw = relay(progress)
+        stream = pipe.video_stream(found, queries, video_options,
+                                   callback=lambda p: log(f"DiT sequence: {p.total} tokens per call")
+                                   if p.stage == "tokens" and not quiet else draw(p))
+        results.header = stream.prepare()
+        if not quiet:
+            head = results.header
+            log(f"task kind: {head['mode']}; context clips of {head['context_clip_frames']} frames")
+        consume(stream, results, _writer(outputs, overwrite), lambda: {"context_s": round(stream.context_seconds, 4)})
 
 
-def _write(result, outputs: list[str], overwrite: bool) -> None:
-    from lavin_cli import media
+def _writer(outputs: list[str], overwrite: bool):
+    from lavin_cli.io.video import write_video
 
-    def write(i, pred, dest, entry) -> None:
-        media.write_video(Path(dest), pred.clip, overwrite)
-        entry["output"] = dest
+    def write(pred, entry: dict) -> None:
+        write_video(Path(outputs[pred.index]), pred.clip, overwrite)
+        entry["output"] = outputs[pred.index]
 
-    write_each(result, outputs, write)
+    return write

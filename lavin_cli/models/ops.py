@@ -1,4 +1,6 @@
-"""Pure tensor functions shared by the models: attention backends, 3D RoPE, RMS norm.
+"""Pure tensor functions shared by the models: attention kernels, 3D RoPE, RMS norm.
+
+Which attention kernel runs where is decided in lavin_cli/runtime/attention.py.
 
 Layout convention for attention: q (B, L, Hq, D), k and v (B, L, Hkv, D) with Hq a multiple of
 Hkv; query head h reads key/value head h // (Hq // Hkv) (flash-attn's GQA convention, i.e. K/V
@@ -7,16 +9,12 @@ repeated with `repeat_interleave`).
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from lavin_cli.errors import DeviceError
-
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-BACKENDS = ("auto", "sdpa", "xformers", "math")
 
 
 def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -54,59 +52,16 @@ def attention_xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     return xops.memory_efficient_attention(q5, k5, v5).reshape(b, length, hq, d)
 
 
-_FUNCTIONS: dict[str, AttentionFn] = {
+FUNCTIONS: dict[str, AttentionFn] = {
     "sdpa": attention_sdpa,
     "xformers": attention_xformers,
     "math": attention_math,
 }
 
 
-@functools.lru_cache(maxsize=None)
-def xformers_status(device_index: int = 0) -> tuple[bool, str]:
-    """(works, reason): import xformers and run one small GQA attention against the reference.
-
-    Only ever called for a CUDA device: xformers has no CPU kernels and warns on import there.
-    """
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    try:
-        import xformers.ops  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken build raising anything at import
-        return False, f"xformers not importable: {exc.__class__.__name__}: {exc}".splitlines()[0]
-    try:
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        dev = torch.device("cuda", device_index)
-        q = torch.randn(1, 40, 8, 72, generator=gen).to(dev, torch.bfloat16)
-        k = torch.randn(1, 40, 2, 72, generator=gen).to(dev, torch.bfloat16)
-        v = torch.randn(1, 40, 2, 72, generator=gen).to(dev, torch.bfloat16)
-        err = (attention_xformers(q, k, v).float() - attention_math(q, k, v).float()).abs().max().item()
-    except Exception as exc:
-        return False, f"xformers kernel failed: {exc.__class__.__name__}: {exc}".splitlines()[0]
-    if not err < 0.05:
-        return False, f"xformers result differs from the reference by {err:.3g}"
-    return True, "xformers memory-efficient attention works on this GPU"
-
-
-def resolve_backend(name: str, device: torch.device) -> str:
-    """Turn 'auto' into a concrete backend for `device`; refuse xformers where it cannot run."""
-    if name not in BACKENDS:
-        raise DeviceError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if name == "auto":
-        if device.type == "cuda" and xformers_status(device.index or 0)[0]:
-            return "xformers"
-        return "sdpa"
-    if name == "xformers":
-        if device.type != "cuda":
-            raise DeviceError("--attention xformers needs a CUDA device; use sdpa on this machine")
-        works, reason = xformers_status(device.index or 0)
-        if not works:
-            raise DeviceError(f"--attention xformers is unavailable: {reason}")
-    return name
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
     """Non-causal multi-head attention with scale head_dim**-0.5; see the module doc for layout."""
-    return _FUNCTIONS[backend](q, k, v)
+    return FUNCTIONS[backend](q, k, v)
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

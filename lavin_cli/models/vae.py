@@ -284,10 +284,3 @@ class STVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, T, h, w) -> pixels (B, 3, decoded_frames(T), 8h, 8w), roughly [-1, 1]."""
         return self.decoder(z.to(self.decoder.conv_in.weight.dtype))
-
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        """VAE latents -> the scale the DiT works in."""
-        return (z - self.cfg.latent_shift) * self.cfg.latent_scale
-
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z / self.cfg.latent_scale + self.cfg.latent_shift

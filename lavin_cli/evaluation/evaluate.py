@@ -1,0 +1,180 @@
+"""`lavin eval`: measure a model on held-out generated scenes, per task, against a trivial baseline.
+
+Held-out scenes are drawn from numpy SeedSequence([0x1A71E, seed, task, i]) entropy; training
+draws integer seeds only, so the two never meet. For each task, `queries` queries are answered
+in-context from `pairs` held-out pairs, and scored against the exact ground truth:
+
+    depth_estimation         AbsRel and delta1 (< 1.25) of depth, after least-squares scale and
+                             shift alignment of the prediction (gray = inverse depth) to the true
+                             inverse depth, as in the paper
+    surface_normals          mean angular error in degrees over pixels that hit a surface
+    foreground_segmentation  IoU of (prediction > 0.5) with the object mask
+    edge_detection           F1 of (prediction > 0.5) against the edge map, 1-pixel tolerance
+    restoration tasks        PSNR (dB) against the clean picture
+    frame_prediction         PSNR of the 4 new frames; baseline: repeating the last input frame
+    video_depth              AbsRel and delta1 over the clip after one alignment per clip
+The baseline answers every query with the mean of the context targets (frame prediction: with
+its last input frame repeated). Task switching: the same
+clean-RGB query under the contexts of depth, normals, foreground and edges (the tasks that share
+that input) must give, each time, the prediction closest (MSE) to that context's task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lavin_cli.evaluation.metrics import better, depth_metrics, edge_f1, iou, normal_error, psnr
+from lavin_cli.io.video import Clip, write_video
+from lavin_cli.training import tasks
+
+EVAL_TAG = 0x1A71E
+SWITCH_TASKS = ("depth_estimation", "surface_normals", "foreground_segmentation", "edge_detection")
+
+
+def heldout_rng(seed: int, task: str, i: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([EVAL_TAG, seed, list(tasks.TASKS).index(task), i]))
+
+
+@dataclass
+class Case:
+    """One held-out query: its input, the encoded target, and what the metric needs."""
+
+    input: np.ndarray  # (H, W, 3) float in [0, 1]
+    target: np.ndarray
+    render: object = None
+
+
+def make_case(task: str, rng: np.random.Generator, size: int) -> Case:
+    if task in tasks.SCENE_TARGETS:
+        r = tasks.render_scene(rng, size)
+        target = tasks.SCENE_TARGETS[task](r)
+        target = np.repeat(target[..., None], 3, -1) if target.ndim == 2 else target
+        return Case(r.rgb, target.astype(np.float32), r)
+    inp, tgt = tasks.TASKS[task].make(rng, size)
+    return Case(inp[0], tgt[0])
+
+
+def score(task: str, pred: np.ndarray, case: Case) -> dict[str, float]:
+    """pred (H, W, 3) float in [0, 1]."""
+    gray = pred.mean(-1)
+    if task == "depth_estimation":
+        return depth_metrics(gray, case.render.depth)
+    if task == "surface_normals":
+        return {"angular_error_deg": normal_error(pred, case.render.normal, case.render.depth < tasks.scenes.FAR)}
+    if task == "foreground_segmentation":
+        return {"iou": iou(gray, case.render.instance > 0)}
+    if task == "edge_detection":
+        return {"f1": edge_f1(gray, case.target.mean(-1))}
+    return {"psnr_db": psnr(pred, case.target)}
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return tasks.to_uint8(x)
+
+
+def _context(task: str, seed: int, pairs: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for j in range(pairs):
+        case = make_case(task, heldout_rng(seed, task, 100_000 + j), size)
+        out.append((case.input, case.target))
+    return out
+
+
+def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(float(np.mean([d[k] for d in dicts])), 4) for k in dicts[0]}
+
+
+def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
+    context = _context(task, seed, pairs, size)
+    cases = [make_case(task, heldout_rng(seed, task, i), size) for i in range(queries)]
+    result = pipe([(_u8(a), _u8(b)) for a, b in context], [_u8(c.input) for c in cases], pairs=pairs, seed=seed,
+                  size=size, **sampling)
+    baseline = np.mean([b for _, b in context], axis=0)
+    ours = [score(task, p.image.astype(np.float32) / 255, c) for p, c in zip(result.predictions, cases)]
+    base = [score(task, baseline, c) for c in cases]
+    metrics, base_metrics = _mean(ours), _mean(base)
+    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+
+
+def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
+    """frame_prediction: PSNR of the 4 new frames; the baseline repeats the last input frame.
+    video_depth: AbsRel / delta1 of every frame after one scale-and-shift alignment per clip; the
+    baseline is the mean of the context targets."""
+    import tempfile
+
+    sampling.pop("batch_size", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        targets = []
+        for j in range(pairs):
+            inp, tgt = tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), size)
+            targets.append(tgt)
+            write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
+            write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
+        ours, base, paths, truths = [], [], [], []
+        for i in range(queries):
+            rng = heldout_rng(seed, task, i)
+            renders = tasks.clip_renders(rng, size, 9 if task == "frame_prediction" else 5)
+            frames = np.stack([r.rgb for r in renders])
+            write_video(root / f"q{i}", Clip(tasks.to_uint8(frames[:5]), 8))
+            paths.append(str(root / f"q{i}"))
+            truths.append((frames, np.stack([r.depth for r in renders])))
+        result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
+    for pred, (frames, depth) in zip(result.predictions, truths):
+        p = pred.clip.frames.astype(np.float32) / 255
+        if task == "frame_prediction":
+            ours.append({"psnr_db": psnr(p, frames[5:9])})
+            base.append({"psnr_db": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9])})
+        else:
+            ours.append(depth_metrics(p.mean(-1), depth))
+            base.append(depth_metrics(np.mean(targets, axis=0).mean(-1), depth))  # the mean context target
+    metrics, base_metrics = _mean(ours), _mean(base)
+    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+
+
+def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
+                         **sampling) -> float | None:
+    """Share of (query, task) where the answer under task T's context is closest to T's truth
+    (None when fewer than two of the evaluated tasks share the clean-picture input)."""
+    names = [n for n in SWITCH_TASKS if n in names]
+    if len(names) < 2:
+        return None
+    renders = [tasks.render_scene(heldout_rng(seed, "depth_estimation", 500_000 + i), size) for i in range(queries)]
+    truths = {n: [np.broadcast_to(np.atleast_3d(tasks.SCENE_TARGETS[n](r)), r.rgb.shape) for r in renders] for n in names}
+    correct = total = 0
+    for task in names:
+        context = [(_u8(a), _u8(b)) for a, b in _context(task, seed, pairs, size)]
+        result = pipe(context, [_u8(r.rgb) for r in renders], pairs=pairs, seed=seed, size=size, **sampling)
+        for i, pred in enumerate(result.predictions):
+            p = pred.image.astype(np.float32) / 255
+            errors = {n: float(np.mean((p - truths[n][i]) ** 2)) for n in names}
+            correct += min(errors, key=errors.get) == task
+            total += 1
+    return correct / total
+
+
+def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
+             steps: int = 20, cfg: float = 1.5, callback=None) -> dict:
+    """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
+    size = pipe.default_size
+    names = names or [n for n in (pipe.model.extra.get("tasks") if pipe.model else None) or tasks.IMAGE_TASKS]
+    sampling = {"steps": steps, "cfg": cfg, "batch_size": queries}
+    report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
+                    "pairs": pairs, "steps": steps, "cfg": cfg, "size": size, "tasks": {}, "skipped": {}}
+    for n, task in enumerate(names):
+        if task not in tasks.TASKS:
+            report["skipped"][task] = "not a generator task"
+        elif tasks.TASKS[task].kind == "video":
+            report["tasks"][task] = evaluate_video_task(pipe, task, seed, queries, pairs, size, **sampling)
+        else:
+            report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, **sampling)
+        if callback:
+            callback(n + 1, len(names) + 1)
+    accuracy = task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling)
+    report["task_switch_accuracy"] = None if accuracy is None else round(accuracy, 4)
+    if callback:
+        callback(len(names) + 1, len(names) + 1)
+    return report

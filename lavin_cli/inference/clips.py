@@ -1,0 +1,224 @@
+"""The video runner: context clip pairs + query clips -> predicted clips, streamed one query at a time.
+
+Two kinds of task, told apart by the context alone (see lavin_cli/inference/frames.py for the
+frame rules):
+    clip     every input frame has a target frame (video depth, normals, segmentation...)
+    predict  the target continues the input; its first frame repeats the last input frame
+A context pair whose target starts with (nearly) its input's last frame is a prediction pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lavin_cli.errors import InputError, LavinError
+from lavin_cli.inference import codec, records
+from lavin_cli.inference import context as ctx
+from lavin_cli.inference import frames as frame_rules
+from lavin_cli.inference.images import Progress, ProgressCallback
+from lavin_cli.inference.options import VideoOptions
+from lavin_cli.inference.prefetch import prefetch
+from lavin_cli.io import images as image_io
+from lavin_cli.io.video import Clip, read_video
+
+ANCHOR_TOLERANCE = 0.04  # mean |target[0] - input[-1]| (of 1) below which a pair is a prediction pair
+
+
+@dataclass
+class VideoPrediction:
+    query: str
+    clip: Optional[Clip] = None  # frames at the query's size, its fps
+    pairs: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    code: int = 0
+    seconds: float = 0.0
+    tokens: int = 0  # joint sequence length of one DiT call
+    index: int = 0
+
+    @property
+    def entry(self) -> dict:
+        return records.entry(self)
+
+
+@dataclass
+class ContextClips:
+    ids: list[str]
+    latents: list[tuple[torch.Tensor, torch.Tensor]]  # per pair: (input, target) latents (C, T, h, w)
+    keys: list[torch.Tensor]  # per pair: posterior mean of the input's first latent frame (for nearest)
+    mode: str
+    input_frames: int  # 4k + 1 frames per query chunk
+    target_frames: int
+
+
+def fit_frames(frames: np.ndarray, working, fit: str) -> tuple[np.ndarray, image_io.Placement]:
+    fitted = [image_io.fit(f, working, fit) for f in frames]
+    return np.stack([f for f, _ in fitted]), fitted[0][1]
+
+
+def detect_mode(pairs: list[tuple[Clip, Clip]], requested: str) -> str:
+    anchored = [np.abs(t.frames[0].astype(float) - i.frames[-1]).mean() / 255 < ANCHOR_TOLERANCE for i, t in pairs]
+    if requested != "auto":
+        return requested
+    if all(anchored):
+        return "predict"
+    if not any(anchored):
+        return "clip"
+    raise InputError("the context mixes prediction pairs (target starts with the input's last frame) and "
+                     "clip-to-clip pairs; give {{mode=clip}} or {{mode=predict}}")
+
+
+def _check_pairs(found: ctx.Context, chosen: list[int], clips: list[tuple[Clip, Clip]], mode: str) -> None:
+    for i, (inp, tgt) in zip(chosen, clips):
+        if mode == "clip" and inp.frames.shape[1:] != tgt.frames.shape[1:]:
+            raise InputError(f"pair {found.pairs[i].id}: input and target frames differ in size")
+        if mode == "clip" and len(inp.frames) != len(tgt.frames):
+            raise InputError(f"pair {found.pairs[i].id}: input has {len(inp.frames)} frames, target {len(tgt.frames)}; "
+                             "a clip-to-clip pair needs one target frame per input frame")
+
+
+def encode_context(engine, found: ctx.Context, working, options: VideoOptions) -> ContextClips:
+    """Read, check and encode the context clips (all of them for select='nearest', which picks per query)."""
+    o = options
+    chosen = list(range(len(found.pairs))) if o.select == "nearest" else ctx.select(o.pairs, len(found.pairs), o.select, o.seed)
+    clips = [(read_video(found.pairs[i].input), read_video(found.pairs[i].target)) for i in chosen]
+    if o.mode == "clip":
+        _check_pairs(found, chosen, clips, "clip")
+    mode = detect_mode(clips, o.mode)
+    _check_pairs(found, chosen, clips, mode)
+    n_in = frame_rules.padded_length(min(len(i.frames) for i, _ in clips))
+    n_tg = n_in if mode == "clip" else frame_rules.padded_length(min(len(t.frames) for _, t in clips))
+    gen = torch.Generator().manual_seed(o.seed)
+    latents, keys = [], []
+    for inp, tgt in clips:
+        a, mean = engine.encode(frame_rules.pad(fit_frames(inp.frames, working, o.fit)[0], n_in)[None], [gen])
+        b, _ = engine.encode(frame_rules.pad(fit_frames(tgt.frames, working, o.fit)[0], n_tg)[None], [gen])
+        latents.append((a[0], b[0]))
+        keys.append(mean[0, :, 0])
+    return ContextClips([found.pairs[i].id for i in chosen], latents, keys, mode, n_in, n_tg)
+
+
+def for_query(context: ContextClips, key: torch.Tensor, count: int, select: str, seed: int) -> ContextClips:
+    """The pairs this query sees: all loaded ones, or (nearest) the `count` whose input clips start
+    closest to `key` (the query's first latent frame, posterior mean), the closest next to the query."""
+    if select != "nearest":
+        return context
+    idx = ctx.select(count, len(context.latents), "nearest", seed, ctx.similarity(key, torch.stack(context.keys)))
+    return dataclasses.replace(context, ids=[context.ids[i] for i in idx], latents=[context.latents[i] for i in idx],
+                               keys=[context.keys[i] for i in idx])
+
+
+class VideoRun:
+    def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: VideoOptions,
+                 progress: ProgressCallback = None):
+        self.engine, self.found, self.queries, self.options = engine, context, list(queries), options
+        self.notify = progress or (lambda _p: None)
+        self.working = options.working_size(model.size if model else 512)
+        self.model = model
+        self.context: ContextClips | None = None
+        self.context_seconds = 0.0
+        self.tokens = 0
+
+    def prepare(self) -> dict:
+        """Encode the context clips, check that one DiT call fits; returns the record header."""
+        with self.engine.oom_advice(self.working, self.options.pairs, 1, frames=5):
+            return self._prepare()
+
+    def _prepare(self) -> dict:
+        t0 = time.perf_counter()
+        self.context = c = encode_context(self.engine, self.found, self.working, self.options)
+        self.context_seconds = time.perf_counter() - t0
+        q_latents = frame_rules.latents_for(c.input_frames)
+        t_latents = q_latents if c.mode == "clip" else \
+            frame_rules.plan_prediction(self.options.frames, c.target_frames).chunk_latents
+        seen = c.latents[:self.options.pairs]
+        self.tokens = (sum(a.shape[1] + b.shape[1] for a, b in seen) + q_latents + t_latents) * \
+            (self.working[0] // 16) * (self.working[1] // 16)
+        self.engine.check_fits(self.tokens, self.working, len(c.latents), max(c.input_frames, c.target_frames))
+        self.notify(Progress("tokens", self.tokens, self.tokens))
+        return records.header(self.engine, self.model, self.options, self.working, {
+            "context": self.found.source, "context_pairs": len(c.ids), "unpaired": self.found.unpaired,
+            "mode": c.mode, "new_frames": self.options.frames if c.mode == "predict" else None,
+            "context_clip_frames": {"input": c.input_frames, "target": c.target_frames},
+            "sequence_tokens": self.tokens})
+
+    def _load(self, item):
+        index, query = item
+        try:
+            clip = read_video(query)
+            fitted, placement = fit_frames(clip.frames, self.working, self.options.fit)
+        except LavinError as err:
+            return index, str(query), err
+        return index, str(query), (clip, fitted, placement)
+
+    def __iter__(self) -> Iterator[VideoPrediction]:
+        if self.context is None:
+            self.prepare()
+        with self.engine.oom_advice(self.working, self.options.pairs, 1, frames=5):
+            yield from self._run()
+
+    def _run(self) -> Iterator[VideoPrediction]:
+        for n, (index, label, loaded) in enumerate(prefetch(enumerate(self.queries), self._load)):
+            start = time.perf_counter()
+            try:
+                if isinstance(loaded, LavinError):
+                    raise loaded
+                clip, fitted, placement = loaded
+                run = self._clip_to_clip if self.context.mode == "clip" else self._predict
+                out, used = run(fitted)
+                restored = np.stack([image_io.unfit(f, placement) for f in out])
+                pred = VideoPrediction(label, Clip(restored, self.options.fps or clip.fps or 10.0), used,
+                                       seconds=time.perf_counter() - start, tokens=self.tokens, index=index)
+            except LavinError as err:
+                pred = VideoPrediction(label, error=str(err), code=err.exit_code, index=index)
+            yield pred
+            self.notify(Progress("query", n + 1, len(self.queries)))
+
+    def _generate(self, window: np.ndarray, target_latents: int, noise_seed: int):
+        """Encode a query window, choose its pairs, sample `target_latents` latents; (latents, ids)."""
+        o = self.options
+        q, mean = self.engine.encode(window[None], [torch.Generator().manual_seed(o.seed)])
+        seen = for_query(self.context, mean[0, :, 0], o.pairs, o.select, o.seed)
+        cond = codec.condition(seen.latents, q[0])[None]
+        z = self.engine.generate(cond, target_latents, [torch.Generator().manual_seed(noise_seed)], o.sampling,
+                                 query_frames=q.shape[2], progress=lambda d, t: self.notify(Progress("sample", d, t)))
+        return z, seen.ids
+
+    def _clip_to_clip(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Chunks of the context's clip length sharing one frame; each frame predicted once kept.
+        Returns the frames and the ids of the pairs used (by the first chunk)."""
+        c = self.context
+        out = np.zeros_like(frames)
+        done, used = 0, []
+        for start, end in frame_rules.chunks(len(frames), c.input_frames):
+            chunk = frame_rules.pad(frames[start:end], c.input_frames)
+            z, ids = self._generate(chunk, frame_rules.latents_for(c.input_frames), self.options.seed + start)
+            used = used or ids
+            pred = self.engine.decode(z)[0][: end - start]
+            out[max(start, done):end] = pred[max(start, done) - start:]
+            done = end
+        return out, used
+
+    def _predict(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """`frames` new frames, chunk by chunk, each chunk seeing the latest frames; and the ids of
+        the pairs used (by the first chunk)."""
+        c = self.context
+        plan = frame_rules.plan_prediction(self.options.frames, c.target_frames)
+        history = list(frames)
+        produced: list[np.ndarray] = []
+        used: list[str] = []
+        for n in range(plan.chunks):
+            window = np.stack(history[-c.input_frames:])
+            if len(window) < c.input_frames:  # a short query: repeat its first frame in front
+                window = np.concatenate([np.repeat(window[:1], c.input_frames - len(window), 0), window])
+            z, ids = self._generate(window, plan.chunk_latents, self.options.seed + n)
+            used = used or ids
+            fresh = list(self.engine.decode(z)[0][1:1 + plan.chunk_new_frames])  # frame 0 is the anchor
+            produced += fresh
+            history += fresh
+        return np.stack(produced[:self.options.frames]), used

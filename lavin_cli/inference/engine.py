@@ -1,0 +1,156 @@
+"""The engine: the loaded models on their device, and the three things a run asks of them.
+
+    encode(frames, generators)      uint8 pixels -> normalised latents (posterior sample and mean)
+    generate(cond, frames, ...)     a condition -> target latents (flow sampling with guidance)
+    decode(latents)                 normalised latents -> uint8 pixels
+
+Weight placement (offload), the VAE tiling policy, the memory plan and the out-of-memory advice
+live here and nowhere else; the image runner and the video runner are peers that call it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lavin_cli.errors import DeviceError
+from lavin_cli.inference import codec, sampling
+from lavin_cli.inference.options import LoadOptions, SamplingOptions
+from lavin_cli.runtime import attention as attention_policy
+from lavin_cli.runtime import device as devices
+from lavin_cli.runtime import offload as offload_mod
+from lavin_cli.store import weights
+from lavin_cli.store.folders import ModelFolder
+
+StepProgress = Optional[Callable[[int, int], None]]  # (solver steps done, total)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What one model call will hold, for choosing an offload mode before loading."""
+
+    size: tuple[int, int]
+    pairs: int = 4
+    batch: int = 1
+    frames: int = 1
+
+
+def available_memory() -> int:
+    """Bytes of main memory available now (a large number where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 1 << 62
+
+
+def human_bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
+class Engine:
+    def __init__(self, dit, vae, device: torch.device, dtype: torch.dtype, attention: str = "auto",
+                 offload: str = "none", compile: bool = False, vae_tile: int | None = None):
+        self.dit, self.vae = dit, vae
+        self.device, self.dtype = device, dtype
+        self.dit.attention_backend = self.attention = attention_policy.resolve_backend(attention, device)
+        self.offload = offload_mod.make(offload, device)
+        self.offload.place(vae, dit)
+        self.vae_tile = vae_tile  # None: tile inputs larger than 768 px in 512 px tiles
+        self.load_seconds = 0.0
+        if compile:
+            for block in self.dit.blocks:  # the blocks hold nearly all the work; one graph serves them all
+                block.compile(dynamic=False)
+
+    @classmethod
+    def load(cls, folder: ModelFolder, options: LoadOptions, plan: MemoryPlan | None = None) -> "Engine":
+        """Read a model folder's weights onto the device the options ask for. `offload='auto'`
+        picks the fastest mode whose estimated peak memory for `plan` fits the free GPU memory."""
+        start = time.perf_counter()
+        dev = devices.pick_device(options.device)
+        dt = devices.pick_dtype(options.dtype, dev)
+        attention_policy.resolve_backend(options.attention, dev)  # refuse an impossible backend before reading weights
+        offload = options.offload
+        if offload == "auto":
+            offload = cls._auto_offload(folder, dev, dt, plan or MemoryPlan((folder.size, folder.size)))
+        load_to = dev if offload == "none" else torch.device("cpu")
+        dit = weights.load_dit(folder.dit, device=load_to, dtype=dt)
+        vae = weights.load_vae(folder.vae, device=load_to, dtype=dt)
+        engine = cls(dit, vae, dev, dt, options.attention, offload, options.compile)
+        engine.load_seconds = time.perf_counter() - start
+        return engine
+
+    @staticmethod
+    def _auto_offload(folder: ModelFolder, dev: torch.device, dt: torch.dtype, plan: MemoryPlan) -> str:
+        if dev.type != "cuda":
+            return "none"  # weights live in main memory anyway
+        dit_cfg, vae_cfg = weights.peek_configs(folder.dit, folder.vae)
+        needs = offload_mod.estimate(dit_cfg, vae_cfg, dt, plan.size, plan.pairs, plan.batch, plan.frames)
+        free = torch.cuda.mem_get_info(dev)[0]
+        return offload_mod.choose(needs, free) or "sequential"
+
+    # ------------------------------------------------------------------ memory
+
+    def memory_estimate(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1) -> dict[str, int]:
+        return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, size, pairs, batch, frames)
+
+    def free_memory(self) -> int:
+        return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else available_memory()
+
+    @contextmanager
+    def oom_advice(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1):
+        """Turn a CUDA out-of-memory error into advice: the offload mode (or smaller run) that fits."""
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
+        try:
+            yield
+        except torch.OutOfMemoryError:
+            needs = self.memory_estimate(size, pairs, batch, frames)
+            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
+
+    def check_fits(self, tokens: int, size: tuple[int, int], pairs: int, frames: int) -> None:
+        """Fail before sampling when one DiT call of this length cannot fit the device."""
+        need = self.memory_estimate(size, pairs, frames=frames)[self.offload.name]
+        free = self.free_memory()
+        if need > 0.9 * free:
+            raise DeviceError(f"a {tokens}-token sequence needs about {human_bytes(need)} with "
+                              f"{{{{offload={self.offload.name}}}}}, {human_bytes(free)} is free: try "
+                              "{{offload=sequential}}, a smaller {{size}} or fewer {{pairs}}")
+
+    # ------------------------------------------------------------------ the three operations
+
+    def tile(self, hw: Sequence[int]) -> int | None:
+        """VAE tile size for an image of `hw` pixels: None (whole image) up to 768 px."""
+        if self.vae_tile:
+            return self.vae_tile if max(hw) > self.vae_tile else None
+        return 512 if max(hw) > 768 else None
+
+    def encode(self, frames: np.ndarray, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips (B, F, H, W, 3) uint8 at the working size (images: F = 1) -> normalised latents
+        (posterior sample, posterior mean), each (B, C, T, h, w); item i's posterior noise comes
+        from generators[i] (CPU), so batching changes nothing."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 4, 1, 2, 3).contiguous()
+        x = codec.uint8_to_unit(x).to(self.device)
+        with torch.no_grad(), self.offload.using(self.vae):
+            return codec.encode(self.vae, x, generators=generators, tile=self.tile(x.shape[-2:]))
+
+    def generate(self, cond: torch.Tensor, target_frames: int, generators: Sequence[torch.Generator],
+                 options: SamplingOptions, query_frames: int = 1, progress: StepProgress = None) -> torch.Tensor:
+        """Normalised target latents (B, C, target_frames, h, w) sampled for conditions (B, C, T_c, h, w)
+        whose last `query_frames` frames are the query; sample i's noise comes from generators[i]."""
+        shape = (1, cond.shape[1], target_frames, *cond.shape[-2:])
+        noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
+        cond = cond.to(self.device, self.dtype)
+        with torch.no_grad(), self.offload.using(self.dit):
+            velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames))
+            return sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
+
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3)."""
+        with torch.no_grad(), self.offload.using(self.vae):
+            decoded = codec.decode_latents(self.vae, z.to(self.dtype), self.tile(tuple(8 * n for n in z.shape[-2:])))
+        return codec.float_to_uint8(codec.unit_to_float(decoded)).permute(0, 2, 3, 4, 1).cpu().numpy()

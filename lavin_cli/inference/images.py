@@ -1,0 +1,169 @@
+"""The image runner: context pairs + queries -> predictions, streamed as each batch finishes.
+
+    run = ImageRun(engine, model, context, queries, options)
+    run.header                      # the record's header, before any work
+    for prediction in run: ...      # in query order, a batch at a time
+
+The context is encoded once (all pairs for `select="nearest"`, which picks per query, else the
+selected ones); queries are read and fitted on a background thread one batch ahead of the model.
+A query's randomness (its posterior sample and its initial noise) comes from generators seeded
+with `seed` alone, so its result does not depend on which other queries share its run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lavin_cli.errors import LavinError
+from lavin_cli.inference import codec, records
+from lavin_cli.inference import context as ctx
+from lavin_cli.inference.options import RunOptions
+from lavin_cli.inference.prefetch import prefetch
+from lavin_cli.io import images as image_io
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "context", "sample", "query" (and "tokens" for video)
+    done: int
+    total: int
+
+
+ProgressCallback = Optional[Callable[[Progress], None]]
+
+
+@dataclass
+class Prediction:
+    query: str
+    image: Optional[np.ndarray] = None  # RGB uint8 at the query's original size
+    pairs: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    code: int = 0  # exit code of the error, 0 when it succeeded
+    seconds: float = 0.0
+    working: Optional[np.ndarray] = None  # the query as the model saw it
+    context: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    index: int = 0  # position in the query list
+
+    @property
+    def entry(self) -> dict:
+        """This query's line of the run record."""
+        return records.entry(self)
+
+
+@dataclass
+class _Loaded:
+    index: int
+    label: str
+    fitted: Optional[np.ndarray] = None
+    placement: Optional[image_io.Placement] = None
+    error: Optional[LavinError] = None
+
+
+def _label(query, index: int) -> str:
+    return str(query) if isinstance(query, (str, bytes)) or hasattr(query, "is_file") else f"query #{index}"
+
+
+class ImageRun:
+    def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: RunOptions,
+                 progress: ProgressCallback = None):
+        self.engine, self.context, self.queries, self.options = engine, context, list(queries), options
+        self.notify = progress or (lambda _p: None)
+        self.working = options.working_size(model.size if model else 512)
+        self.candidates = list(range(len(context.pairs))) if options.select == "nearest" else \
+            ctx.select(options.pairs, len(context.pairs), options.select, options.seed)
+        self.header = records.header(engine, model, options, self.working, {
+            "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired})
+        self.context_seconds = 0.0
+
+    # ------------------------------------------------------------------ context
+
+    def _encode_context(self):
+        """Read, fit and encode the candidate pairs once: latents (P, 2, C, h, w), means, images."""
+        t0 = time.perf_counter()
+        images, generator = [], torch.Generator().manual_seed(self.options.seed)
+        fit = self.options.fit
+        for i in self.candidates:
+            pair = self.context.pairs[i]
+            images.append((image_io.fit(image_io.read_image(pair.input), self.working, fit)[0],
+                           image_io.fit(image_io.read_image(pair.target), self.working, fit)[0]))
+        latents, means = [], []
+        for n in range(0, len(images), 4):  # a few pairs per VAE call bounds memory
+            chunk = np.stack([im for pair in images[n:n + 4] for im in pair])[:, None]
+            s, m = (t[:, :, 0] for t in self.engine.encode(chunk, [generator] * len(chunk)))  # (2n, C, h, w)
+            latents.append(s.reshape(-1, 2, *s.shape[1:]))
+            means.append(m.reshape(-1, 2, *m.shape[1:]))
+            self.notify(Progress("context", min(n + 4, len(images)), len(images)))
+        self.context_seconds = time.perf_counter() - t0
+        return torch.cat(latents), torch.cat(means), images
+
+    # ------------------------------------------------------------------ queries
+
+    def _load(self, item: tuple[int, object]) -> _Loaded:
+        index, query = item
+        label = _label(query, index)
+        try:
+            fitted, placement = image_io.fit(image_io.read_image(query, label), self.working, self.options.fit)
+        except LavinError as err:
+            return _Loaded(index, label, error=err)
+        return _Loaded(index, label, fitted, placement)
+
+    def _batches(self) -> Iterator[list[_Loaded]]:
+        size = self.options.batch_size
+        batch: list[_Loaded] = []
+        for loaded in prefetch(enumerate(self.queries), self._load, ahead=size):
+            batch.append(loaded)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def __iter__(self) -> Iterator[Prediction]:
+        with self.engine.oom_advice(self.working, self.options.pairs, self.options.batch_size):
+            yield from self._run()
+
+    def _run(self) -> Iterator[Prediction]:
+        lat, means, images = self._encode_context()
+        done = 0
+        for batch in self._batches():
+            t0 = time.perf_counter()
+            ok = [b for b in batch if b.error is None]
+            predicted = iter(self._predict(ok, lat, means, images) if ok else [])
+            for b in batch:
+                if b.error is not None:
+                    pred = Prediction(b.label, error=str(b.error), code=b.error.exit_code, index=b.index)
+                else:
+                    pred = next(predicted)
+                    pred.seconds = (time.perf_counter() - t0) / len(ok)
+                done += 1
+                yield pred
+            self.notify(Progress("query", done, len(self.queries)))
+
+    def _choose(self, query_means: torch.Tensor, means: torch.Tensor) -> list[list[int]]:
+        """Per query, indices into the candidates, in prompt order."""
+        o = self.options
+        if o.select != "nearest":
+            return [list(range(len(self.candidates)))] * len(query_means)
+        return [ctx.select(o.pairs, len(self.candidates), "nearest", o.seed, ctx.similarity(m, means[:, 0]))
+                for m in query_means]
+
+    def _predict(self, loaded: list[_Loaded], lat, means, images) -> list[Prediction]:
+        o = self.options
+        gens = [torch.Generator().manual_seed(o.seed) for _ in loaded]
+        q_lat, q_mean = self.engine.encode(np.stack([b.fitted for b in loaded])[:, None], gens)
+        chosen = self._choose(q_mean[:, :, 0], means)
+        cond = torch.stack([codec.condition([(lat[i, 0, :, None], lat[i, 1, :, None]) for i in idx], q)
+                            for idx, q in zip(chosen, q_lat)])
+        z = self.engine.generate(cond, 1, gens, o.sampling, progress=lambda d, t: self.notify(Progress("sample", d, t)))
+        pixels = self.engine.decode(z)[:, 0]
+        out = []
+        for b, idx, px in zip(loaded, chosen, pixels):
+            ids = [self.context.pairs[self.candidates[i]].id for i in idx]
+            out.append(Prediction(b.label, image_io.unfit(px, b.placement), ids, working=b.fitted,
+                                  context=[images[i] for i in idx], index=b.index))
+        return out

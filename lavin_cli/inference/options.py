@@ -1,0 +1,175 @@
+"""Run options: frozen, validated once where they are built (from CLI flags or Python keywords),
+before any model weights are read.
+
+    RunOptions     an image run: pairs, selection, working size, sampling, batch size
+    VideoOptions   a clip run: the same, plus new frames, task kind and frame rate
+    LoadOptions    how the model is loaded: device, dtype, attention, offload, compile
+
+A bad value raises `OptionError` naming the option (`steps must be at least 2`); the CLI shows
+the same message with the flag (`--steps must be at least 2`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from lavin_cli.errors import OptionError, UsageError
+
+SELECTIONS = ("first", "random", "nearest")
+FITS = ("squash", "pad", "crop")
+SOLVERS = ("euler", "heun")
+VIDEO_MODES = ("auto", "clip", "predict")
+OFFLOADS = ("none", "model", "sequential", "auto")
+ATTENTIONS = ("auto", "sdpa", "xformers", "math")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_SEED = 2**63 - 1
+MAX_SIZE = 8192  # working-size side; memory is checked against the machine before sampling
+
+Size = Optional[tuple[int, int]]  # (height, width); None: the model's own working size
+
+
+def parse_size(size: int | str | tuple[int, int] | None) -> Size:
+    """512 | '512' | '512x384' (width x height) | (h, w) -> (height, width), multiples of 16."""
+    if size is None:
+        return None
+    if isinstance(size, str):
+        parts = size.lower().split("x")
+        try:
+            size = (int(parts[1]), int(parts[0])) if len(parts) == 2 else int(parts[0])
+        except (ValueError, IndexError):
+            raise OptionError("size", f"{size!r} is not N or WIDTHxHEIGHT (e.g. 512 or 768x512)") from None
+    if isinstance(size, bool) or not isinstance(size, (int, tuple, list)):
+        raise OptionError("size", f"{size!r} is not N, 'WIDTHxHEIGHT' or (height, width)")
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if h < 16 or w < 16 or h % 16 or w % 16:
+        raise OptionError("size", f"{w}x{h}: width and height must be positive multiples of 16 (e.g. 256, 512)")
+    if max(h, w) > MAX_SIZE:
+        raise OptionError("size", f"{w}x{h}: sides above {MAX_SIZE} are refused (the model works at 512)")
+    return int(h), int(w)
+
+
+def check_device_name(name: str) -> None:
+    """auto, cpu, cuda or cuda:N (whether that device exists is known only when loading)."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name):
+        raise OptionError("device", f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
+
+
+def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(name, f"must be a whole number, got {value!r}")
+    if value < low:
+        raise OptionError(name, f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise OptionError(name, f"must be at most {high}, got {value}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise OptionError(name, f"{value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How the target latents are sampled: the flow solver, its grid, guidance and the seed."""
+
+    steps: int = 20
+    cfg: float = 1.5
+    seed: int = 0
+    solver: str = "euler"
+
+    def __post_init__(self) -> None:
+        _int("steps", self.steps, 2, 10_000)
+        if isinstance(self.cfg, bool) or not isinstance(self.cfg, (int, float)) or not math.isfinite(self.cfg):
+            raise OptionError("cfg", f"must be a finite number, got {self.cfg!r}")
+        _int("seed", self.seed, 0, MAX_SEED)
+        _choice("solver", self.solver, SOLVERS)
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """Which context pairs each query sees and how images meet the working size."""
+
+    pairs: int = 4
+    select: str = "first"
+    size: Size = None
+    fit: str = "squash"
+
+    def __post_init__(self) -> None:
+        _int("pairs", self.pairs, 1, 1024)
+        _choice("select", self.select, SELECTIONS)
+        _choice("fit", self.fit, FITS)
+        object.__setattr__(self, "size", parse_size(self.size))
+
+    def working_size(self, default: int) -> tuple[int, int]:
+        return self.size or (default, default)
+
+
+@dataclass(frozen=True)
+class RunOptions(ContextOptions, SamplingOptions):
+    """Everything an image run needs besides the model, the context and the queries."""
+
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        SamplingOptions.__post_init__(self)
+        ContextOptions.__post_init__(self)
+        _int("batch_size", self.batch_size, 1, 4096)
+
+    @property
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(self.steps, self.cfg, self.seed, self.solver)
+
+
+@dataclass(frozen=True)
+class VideoOptions(ContextOptions, SamplingOptions):
+    """A clip run: `frames` new frames for prediction tasks, the task kind, the output frame rate."""
+
+    frames: int = 12
+    mode: str = "auto"
+    fps: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        SamplingOptions.__post_init__(self)
+        ContextOptions.__post_init__(self)
+        _int("frames", self.frames, 1, 100_000)
+        _choice("mode", self.mode, VIDEO_MODES)
+        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                                     or not math.isfinite(self.fps) or not 0 < self.fps <= 1000):
+            raise OptionError("fps", f"must be a frame rate above 0 and at most 1000, got {self.fps!r}")
+
+    @property
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(self.steps, self.cfg, self.seed, self.solver)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded: names are checked here, availability when it loads."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    offload: str = "none"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("attention", self.attention, ATTENTIONS)
+        _choice("offload", self.offload, OFFLOADS)
+
+
+def build(cls, base=None, **keywords):
+    """`cls` from keywords (on top of `base`, an instance, when given); unknown keywords are
+    refused by name, so that a typo never passes silently."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(keywords) - known)
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(unknown)}; {cls.__name__} takes {', '.join(sorted(known))}")
+    if base is not None:
+        return dataclasses.replace(base, **keywords)
+    return cls(**keywords)

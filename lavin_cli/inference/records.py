@@ -1,0 +1,42 @@
+"""The record of a run: what ran (a header, known before the first prediction) and one entry per
+query (known as each finishes). Plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lavin_cli import __version__
+from lavin_cli.runtime.device import dtype_name
+from lavin_cli.store.folders import ModelFolder, file_sha256
+
+
+def model_info(model: ModelFolder | None) -> dict:
+    if model is None:
+        return {"name": "in-memory", "path": None, "dit_sha256": None, "vae_sha256": None}
+    return {"name": model.name, "path": str(model.path), "dit_sha256": file_sha256(model.dit),
+            "vae_sha256": file_sha256(model.vae)}
+
+
+def header(engine, model: ModelFolder | None, options, working: tuple[int, int], context: dict) -> dict:
+    """Model, device, options and context of a run; `context` holds the runner's own fields."""
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("size",)}
+    return {
+        "lavin": __version__,
+        "model": model_info(model),
+        "device": str(engine.device), "dtype": dtype_name(engine.dtype),
+        "attention": engine.attention, "offload": engine.offload.name,
+        "size": {"height": working[0], "width": working[1]},
+        **settings,
+        **context,
+        "timings": {"load_s": round(engine.load_seconds, 4)},
+    }
+
+
+def entry(prediction) -> dict:
+    """The record line of one prediction (image or clip)."""
+    out = {"query": prediction.query, "pairs": prediction.pairs, "seconds": round(prediction.seconds, 4),
+           "error": prediction.error}
+    clip = getattr(prediction, "clip", None)
+    if hasattr(prediction, "clip"):
+        out.update(frames=None if clip is None else len(clip.frames), fps=None if clip is None else clip.fps)
+    return out

@@ -1,0 +1,1 @@
+"""Reading and writing files: images, videos, atomic publishing, hashing."""

@@ -1,0 +1,180 @@
+"""Image files: reading anything Pillow reads, fitting to the working size and back, writing
+(atomically, through lavin_cli.io.files) and side-by-side grids.
+
+Every image becomes RGB uint8 (H, W, 3): grayscale is replicated, RGBA / LA are composited over
+black, palette and CMYK are converted, 16-bit grayscale is scaled to 8 bits (v / 257), EXIF
+orientation is applied.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lavin_cli.errors import InputError, OutputError
+from lavin_cli.io.files import write_atomic
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+FITS = ("squash", "pad", "crop")
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+Image.MAX_IMAGE_PIXELS = 400_000_000  # far above any working size, still refuses decompression bombs
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        arr = np.clip(arr / 257.0 if arr.max() > 255 or image.mode.startswith("I;16") else arr, 0, 255)
+        image = Image.fromarray(arr.round().astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, rgba)
+    return np.array(image.convert("RGB"))
+
+
+def array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InputError(f"{label}: array of shape {arr.shape} is not an image (H, W[, 1|3|4])")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 257.0).round()
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max() <= 1.0 else arr
+        arr = arr.round()
+    arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        alpha = arr[:, :, 3:].astype(np.float64) / 255.0
+        arr = (arr[:, :, :3] * alpha).round().astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def read_image(source: ImageLike, label: str | None = None) -> np.ndarray:
+    """Path, bytes-on-stdin ('-'), PIL image or array -> RGB uint8 (H, W, 3)."""
+    if isinstance(source, np.ndarray):
+        return array_to_rgb(source, label or "array")
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    label = label or str(source)
+    try:
+        if str(source) == "-":
+            data = sys.stdin.buffer.read()
+            if not data:
+                raise InputError("stdin: no image data (pipe an image into {{queries=-}})")
+            with Image.open(io.BytesIO(data)) as image:
+                return _to_rgb(image)
+        with Image.open(source) as image:
+            return _to_rgb(image)
+    except FileNotFoundError:
+        raise InputError(f"{label}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a folder, not an image") from None
+    except PermissionError:
+        raise InputError(f"{label}: permission denied") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{label}: not a readable image ({str(exc).splitlines()[0][:120]})") from None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How an image of `original` (H, W) was fitted into the working size, so it can be undone."""
+
+    original: tuple[int, int]
+    working: tuple[int, int]
+    fit: str
+    box: tuple[int, int, int, int]  # (top, left, height, width): where content lies (pad: in the
+    # working frame; crop: in the original frame)
+
+
+def _resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if arr.shape[:2] == tuple(hw):
+        return arr
+    return np.array(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BICUBIC))
+
+
+def fit(arr: np.ndarray, working: tuple[int, int], mode: str = "squash") -> tuple[np.ndarray, Placement]:
+    """Bring an RGB image to the working size.
+
+    squash: resize, ignoring the aspect ratio (as the official tool; undone on the way back).
+    pad:    resize to fit inside, preserving the aspect ratio, and pad with black.
+    crop:   cut the largest centred box of the working aspect ratio, then resize.
+    """
+    h, w = arr.shape[:2]
+    wh, ww = working
+    if mode == "squash":
+        return _resize(arr, working), Placement((h, w), working, mode, (0, 0, wh, ww))
+    if mode == "pad":
+        scale = min(wh / h, ww / w)
+        ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+        top, left = (wh - ch) // 2, (ww - cw) // 2
+        canvas = np.zeros((wh, ww, 3), np.uint8)
+        canvas[top:top + ch, left:left + cw] = _resize(arr, (ch, cw))
+        return canvas, Placement((h, w), working, mode, (top, left, ch, cw))
+    if mode == "crop":
+        scale = max(wh / h, ww / w)
+        ch, cw = min(h, round(wh / scale)), min(w, round(ww / scale))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return _resize(arr[top:top + ch, left:left + cw], working), Placement((h, w), working, mode, (top, left, ch, cw))
+    raise ValueError(f"unknown fit mode {mode!r}")  # options are validated before they get here
+
+
+def unfit(pred: np.ndarray, placement: Placement) -> np.ndarray:
+    """A prediction at the working size -> the query's original size.
+
+    crop: the prediction covers the cropped box; outside it the output is black.
+    """
+    top, left, ch, cw = placement.box
+    if placement.fit == "squash":
+        return _resize(pred, placement.original)
+    if placement.fit == "pad":
+        return _resize(pred[top:top + ch, left:left + cw], placement.original)
+    out = np.zeros((*placement.original, 3), np.uint8)
+    out[top:top + ch, left:left + cw] = _resize(pred, (ch, cw))
+    return out
+
+
+def encode_image(arr: np.ndarray, fmt: str) -> bytes:
+    """RGB uint8 -> bytes in the format named by an extension ('png', 'jpg', ...)."""
+    fmt = fmt.lower().lstrip(".")
+    pil_format = {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF"}.get(fmt, fmt.upper())
+    if f".{fmt}" not in IMAGE_EXTENSIONS:
+        raise OutputError(f"cannot write .{fmt} images; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    buf = io.BytesIO()
+    options = {"quality": 95} if pil_format in ("JPEG", "WEBP") else {}
+    Image.fromarray(arr).save(buf, format=pil_format, **options)
+    return buf.getvalue()
+
+
+def write_image(path: Path, arr: np.ndarray, overwrite: bool = False) -> None:
+    write_atomic(path, encode_image(arr, path.suffix or ".png"), overwrite)
+
+
+def grid(rows: list[list[np.ndarray]], cell: int = 256, gap: int = 4) -> np.ndarray:
+    """A white-separated grid of images, each scaled to `cell` pixels high."""
+    scaled = [[_resize(im, (cell, max(1, round(im.shape[1] * cell / im.shape[0])))) for im in row] for row in rows]
+    width = max(sum(im.shape[1] for im in row) + gap * (len(row) - 1) for row in scaled)
+    out = np.full((cell * len(rows) + gap * (len(rows) - 1), width, 3), 255, np.uint8)
+    for r, row in enumerate(scaled):
+        x = 0
+        for im in row:
+            out[r * (cell + gap):r * (cell + gap) + cell, x:x + im.shape[1]] = im
+            x += im.shape[1] + gap
+    return out

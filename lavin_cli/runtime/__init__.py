@@ -1,0 +1,1 @@
+"""What runs where: device and precision, the attention kernel, weight offload."""

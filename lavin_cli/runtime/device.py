@@ -1,0 +1,79 @@
+"""Device and precision policy: which device and dtype to run on, and what this machine offers.
+
+An unknown device or dtype name is a usage error (the options check names before anything
+loads); a well-formed request the machine cannot serve (CUDA asked for but absent) is a device
+error.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import torch
+
+from lavin_cli.errors import DeviceError, OptionError
+from lavin_cli.runtime import attention as attention_policy
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> first CUDA device if present, else CPU. Asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise OptionError("device", f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} requested but this torch build sees no CUDA GPU; use {{{{device=cpu}}}}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bfloat16 on CUDA (float16 where bf16 is missing), float32 on CPU."""
+    if name not in DTYPES and name != "auto":
+        raise OptionError("dtype", f"{name!r} is not a precision; choose auto, {', '.join(DTYPES)}")
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str
+    torch: str
+    cuda: str | None
+    gpus: tuple[str, ...]
+    device: str
+    dtype: str
+    attention: str
+    attention_reason: str
+
+
+def describe(device: str = "auto", attention: str = "auto") -> Environment:
+    """What lavin would use here and why (xformers is only probed when a CUDA device is present)."""
+    dev = pick_device(device)
+    gpus = tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
+    backend = attention_policy.resolve_backend(attention, dev)
+    if dev.type == "cuda":
+        reason = attention_policy.xformers_status(dev.index or 0)[1]
+    else:
+        reason = "CPU: torch scaled_dot_product_attention (xformers has no CPU kernels and is not imported)"
+    return Environment(
+        python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda, gpus=gpus,
+        device=str(dev), dtype=dtype_name(pick_dtype("auto", dev)),
+        attention=backend, attention_reason=reason,
+    )

@@ -1,0 +1,1 @@
+"""Where models live: the home folder, model folders, the registry, the hub, checkpoint files."""

@@ -1,0 +1,119 @@
+"""Model folders on disk: what one is, where they live, and resolving a name or a path to one.
+
+A lavin model folder holds `dit.safetensors`, `vae.safetensors` (our format, configs in their
+metadata), an optional `model.json` ({"name", "description", "size"}) and optional task
+folders under `tasks/`. An official release folder holds `lavin_dit.safetensors` and
+`stvae.pt` (directly or under `weights/`) and optionally the official `template/` tasks.
+
+Where models live: $LAVIN_HOME/models/<name> (LAVIN_HOME defaults to the user data
+directory, e.g. ~/.local/share/lavin), and the model bundled with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lavin_cli.errors import CheckpointError
+from lavin_cli.io import files
+from lavin_cli.store import registry
+from lavin_cli.store.home import bundled_dir, examples_dir, hash_cache, home
+from lavin_cli.store.registry import OFFICIAL_SIZE
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    name: str
+    path: Path
+    dit: Path
+    vae: Path
+    size: int
+    tasks_dir: Path | None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def open_folder(path: Path, name: str | None = None, dit: Path | None = None) -> ModelFolder:
+    """Recognise a model folder: model.json naming its files, lavin's layout, or the official one."""
+    path = path.expanduser()
+    meta = json.loads((path / "model.json").read_text()) if (path / "model.json").is_file() else {}
+    name = meta.get("name", name or path.name)
+    size = int(meta.get("size", OFFICIAL_SIZE))
+    if "dit" in meta and "vae" in meta:
+        files = (dit or path / meta["dit"], path / meta["vae"])
+        tasks = path / meta["tasks"] if meta.get("tasks") else path / "tasks"
+    elif (path / "vae.safetensors").is_file() and (dit or (path / "dit.safetensors")).is_file():
+        files, tasks = (dit or path / "dit.safetensors", path / "vae.safetensors"), path / "tasks"
+    else:
+        weights = next((w for w in (path, path / "weights") if (w / "stvae.pt").is_file()), None)
+        official = dit or (weights / "lavin_dit.safetensors" if weights else None)
+        if weights is None or not official.is_file():
+            raise CheckpointError(
+                f"{path}: not a model folder (expected dit.safetensors + vae.safetensors, "
+                "or the official lavin_dit.safetensors + stvae.pt)"
+            )
+        files = (official, weights / "stvae.pt")
+        tasks = next((t for t in (path / "template", weights.parent / "template") if t.is_dir()), path / "template")
+        meta.setdefault("description", "official LaVin-DiT release")
+    for f in files:
+        if not f.is_file():
+            raise CheckpointError(f"{path}: model file {f.name} is missing")
+    return ModelFolder(name, path, files[0], files[1], size, tasks if tasks.is_dir() else None,
+                       meta.get("description", ""), meta)
+
+
+def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> ModelFolder:
+    """--model NAME|PATH, else $LAVIN_MODEL, else the bundled model."""
+    spec = name_or_path or os.environ.get("LAVIN_MODEL")
+    if not spec:
+        bundled = bundled_dir()
+        if bundled is None:
+            raise CheckpointError("no model given and no bundled model installed: pass --model NAME|PATH or set LAVIN_MODEL")
+        return open_folder(bundled, "lavin-small")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return open_folder(path)
+    if path.is_file():  # a DiT checkpoint: its VAE is expected beside it
+        if path.suffix != ".safetensors":
+            raise CheckpointError(f"{spec}: give a model folder or a DiT .safetensors checkpoint")
+        return open_folder(path.parent, dit=path)
+    if os.sep in spec or spec.startswith("."):
+        raise CheckpointError(f"{spec}: model folder not found")
+    installed = home(home_dir) / "models" / spec
+    if installed.is_dir():
+        return open_folder(installed, spec)
+    bundled = bundled_dir()
+    if bundled is not None and spec in ("lavin-small", "bundled"):
+        return open_folder(bundled, "lavin-small")
+    if spec in registry.load(home_dir):
+        raise CheckpointError(f"model {spec!r} is not installed: run `lavin download {spec}`")
+    known = sorted(p.name for p in (home(home_dir) / "models").glob("*") if p.is_dir()) if (home(home_dir) / "models").is_dir() else []
+    hint = f"installed: {', '.join(known)}" if known else f"none installed under {home(home_dir) / 'models'}"
+    raise CheckpointError(f"unknown model {spec!r} ({hint}); see `lavin models`, or pass a model folder path")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    path: Path
+    source: str  # "model" or "examples"
+
+
+def tasks(model: ModelFolder | None) -> dict[str, Task]:
+    """Task folders: the model's own (or the official templates), then the shipped examples."""
+    found: dict[str, Task] = {}
+    sources = [(model.tasks_dir, "model")] if model and model.tasks_dir else []
+    if examples_dir():
+        sources.append((examples_dir(), "examples"))
+    for root, source in sources:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            if any(sub.glob("*_input.*")) or (sub / "input").is_dir():
+                found.setdefault(sub.name, Task(sub.name, sub, source))
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a model file, remembered across runs (big checkpoints are hashed once)."""
+    return files.sha256(path, cache=hash_cache())

@@ -1,0 +1,44 @@
+"""lavin's folders: the store ($LAVIN_HOME), the cache, the package's bundled model and examples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def home(override: Path | str | None = None) -> Path:
+    """Root of lavin's store: --home, else $LAVIN_HOME, else the user data directory."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("LAVIN_HOME"):
+        return Path(os.environ["LAVIN_HOME"]).expanduser()
+    return Path(platformdirs.user_data_dir("lavin", appauthor=False))
+
+
+def hash_cache() -> Path:
+    """The JSON file that remembers checkpoint hashes by (path, size, mtime)."""
+    return Path(platformdirs.user_cache_dir("lavin", appauthor=False)) / "sha256.json"
+
+
+def bundled_dir() -> Path | None:
+    """The small model that ships with lavin, when present (installed wheel or source checkout)."""
+    for candidate in (PACKAGE_ROOT / "weights_data" / "bundled", PACKAGE_ROOT.parent / "weights" / "bundled"):
+        if (candidate / "dit.safetensors").is_file():
+            return candidate
+    return None
+
+
+def shipped_registry() -> Path | None:
+    for candidate in (PACKAGE_ROOT / "weights_data" / "registry.json", PACKAGE_ROOT.parent / "weights" / "registry.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def examples_dir() -> Path | None:
+    candidate = PACKAGE_ROOT.parent / "examples"
+    return candidate if candidate.is_dir() else None

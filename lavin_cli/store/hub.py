@@ -1,0 +1,304 @@
+"""Downloading, unpacking, converting and verifying models into lavin's store.
+
+    install("lavin-dit-3.4b")   ->  $LAVIN_HOME/models/lavin-dit-3.4b/  (ready to run)
+
+Files come through huggingface_hub (its cache, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE and resume
+of interrupted downloads) or plain HTTPS (resumed with Range requests). Every downloaded file is
+hashed; a hash the registry knows must match, or the file is moved to quarantine. Archives are
+unpacked with tarfile's `data` filter and an allowlist of members. The VAE pickle is converted
+to safetensors through weights_only loading, the DiT is checked against its preset, and a
+manifest of sha256 hashes is written last: a model folder with a manifest is complete.
+Work happens in `<name>.partial/`, renamed into place at the end, so a failure leaves nothing
+half-installed where a good model is expected.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from lavin_cli.errors import CheckpointError, LavinError, OutputError
+from lavin_cli.io import files
+from lavin_cli.store import folders, registry
+from lavin_cli.store.home import bundled_dir
+from lavin_cli.store.home import home as store_home
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Event:
+    stage: str  # "download", "unpack", "convert", "check", "verify"
+    item: str
+    done: int
+    total: int
+
+
+Callback = Optional[Callable[[Event], None]]
+
+
+def offline(flag: bool = False) -> bool:
+    return flag or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sha256(path: Path, callback: Callback = None) -> str:
+    """The file's sha256, reporting progress as "verify" events."""
+    report = (lambda done, total: callback(Event("verify", path.name, done, total))) if callback else None
+    return files.sha256(path, report)
+
+
+def check_free(folder: Path, needed: int, what: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed and free < needed * 1.05 + (64 << 20):
+        raise OutputError(f"not enough disk space for {what}: {needed / 1e9:.2f} GB needed, "
+                          f"{free / 1e9:.2f} GB free in {folder}")
+
+
+# ------------------------------------------------------------------ fetching
+
+
+def _hf_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
+def _progress_class(callback: Callback, name: str):
+    from tqdm.auto import tqdm
+
+    class Reporter(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.update(file=io.StringIO(), disable=False)
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            super().update(n)
+            if callback and self.total:
+                callback(Event("download", name, int(self.n), int(self.total)))
+
+    return Reporter
+
+
+def fetch_hf(entry: registry.ModelEntry, f: registry.RemoteFile, is_offline: bool, callback: Callback) -> Path:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        if not is_offline:
+            meta = get_hf_file_metadata(hf_hub_url(entry.repo, f.path, revision=entry.revision, endpoint=endpoint), token=token)
+            check_free(_hf_cache(), meta.size or f.size or 0, f"downloading {f.path}")
+        path = hf_hub_download(entry.repo, f.path, revision=entry.revision, cache_dir=_hf_cache(), endpoint=endpoint,
+                               token=token, local_files_only=is_offline, tqdm_class=_progress_class(callback, f.path))
+    except LocalEntryNotFoundError:
+        raise CheckpointError(f"{entry.name}: {f.path} is not in the local cache and downloads are off "
+                              "(HF_HUB_OFFLINE / --offline)") from None
+    except HfHubHTTPError as exc:
+        raise CheckpointError(f"{entry.name}: download of {f.path} from {entry.repo} failed: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, LavinError):
+            raise
+        raise CheckpointError(f"{entry.name}: download of {f.path} failed: {exc}") from None
+    return Path(path)
+
+
+def fetch_url(entry: registry.ModelEntry, f: registry.RemoteFile, home: Path, is_offline: bool, callback: Callback) -> Path:
+    """Plain HTTPS into $LAVIN_HOME/downloads, resuming a .part file with a Range request."""
+    name = f.path.rstrip("/").rsplit("/", 1)[-1]
+    dest = home / "downloads" / entry.name / name
+    if dest.is_file():
+        return dest
+    if is_offline:
+        raise CheckpointError(f"{entry.name}: {name} is not downloaded and downloads are off (--offline)")
+    part = dest.with_name(name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(5):
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(f.path, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                if have and response.status != 206:
+                    have = 0  # the server ignored Range: start over
+                total = have + int(response.headers.get("Content-Length", 0))
+                check_free(dest.parent, total - have, f"downloading {name}")
+                with open(part, "ab" if have else "wb") as out:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        have += len(block)
+                        if callback:
+                            callback(Event("download", name, have, total))
+                if have < total:  # urllib returns a short body silently when the peer hangs up
+                    raise ConnectionError(f"connection closed after {have} of {total} bytes")
+            os.replace(part, dest)
+            return dest
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
+            if isinstance(exc, LavinError) or attempt == 4:
+                if isinstance(exc, LavinError):
+                    raise
+                raise CheckpointError(f"{entry.name}: download of {f.path} failed: {exc}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------ unpacking
+
+
+def unpack(archive: Path, dest: Path, f: registry.RemoteFile, callback: Callback = None) -> list[str]:
+    """Extract an allow-listed tar archive: regular files and folders only, nothing outside `dest`."""
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                if not (m.isfile() or m.isdir()):
+                    raise CheckpointError(f"{archive.name}: refused: {m.name!r} is a link or special file")
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not f.allows(m.name + ("/" if m.isdir() else "")):
+                    raise CheckpointError(f"{archive.name}: refused: unexpected member {m.name!r}")
+            check_free(dest, sum(m.size for m in members), f"unpacking {archive.name}")
+            for n, m in enumerate(members):
+                tar.extract(m, dest, filter="data")
+                if callback:
+                    callback(Event("unpack", archive.name, n + 1, len(members)))
+            return [m.name for m in members if m.isfile()]
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CheckpointError(f"{archive.name}: truncated or unreadable archive ({exc})") from None
+
+
+def quarantine(path: Path, home: Path, reason: str) -> Path:
+    target = home / "quarantine" / f"{path.name}.{int(time.time())}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path.resolve()), target)
+    (target.with_name(target.name + ".why")).write_text(reason + "\n")
+    return target
+
+
+# ------------------------------------------------------------------ installing
+
+
+def _check_dit(path: Path, preset: str | None) -> None:
+    """The loader's own key and shape checks, on meta tensors: nothing of the file is loaded."""
+    import torch
+
+    from lavin_cli.config import dit_preset
+    from lavin_cli.store import checkpoints as ck
+    from lavin_cli.store import weights
+
+    shapes, _ = ck.safetensors_reader(path, torch.device("cpu"), None)
+    meta = ck.read_metadata(path)
+    ours = meta.get("format") == ck.FORMAT
+    cfg = ck.config_from_metadata(meta, path) if ours else dit_preset(preset) if preset else ck.infer_dit_config(shapes)
+    empty = lambda name: torch.empty(shapes[name], device="meta")  # noqa: E731
+    state = {k: empty(k) for k in shapes} if ours else ck.from_official(empty, set(shapes), ck.dit_plan(cfg), path.name)
+    ck.check_shapes(weights.build(cfg, init=False), state, path.name)
+
+
+def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callback: Callback) -> None:
+    from lavin_cli.store import weights
+
+    if entry.vae_pickle:
+        if callback:
+            callback(Event("convert", entry.vae_pickle, 0, 1))
+        vae = weights.load_vae(staging / entry.vae_pickle)  # weights_only; tensors only
+        weights.save(vae, staging / entry.vae)
+        (staging / entry.vae_pickle).unlink()
+        if callback:
+            callback(Event("convert", entry.vae_pickle, 1, 1))
+    if callback:
+        callback(Event("check", entry.dit, 0, 1))
+    _check_dit(staging / entry.dit, entry.preset)
+    model = {"name": entry.name, "description": entry.description, "size": entry.size, "dit": entry.dit,
+             "vae": entry.vae, "preset": entry.preset}
+    if entry.tasks:
+        model["tasks"] = entry.tasks
+    (staging / "model.json").write_text(json.dumps(model, indent=2) + "\n")
+    files = {str(p.relative_to(staging)): {"sha256": sha256(p), "size": p.stat().st_size}
+             for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {"name": entry.name, "source": {"type": entry.source, "repo": entry.repo, "revision": entry.revision},
+                "downloads": downloads, "files": files, "status": "ready",
+                "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def installed(name: str, home=None) -> Optional[Path]:
+    folder = store_home(home) / "models" / name
+    try:
+        ready = json.loads((folder / MANIFEST).read_text()).get("status") == "ready"
+    except (OSError, ValueError):
+        return None
+    return folder if ready else None
+
+
+def install(name: str, home=None, offline_flag: bool = False, force: bool = False, callback: Callback = None) -> folders.ModelFolder:
+    """Download, verify, unpack and convert a registry model; a ready install is reused."""
+    entry = registry.get(name, home)
+    if entry.source == "bundled":
+        bundled = bundled_dir()
+        if bundled is None:
+            raise CheckpointError(f"{name} ships with lavin, but this installation lacks it")
+        return folders.open_folder(bundled, name)
+    root = store_home(home)
+    done = installed(name, home)
+    if done and not force:
+        return folders.open_folder(done, name)
+    is_offline = offline(offline_flag)
+    staging = root / "models" / f"{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        downloads = {}
+        for f in entry.files:
+            local = fetch_hf(entry, f, is_offline, callback) if entry.source == "hf" else fetch_url(entry, f, root, is_offline, callback)
+            digest = sha256(local, callback)
+            if f.sha256 and digest != f.sha256:
+                moved = quarantine(local, root, f"sha256 {digest} != expected {f.sha256}")
+                raise CheckpointError(f"{name}: {f.path} has sha256 {digest[:12]}..., expected {f.sha256[:12]}...; "
+                                      f"moved to {moved}")
+            downloads[f.path] = {"sha256": digest, "size": local.stat().st_size}
+            if f.members or f.member_pattern:
+                unpack(local, staging, f, callback)
+            else:
+                shutil.copyfile(local, staging / Path(f.path).name)
+        _finalize(entry, staging, downloads, callback)
+        final = root / "models" / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folders.open_folder(final, name)
+
+
+def verify(name_or_path: str, home=None, callback: Callback = None) -> dict[str, str]:
+    """Re-hash an installed model's files against its manifest: {relative path: "ok" | problem}."""
+    folder = Path(name_or_path) if Path(name_or_path).is_dir() else store_home(home) / "models" / name_or_path
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise CheckpointError(f"{name_or_path}: no manifest (not installed by `lavin download`?)") from None
+    results = {}
+    for rel, info in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file():
+            results[rel] = "missing"
+        elif path.stat().st_size != info["size"]:
+            results[rel] = f"size {path.stat().st_size} != {info['size']}"
+        else:
+            results[rel] = "ok" if sha256(path, callback) == info["sha256"] else "sha256 mismatch"
+    return results
+
+
+def disk_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -1,0 +1,138 @@
+"""Build models from checkpoint files, in either format, without a second copy in memory.
+
+Models are constructed on the meta device (no allocation, no random init), the checkpoint's
+tensors are read one by one straight onto the target device and dtype, and handed to the
+model with `load_state_dict(assign=True)`: the loaded tensors become the parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lavin_cli.config import DiTConfig, VAEConfig
+from lavin_cli.errors import CheckpointError
+from lavin_cli.io.files import publish, write_atomic
+from lavin_cli.models.dit import JDiT
+from lavin_cli.models.vae import STVAE
+from lavin_cli.store import checkpoints as ck
+
+
+def build(config: DiTConfig | VAEConfig, device="cpu", dtype=torch.float32, init: bool = True):
+    """A fresh model; `init=False` leaves it on the meta device, unallocated."""
+    cls = JDiT if isinstance(config, DiTConfig) else STVAE
+    if not init:
+        with torch.device("meta"):
+            return cls(config)
+    model = cls(config)
+    if isinstance(model, JDiT):
+        model.init_weights()
+    return model.to(device=device, dtype=dtype)
+
+
+def parameter_count(config: DiTConfig | VAEConfig) -> int:
+    return sum(p.numel() for p in build(config, init=False).parameters())
+
+
+def _finish(model, state, label: str):
+    ck.check_shapes(model, state, label)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def _is_lavin(path: Path) -> bool:
+    return path.suffix == ".safetensors" and ck.read_metadata(path).get("format") == ck.FORMAT
+
+
+def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
+    """The configs of two checkpoint files without loading their tensors (for memory planning)."""
+    dit_path, vae_path = Path(dit_path), Path(vae_path)
+    if _is_lavin(dit_path):
+        dit_cfg = ck.config_from_metadata(ck.read_metadata(dit_path), dit_path)
+    else:
+        shapes, _ = ck.safetensors_reader(dit_path, torch.device("cpu"), None)
+        dit_cfg = ck.infer_dit_config(shapes)
+    if vae_path.suffix == ".safetensors" and _is_lavin(vae_path):
+        vae_cfg = ck.config_from_metadata(ck.read_metadata(vae_path), vae_path)
+    else:
+        raw = ck.load_torch_state_dict(vae_path)  # memory-mapped where the file allows it
+        vae_cfg = ck.infer_vae_config({k: tuple(v.shape) for k, v in raw.items()})
+    return dit_cfg, vae_cfg
+
+
+def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.float32) -> JDiT:
+    """A J-DiT from our safetensors or from the official `lavin_dit.safetensors`.
+
+    Official files carry no config: pass `config`, or it is inferred by matching the presets.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: DiT checkpoint not found")
+    shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
+    if _is_lavin(path):
+        cfg = ck.config_from_metadata(ck.read_metadata(path), path)
+        if not isinstance(cfg, DiTConfig):
+            raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
+        state = {k: get(k) for k in shapes}
+    else:
+        cfg = config or ck.infer_dit_config(shapes)
+        state = ck.from_official(get, set(shapes), ck.dit_plan(cfg), str(path))
+    return _finish(build(cfg, init=False), state, str(path))
+
+
+def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.float32) -> STVAE:
+    """An ST-VAE from our safetensors or the official `stvae.pt` (weights_only pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: VAE checkpoint not found")
+    if path.suffix == ".safetensors" and _is_lavin(path):
+        cfg = ck.config_from_metadata(ck.read_metadata(path), path)
+        if not isinstance(cfg, VAEConfig):
+            raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a VAE")
+        shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
+        state = {k: get(k) for k in shapes}
+    else:
+        if path.suffix == ".safetensors":  # official layout saved as safetensors
+            shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
+        else:
+            raw = ck.load_torch_state_dict(path)
+            shapes = {k: tuple(v.shape) for k, v in raw.items()}
+            get = lambda k: raw[k].to(device=device, dtype=dtype)  # noqa: E731
+        cfg = config or ck.infer_vae_config(shapes)
+        state = ck.from_official(get, set(shapes), ck.vae_plan(cfg), str(path))
+    return _finish(build(cfg, init=False), state, str(path))
+
+
+def save(model: JDiT | STVAE, path, extra: dict[str, str] | None = None) -> None:
+    """Our format: safetensors with the config in its metadata."""
+    ck.save_lavin(Path(path), model.state_dict(), model.cfg, extra)
+
+
+def export_official(model: JDiT | STVAE, path) -> None:
+    """Write the official layout: DiT as safetensors, VAE as a torch pickle {"state_dict": ...}."""
+    path = Path(path)
+    if isinstance(model, JDiT):
+        from safetensors.torch import save_file
+
+        state = ck.to_official(model.state_dict(), ck.dit_plan(model.cfg))
+        tmp = path.with_name(path.name + ".partial")
+        save_file(state, str(tmp))
+    else:
+        state = ck.to_official(model.state_dict(), ck.vae_plan(model.cfg))
+        tmp = path.with_name(path.name + ".partial")
+        torch.save({"state_dict": state}, str(tmp))
+    publish(tmp, path)
+
+
+def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:
+    """Write a lavin model folder: dit.safetensors, vae.safetensors and model.json."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save(dit, folder / "dit.safetensors")
+    save(vae, folder / "vae.safetensors")
+    meta = {"name": name, "size": size, "description": description, **extra}
+    write_atomic(folder / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    return folder

@@ -1,0 +1,95 @@
+"""Training data sources: the procedural generator, or a folder of task folders.
+
+A source hands out whole (input, target) pairs of one task, and loose images/clips for the VAE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lavin_cli.errors import InputError
+from lavin_cli.inference.context import find_pairs
+from lavin_cli.io import images as image_io
+from lavin_cli.training import tasks as gen
+
+
+class Source:
+    task_names: list[str]
+
+    def kind(self, task: str) -> str:
+        raise NotImplementedError
+
+    def pair(self, task: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(input, target) frames (F, H, W, 3) float32 in [0, 1]."""
+        raise NotImplementedError
+
+    def images(self, rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+        """n single images (n, H, W, 3) drawn from inputs and targets of the image tasks."""
+        names = [t for t in self.task_names if self.kind(t) == "image"]
+        out = []
+        for _ in range(n):
+            inp, tgt = self.pair(str(rng.choice(names)), rng, size)
+            out.append((inp if rng.random() < 0.5 else tgt)[0])
+        return np.stack(out)
+
+    def clips(self, rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+        """n 5-frame clips (n, 5, H, W, 3) from the video tasks (still images repeated if none)."""
+        names = [t for t in self.task_names if self.kind(t) == "video"]
+        if not names:
+            return np.repeat(self.images(rng, n, size)[:, None], 5, axis=1)
+        out = []
+        for _ in range(n):
+            inp, tgt = self.pair(str(rng.choice(names)), rng, size)
+            out.append(inp if rng.random() < 0.5 else tgt)
+        return np.stack(out)
+
+
+class Generator(Source):
+    """The built-in procedural tasks (lavin_cli/train/tasks.py), endless and seeded."""
+
+    def __init__(self, names: list[str] | None = None):
+        unknown = sorted(set(names or []) - set(gen.TASKS))
+        if unknown:
+            raise InputError(f"unknown generator task(s) {unknown}; known: {', '.join(gen.TASKS)}")
+        self.task_names = list(names or gen.TASKS)
+
+    def kind(self, task: str) -> str:
+        return gen.TASKS[task].kind
+
+    def pair(self, task, rng, size):
+        return gen.TASKS[task].make(rng, size)
+
+
+@dataclass
+class _FolderTask:
+    pairs: list[tuple[Path, Path]]
+
+
+class Folders(Source):
+    """A folder of task folders, each in the `lavin run` context format (image pairs)."""
+
+    def __init__(self, root: Path):
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(f"{root}: training data folder not found")
+        self.tasks: dict[str, _FolderTask] = {}
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            try:
+                ctx = find_pairs(sub)
+            except InputError:
+                continue
+            self.tasks[sub.name] = _FolderTask([(Path(p.input), Path(p.target)) for p in ctx.pairs])
+        if not self.tasks:
+            raise InputError(f"{root}: no task folders with <id>_input/<id>_target pairs")
+        self.task_names = list(self.tasks)
+
+    def kind(self, task: str) -> str:
+        return "image"
+
+    def pair(self, task, rng, size):
+        inp, tgt = self.tasks[task].pairs[int(rng.integers(len(self.tasks[task].pairs)))]
+        load = lambda p: image_io.fit(image_io.read_image(p), (size, size))[0][None].astype(np.float32) / 255  # noqa: E731
+        return load(inp), load(tgt)

@@ -1,0 +1,94 @@
+"""Pieces shared by the trainers: EMA weights, resumable checkpoints, the training log."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from lavin_cli.store import weights
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (kept in float32).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
+    checkpoints are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, updates: int) -> None:
+        decay = min(self.decay, (1 + updates) / (10 + updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.float(), 1 - decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def averaged(self, config) -> nn.Module:
+        """A model of `config` holding the averaged weights (built on meta, the shadow assigned)."""
+        model = weights.build(config, init=False)
+        model.load_state_dict(self.shadow, assign=True)
+        return model.eval()
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total: int
+    loss: float
+    steps_per_s: float
+    extra: dict
+
+
+Callback = Optional[Callable[[StepInfo], None]]
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The data seed of one step: a pure function of (seed, step, rank), so resuming is exact."""
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def save_state(path: Path, model: nn.Module, ema: EMA, optimizer, step: int, meta: dict) -> None:
+    """Everything needed to resume, written atomically; read back with weights_only=True."""
+    state = {"model": model.state_dict(), "ema": ema.shadow, "optimizer": optimizer.state_dict(),
+             "step": step, "meta": json.dumps(meta), "rng": torch.get_rng_state()}
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, model: nn.Module, ema: EMA, optimizer) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+class Log:
+    """Append-only JSON lines: the training curve."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.start = time.perf_counter()
+        self.last_t, self.last_step = self.start, None
+
+    def write(self, step: int, **values) -> float:
+        now = time.perf_counter()
+        rate = 0.0 if self.last_step is None else (step - self.last_step) / max(now - self.last_t, 1e-9)
+        self.last_t, self.last_step = now, step
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, "time": round(time.time(), 1), **values}) + "\n")
+        return rate

@@ -1,0 +1,162 @@
+"""The procedural tasks: (input, target) pairs with exact ground truth, generated from a seed.
+
+Every task returns float32 frames in [0, 1], shaped (F, H, W, 3): F = 1 for image tasks, 5 for
+video tasks (4k + 1, the ST-VAE's natural clip length). Target encodings:
+
+image tasks, on rendered scenes (lavin_cli/train/scenes.py)
+    depth_estimation         gray = inverse depth, min-max normalised per image (near = white)
+    surface_normals          RGB = (n + 1) / 2, camera-space normal (x right, y up, z to camera)
+    foreground_segmentation  white = objects, black = floor and sky
+image-to-image tasks, derived from any picture (here: rendered scenes)
+    edge_detection           white = Sobel gradient magnitude of the luminance above 0.25, else black
+    colorization             input = luminance (ITU-R 601) as gray; target = the colour picture
+    inpainting               input = picture with a random box filled with mid-gray; target = picture
+    denoising                input = picture + Gaussian noise (sigma 0.08-0.2); target = picture
+    deblurring               input = Gaussian blur (sigma 1-2 px); target = picture
+    low_light_enhancement    input = 0.12-0.35 x picture, gamma 1.2-1.8; target = picture
+video tasks, on moving scenes
+    frame_prediction         input = frames 0-4; target = frames 4-8 (the first target frame
+                             repeats the last input frame, anchoring the continuation)
+    video_depth              input = frames 0-4; target = their inverse depth, normalised over
+                             the whole clip so that brightness is consistent in time
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from lavin_cli.training import scenes
+
+Frames = np.ndarray  # (F, H, W, 3) float32 in [0, 1]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # "image" | "video"
+    make: Callable[[np.random.Generator, int], tuple[Frames, Frames]]
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _rgb1(x: np.ndarray) -> Frames:
+    """(H, W) or (H, W, 3) -> (1, H, W, 3)."""
+    x = np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x
+    return x[None].astype(np.float32)
+
+
+def inverse_depth(depth: np.ndarray) -> np.ndarray:
+    """Depth (..., H, W) -> inverse depth min-max normalised over all given pixels, near = 1."""
+    inv = 1.0 / np.maximum(depth, 1e-3)
+    lo, hi = inv.min(), inv.max()
+    return (inv - lo) / max(hi - lo, 1e-6)
+
+
+def sobel_edges(gray: np.ndarray, threshold: float = 0.25) -> np.ndarray:
+    p = np.pad(gray, 1, mode="edge")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return (np.hypot(gx, gy) > threshold).astype(np.float32)
+
+
+def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    radius = max(1, int(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k /= k.sum()
+    p = np.pad(rgb, ((radius, radius), (radius, radius), (0, 0)), mode="edge")
+    rows = sum(w * p[i:i + rgb.shape[0]] for i, w in enumerate(k))
+    return sum(w * rows[:, i:i + rgb.shape[1]] for i, w in enumerate(k)).astype(np.float32)
+
+
+def _picture(rng: np.random.Generator, size: int) -> np.ndarray:
+    return render_scene(rng, size).rgb
+
+
+def render_scene(rng: np.random.Generator, size: int) -> scenes.Render:
+    """The scene behind the scene tasks (the same draws from `rng`, so evaluation can re-render it)."""
+    return scenes.render(scenes.random_scene(rng), size)
+
+
+SCENE_TARGETS: dict[str, Callable[[scenes.Render], np.ndarray]] = {
+    "depth_estimation": lambda r: inverse_depth(r.depth),
+    "surface_normals": lambda r: (r.normal + 1) / 2,
+    "foreground_segmentation": lambda r: (r.instance > 0).astype(np.float32),
+    "edge_detection": lambda r: sobel_edges(_gray(r.rgb)),
+}
+
+
+def _scene_task(name: str):
+    def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+        r = render_scene(rng, size)
+        return _rgb1(r.rgb), _rgb1(SCENE_TARGETS[name](r))
+    return make
+
+
+def _derived(degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray], to_target=None):
+    def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+        pic = _picture(rng, size)
+        target = pic if to_target is None else to_target(pic)
+        return _rgb1(np.clip(degrade(pic, rng), 0, 1)), _rgb1(target)
+    return make
+
+
+def _inpaint(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = pic.shape[:2]
+    bh, bw = int(h * rng.uniform(0.25, 0.45)), int(w * rng.uniform(0.25, 0.45))
+    top, left = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+    out = pic.copy()
+    out[top:top + bh, left:left + bw] = 0.5
+    return out
+
+
+def _low_light(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (pic * rng.uniform(0.12, 0.35)) ** rng.uniform(1.2, 1.8)
+
+
+def clip_renders(rng: np.random.Generator, size: int, frames: int) -> list[scenes.Render]:
+    """A moving scene rendered at `frames` time steps of 0.25 (the same draws the video tasks make)."""
+    scene = scenes.random_scene(rng, moving=True)
+    return [scenes.render(scene, size, 0.25 * t) for t in range(frames)]
+
+
+def _frame_prediction(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+    frames = np.stack([r.rgb for r in clip_renders(rng, size, 9)])
+    return frames[:5], frames[4:9]
+
+
+def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+    renders = clip_renders(rng, size, 5)
+    depth = inverse_depth(np.stack([r.depth for r in renders]))
+    return np.stack([r.rgb for r in renders]), np.repeat(depth[..., None], 3, -1).astype(np.float32)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("depth_estimation", "image", _scene_task("depth_estimation")),
+    Task("surface_normals", "image", _scene_task("surface_normals")),
+    Task("foreground_segmentation", "image", _scene_task("foreground_segmentation")),
+    Task("edge_detection", "image", _scene_task("edge_detection")),
+    Task("colorization", "image", _derived(lambda p, rng: np.repeat(_gray(p)[..., None], 3, -1))),
+    Task("inpainting", "image", _derived(_inpaint)),
+    Task("denoising", "image", _derived(lambda p, rng: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),
+    Task("deblurring", "image", _derived(lambda p, rng: gaussian_blur(p, rng.uniform(1.0, 2.0)))),
+    Task("low_light_enhancement", "image", _derived(_low_light)),
+    Task("frame_prediction", "video", _frame_prediction),
+    Task("video_depth", "video", _video_depth),
+]}
+
+IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
+VIDEO_TASKS = [n for n, t in TASKS.items() if t.kind == "video"]
+
+
+def pair(task: str, seed: int, size: int = 64) -> tuple[Frames, Frames]:
+    """One (input, target) pair of `task`, fully determined by `seed`."""
+    return TASKS[task].make(np.random.default_rng(seed), size)
+
+
+def to_uint8(frames: Frames) -> np.ndarray:
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,116 @@
+"""`lavin train vae`: train an ST-VAE on generated (or folder) images and clips.
+
+Loss = L1 reconstruction + 0.5 x L1 of image gradients (keeps edges and masks crisp)
+       + kl_weight x KL to N(0, I) (per latent element).
+The VAE is strictly causal (`causal_norm=True`). The checkpoint written is the EMA of the
+weights; the latent normalisation (shift, scale) is measured on generated data at each save so
+that normalised latents have mean 0 and unit variance, as the DiT expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lavin_cli.config import VAEConfig
+from lavin_cli.models.vae import STVAE
+from lavin_cli.store import weights
+from lavin_cli.training import loop
+from lavin_cli.training.data import Source
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    steps: int = 2000
+    batch: int = 16
+    lr: float = 4e-4
+    kl_weight: float = 1e-4
+    video_fraction: float = 0.2  # share of steps that train on 5-frame clips
+    size: int = 64
+    seed: int = 0
+    ema: float = 0.999
+    save_every: int = 250
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    layers_per_block: int = 1
+
+
+def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+    return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
+
+
+def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    """x: (B, 3, F, H, W) in [-1, 1]."""
+    post = vae.encode(x)
+    z = post.sample(generator=generator)
+    rec = vae.decode(z)
+    l1 = (rec - x).abs().mean()
+    grad = _grad_l1(rec, x)
+    kl = post.kl().mean() / z[0].numel()
+    loss = l1 + 0.5 * grad + kl_weight * kl
+    return loss, {"l1": l1.item(), "grad": grad.item(), "kl": kl.item()}
+
+
+def _batch(source: Source, rng: np.random.Generator, cfg: VAETrainConfig, video: bool) -> torch.Tensor:
+    if video:
+        frames = source.clips(rng, max(1, cfg.batch // 4), cfg.size)  # (n, 5, H, W, 3)
+    else:
+        frames = source.images(rng, cfg.batch, cfg.size)[:, None]  # (n, 1, H, W, 3)
+    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() * 2 - 1
+
+
+@torch.no_grad()
+def latent_stats(vae: STVAE, source: Source, size: int, seed: int = 12345, n: int = 128) -> tuple[float, float]:
+    """(mean, std) of posterior samples on generated images: the DiT normalisation."""
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(source.images(rng, n, size)).permute(0, 3, 1, 2)[:, :, None].float() * 2 - 1
+    z = vae.encode(x).sample(generator=torch.Generator().manual_seed(seed))
+    return z.mean().item(), z.std().item()
+
+
+def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = False, init: Path | None = None,
+              callback: loop.Callback = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
+    vae = weights.load_vae(init) if init else weights.build(vae_cfg)
+    vae.requires_grad_(True).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    ema = loop.EMA(vae, cfg.ema)
+    state_path, step = out / "vae_state.pt", 0
+    if resume and state_path.is_file():
+        step = loop.load_state(state_path, vae, ema, opt)
+    log = loop.Log(out / "vae_log.jsonl")
+    while step < cfg.steps:
+        rng = np.random.default_rng(loop.step_seed(cfg.seed, step))
+        video = rng.random() < cfg.video_fraction
+        x = _batch(source, rng, cfg, video)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / 200)
+        loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        ema.update(vae, step)
+        step += 1
+        rate = log.write(step, loss=round(loss.item(), 5), video=bool(video), **{k: round(v, 5) for k, v in parts.items()})
+        if callback:
+            callback(loop.StepInfo(step, cfg.steps, loss.item(), rate, parts))
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            _save(out, vae, ema, opt, step, cfg, source)
+    return out / "vae.safetensors"
+
+
+def _save(out: Path, vae: STVAE, ema: loop.EMA, opt, step: int, cfg: VAETrainConfig, source: Source) -> None:
+    loop.save_state(out / "vae_state.pt", vae, ema, opt, step, dataclasses.asdict(cfg))
+    averaged = ema.averaged(vae.cfg)
+    mean, std = latent_stats(averaged, source, cfg.size)
+    averaged.cfg = dataclasses.replace(vae.cfg, latent_shift=round(mean, 6), latent_scale=round(1.0 / std, 6))
+    weights.save(averaged, out / "vae.safetensors", {"step": str(step), "trained_at": time.strftime("%Y-%m-%d %H:%M")})
