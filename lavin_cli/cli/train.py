@@ -16,6 +16,8 @@ SIZE = typer.Option(64, "--size", help="Training resolution (multiple of 16).")
 SEED = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights, also across --resume.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+LR_FINAL = typer.Option(1.0, "--lr-final", help="Learning rate at the last step as a fraction of --lr (cosine "
+                                                 "decay after the warm-up; 1 keeps it constant).")
 DATA = typer.Option("generator", "--data", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
                                                 "or a folder of task folders in the `lavin run` context format.")
 
@@ -58,17 +60,27 @@ def vae(
     seed: int = SEED,
     video_fraction: float = typer.Option(0.2, "--video-fraction", help="Share of steps on 5-frame clips."),
     save_every: int = typer.Option(250, "--save-every", help="Checkpoint interval in steps."),
+    channels: str = typer.Option("32,32,64,64", "--channels", help="Widths of the four encoder levels (the decoder mirrors "
+                                                                  "them), multiples of 32."),
+    layers: int = typer.Option(1, "--layers", help="Residual blocks per level."),
+    lr_final: float = LR_FINAL,
+    bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
 ) -> None:
     """Train the ST-VAE: L1 + gradient reconstruction and a small KL, EMA weights, strictly causal."""
+    from lavin_cli.errors import OptionError
     from lavin_cli.training.vae_trainer import VAETrainConfig, train_vae
 
     _prepare(size, threads)
+    try:
+        widths = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
-                         save_every=save_every)
+                         save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final)
     _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
     log(f"wrote {out / 'vae.safetensors'}")
 
@@ -85,6 +97,7 @@ def dit(
     batch: int = typer.Option(32, "--batch", help="Samples per step (per process under torchrun)."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4; warm-up over --warmup steps)."),
     warmup: int = typer.Option(200, "--warmup", help="Linear learning-rate warm-up steps."),
+    lr_final: float = LR_FINAL,
     ema: float = typer.Option(0.9999, "--ema", help="EMA decay of the saved weights (paper: 0.9999)."),
     max_pairs: int = typer.Option(3, "--max-pairs", help="Context pairs per sample are drawn from 1..this."),
     size: int = SIZE,
@@ -117,7 +130,7 @@ def dit(
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
                          seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
-                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16)
+                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16, lr_final=lr_final)
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         _with_progress(quiet or rank != 0, steps, lambda cb: train_dit(

@@ -63,7 +63,7 @@ def score(task: str, pred: np.ndarray, case: Case) -> dict[str, float]:
     if task == "depth_estimation":
         return depth_metrics(gray, case.render.depth)
     if task == "surface_normals":
-        return {"angular_error_deg": normal_error(pred, case.render.normal, case.render.depth < tasks.scenes.FAR)}
+        return {"angular_error_deg": normal_error(pred, case.render.normal, case.render.surface)}
     if task == "foreground_segmentation":
         return {"iou": iou(gray, case.render.instance > 0)}
     if task == "edge_detection":

@@ -57,6 +57,7 @@ class DiTTrainConfig:
     bank_slots: int = 256
     bank_period: int = 400
     bf16: bool = False
+    lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
 
 def _train_step(model, dit: JDiT, opt, batch: Batch, cfg: DiTTrainConfig, step: int, rank: int) -> float:
     for group in opt.param_groups:
-        group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+        group["lr"] = loop.learning_rate(cfg.lr, step, cfg.steps, cfg.warmup, cfg.lr_final)
     gen = torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, rank + 2000))
     opt.zero_grad(set_to_none=True)
     parts = [(batch.cond, batch.target), (batch.null, batch.null_target)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ class StepInfo:
 
 
 Callback = Optional[Callable[[StepInfo], None]]
+
+
+def learning_rate(base: float, step: int, total: int, warmup: int, final: float = 1.0) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine from `base` down to `final` x `base` at
+    step `total` (final = 1: constant). A pure function of the step, so resuming is exact."""
+    if step < warmup:
+        return base * (step + 1) / max(warmup, 1)
+    progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:

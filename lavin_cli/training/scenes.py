@@ -5,6 +5,11 @@ textured floor, seen by a pinhole camera at the origin looking down +z, lit by o
 light with hard shadows. Rendering returns, per pixel: RGB, depth (z distance), the camera-space
 surface normal, and the instance id (0 = floor/background). Objects may move: `render(scene, t)`
 places every object at center + t * velocity, which makes clips for video tasks.
+
+Each pixel averages SUPERSAMPLE x SUPERSAMPLE rays (a box filter, as a camera pixel integrates
+the light that falls on it): one ray per pixel aliases the floor's checkerboard into sub-pixel
+noise that no picture of that size could hold. The render keeps its supersampled source
+(`Render.fine`), from which targets are made and box-filtered the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 FAR = 12.0
 FLOOR_Y = -1.0
 FOV = np.deg2rad(55)
+SUPERSAMPLE = 2
 
 
 @dataclass
@@ -42,9 +48,23 @@ class Scene:
 @dataclass
 class Render:
     rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    depth: np.ndarray  # (H, W) float32, z distance, FAR where nothing is hit
+    depth: np.ndarray  # (H, W) float32, z distance, FAR where nothing is hit (mean over the pixel)
     normal: np.ndarray  # (H, W, 3) float32 unit vectors, camera space (x right, y up, z towards the camera)
-    instance: np.ndarray  # (H, W) int32, 0 = floor / sky, k = object k
+    instance: np.ndarray  # (H, W) int32, 0 = floor / sky, k = object k (the pixel's majority)
+    fine: "Render | None" = None  # the supersampled render this one was filtered from
+
+    @property
+    def surface(self) -> np.ndarray:
+        """Pixels whose every ray hits a surface (normals are defined there)."""
+        if self.fine is None:
+            return self.depth < FAR
+        return box((self.fine.depth < FAR).astype(np.float32)[..., None], SUPERSAMPLE)[..., 0] == 1
+
+
+def box(x: np.ndarray, factor: int) -> np.ndarray:
+    """(..., H*f, W*f, C) -> (..., H, W, C): the mean of each f x f block (a box filter)."""
+    *lead, h, w, c = x.shape
+    return x.reshape(*lead, h // factor, factor, w // factor, factor, c).mean(axis=(-4, -2)).astype(x.dtype)
 
 
 def random_scene(rng: np.random.Generator, moving: bool = False) -> Scene:
@@ -131,7 +151,8 @@ def _pattern(kind: str, p: np.ndarray, scale: float) -> np.ndarray:
     return np.zeros(p.shape[:-1])
 
 
-def render(scene: Scene, size: int = 64, time: float = 0.0) -> Render:
+def _render_rays(scene: Scene, size: int, time: float) -> Render:
+    """One ray per pixel."""
     d = _rays(size)
     o = np.zeros(3)
     t_obj, n_obj, local, inst = _intersect(scene, o, d, time)
@@ -163,3 +184,16 @@ def render(scene: Scene, size: int = 64, time: float = 0.0) -> Render:
     depth = np.where(hit, t * d[..., 2], FAR).clip(max=FAR)
     return Render(rgb.clip(0, 1).astype(np.float32), depth.astype(np.float32), normal_cam.astype(np.float32),
                   inst.astype(np.int32))
+
+
+def render(scene: Scene, size: int = 64, time: float = 0.0) -> Render:
+    """The scene at `size` pixels, each the box-filtered mean of SUPERSAMPLE x SUPERSAMPLE rays;
+    the instance of a pixel is the one most of its rays hit."""
+    fine = _render_rays(scene, size * SUPERSAMPLE, time)
+    f = SUPERSAMPLE
+    normal = box(fine.normal, f)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-6)
+    ids = fine.instance.reshape(size, f, size, f).transpose(0, 2, 1, 3).reshape(size, size, f * f)
+    counts = np.stack([(ids == k).sum(-1) for k in range(int(fine.instance.max()) + 1)], axis=-1)
+    return Render(box(fine.rgb, f), box(fine.depth[..., None], f)[..., 0], normal.astype(np.float32),
+                  counts.argmax(-1).astype(np.int32), fine)

@@ -1,7 +1,9 @@
 """The procedural tasks: (input, target) pairs with exact ground truth, generated from a seed.
 
 Every task returns float32 frames in [0, 1], shaped (F, H, W, 3): F = 1 for image tasks, 5 for
-video tasks (4k + 1, the ST-VAE's natural clip length). Target encodings:
+video tasks (4k + 1, the ST-VAE's natural clip length). Scene targets are made on the
+supersampled render and box-filtered like the picture (so a mask is soft along its edges).
+Target encodings:
 
 image tasks, on rendered scenes (lavin_cli/train/scenes.py)
     depth_estimation         gray = inverse depth, min-max normalised per image (near = white)
@@ -82,10 +84,17 @@ def render_scene(rng: np.random.Generator, size: int) -> scenes.Render:
     return scenes.render(scenes.random_scene(rng), size)
 
 
+def _filtered(fine: np.ndarray) -> np.ndarray:
+    """A target made on the supersampled render -> the picture's size, box-filtered as its RGB is."""
+    if fine.ndim == 2:
+        return scenes.box(fine[..., None], scenes.SUPERSAMPLE)[..., 0]
+    return scenes.box(fine, scenes.SUPERSAMPLE)
+
+
 SCENE_TARGETS: dict[str, Callable[[scenes.Render], np.ndarray]] = {
-    "depth_estimation": lambda r: inverse_depth(r.depth),
-    "surface_normals": lambda r: (r.normal + 1) / 2,
-    "foreground_segmentation": lambda r: (r.instance > 0).astype(np.float32),
+    "depth_estimation": lambda r: _filtered(inverse_depth(r.fine.depth)),
+    "surface_normals": lambda r: _filtered((r.fine.normal + 1) / 2),
+    "foreground_segmentation": lambda r: _filtered((r.fine.instance > 0).astype(np.float32)),
     "edge_detection": lambda r: sobel_edges(_gray(r.rgb)),
 }
 
@@ -129,9 +138,13 @@ def _frame_prediction(rng: np.random.Generator, size: int) -> tuple[Frames, Fram
     return frames[:5], frames[4:9]
 
 
+def _filtered_stack(fine: np.ndarray) -> np.ndarray:
+    return np.stack([_filtered(f) for f in fine])
+
+
 def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
     renders = clip_renders(rng, size, 5)
-    depth = inverse_depth(np.stack([r.depth for r in renders]))
+    depth = _filtered_stack(inverse_depth(np.stack([r.fine.depth for r in renders])))
     return np.stack([r.rgb for r in renders]), np.repeat(depth[..., None], 3, -1).astype(np.float32)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lavin_cli.config import VAEConfig
-from lavin_cli.models.vae import STVAE
+from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
 from lavin_cli.training import loop
 from lavin_cli.training.data import Source
@@ -37,6 +37,8 @@ class VAETrainConfig:
     save_every: int = 250
     channels: tuple[int, ...] = (32, 32, 64, 64)
     layers_per_block: int = 1
+    bf16: bool = False
+    lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,11 +47,13 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
 
 
-def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
-    """x: (B, 3, F, H, W) in [-1, 1]."""
-    post = vae.encode(x)
-    z = post.sample(generator=generator)
-    rec = vae.decode(z)
+def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
+             bf16: bool = False) -> tuple[torch.Tensor, dict]:
+    """x: (B, 3, F, H, W) in [-1, 1]; the networks under bf16 autocast with `bf16`, the loss in float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        post = Posterior(vae.encoder(x).float())
+        z = post.sample(generator=generator)
+        rec = vae.decoder(z).float()
     l1 = (rec - x).abs().mean()
     grad = _grad_l1(rec, x)
     kl = post.kl().mean() / z[0].numel()
@@ -92,8 +96,9 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
         video = rng.random() < cfg.video_fraction
         x = _batch(source, rng, cfg, video)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / 200)
-        loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight)
+            group["lr"] = loop.learning_rate(cfg.lr, step, cfg.steps, 200, cfg.lr_final)
+        loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight,
+                               cfg.bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
