@@ -192,3 +192,14 @@ def test_a_training_batch_condition_equals_the_pipelines(tiny_model, monkeypatch
     assert torch.allclose(batch.cond, seen["cond"], atol=2e-3)
     assert torch.equal(codec.null_condition(batch.cond), torch.cat([torch.zeros_like(batch.cond[:, :, :1]),
                                                                     batch.cond[:, :, -1:]], dim=2))
+
+
+def test_a_querys_result_barely_depends_on_its_batch(tiny_model, pairs_dir, queries):
+    """Every image goes through the VAE alone and the DiT's timestep path is shared by the batch;
+    the DiT's matrix products still see the whole batch, so the README states a bound: one level."""
+    pipe = Pipeline.from_pretrained(str(tiny_model))
+    paths = [str(q) for q in queries] * 2
+    one = pipe(pairs_dir, paths, batch_size=1, steps=4, size=48)
+    many = pipe(pairs_dir, paths, batch_size=4, steps=4, size=48)
+    for a, b in zip(one.predictions, many.predictions):
+        assert np.abs(a.image.astype(int) - b.image).max() <= 1

@@ -131,12 +131,18 @@ class Engine:
 
     def encode(self, frames: np.ndarray, generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips (B, F, H, W, 3) uint8 at the working size (images: F = 1) -> normalised latents
-        (posterior sample, posterior mean), each (B, C, T, h, w); item i's posterior noise comes
-        from generators[i] (CPU), so batching changes nothing."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 4, 1, 2, 3).contiguous()
-        x = codec.uint8_to_unit(x).to(self.device)
+        (posterior sample, posterior mean), each (B, C, T, h, w). Each item goes through the VAE on
+        its own and draws its posterior noise from generators[i] (CPU): an item's latents do not
+        depend on the batch it came in (convolution kernels pick their algorithm by batch size)."""
+        samples, means = [], []
         with torch.no_grad(), self.offload.using(self.vae):
-            return codec.encode(self.vae, x, generators=generators, tile=self.tile(x.shape[-2:]))
+            for clip, generator in zip(frames, generators):
+                x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).contiguous()[None]
+                x = codec.uint8_to_unit(x).to(self.device)
+                sample, mean = codec.encode(self.vae, x, generators=[generator], tile=self.tile(x.shape[-2:]))
+                samples.append(sample)
+                means.append(mean)
+        return torch.cat(samples), torch.cat(means)
 
     def generate(self, cond: torch.Tensor, target_frames: int, generators: Sequence[torch.Generator],
                  options: SamplingOptions, query_frames: int = 1, progress: StepProgress = None) -> torch.Tensor:
@@ -150,7 +156,11 @@ class Engine:
             return sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
 
     def decode(self, z: torch.Tensor) -> np.ndarray:
-        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3)."""
+        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3), each item on its own."""
+        tile = self.tile(tuple(8 * n for n in z.shape[-2:]))
+        out = []
         with torch.no_grad(), self.offload.using(self.vae):
-            decoded = codec.decode_latents(self.vae, z.to(self.dtype), self.tile(tuple(8 * n for n in z.shape[-2:])))
-        return codec.float_to_uint8(codec.unit_to_float(decoded)).permute(0, 2, 3, 4, 1).cpu().numpy()
+            for item in z.to(self.dtype):
+                decoded = codec.decode_latents(self.vae, item[None], tile)
+                out.append(codec.float_to_uint8(codec.unit_to_float(decoded)).permute(0, 2, 3, 4, 1).cpu().numpy())
+        return np.concatenate(out)

@@ -206,6 +206,8 @@ class JDiT(nn.Module):
 
         c = self.cond_embed(torch.cat(conds, dim=2))  # tokens of each condition, one after the other
         x = self.target_embed(target).repeat(1, len(conds), 1)
+        if t.numel() > 1 and bool((t == t[:1]).all()):
+            t = t[:1]  # one time for the whole batch (sampling): its embedding broadcasts, whatever the batch
         t_emb = self.time_embed(t)
         t_cond, t_target = t_emb + self.cond_type, t_emb + self.target_type
         for block in self.blocks:
