@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,9 @@ class DiTConfig:
     drop_path: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("hidden_size", "depth", "num_heads", "kv_group", "in_channels", "patch_size", "time_freq_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.num_heads % self.kv_group:
@@ -93,6 +98,9 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
+        if not self.block_out_channels or min(self.block_out_channels) < 1 or self.layers_per_block < 1 \
+                or self.latent_channels < 1 or self.latent_scale == 0:
+            raise ConfigError("a VAE needs channels, layers and latent channels of at least 1 and a non-zero latent_scale")
         if self.temporal_ratio not in (1, 2, 4, 8):
             raise ConfigError(f"temporal_ratio must be a power of two, got {self.temporal_ratio}")
         if any(c % 32 for c in self.block_out_channels):
@@ -140,9 +148,40 @@ def to_json(config: DiTConfig | VAEConfig) -> str:
 
 
 def from_json(cls: type[DiTConfig] | type[VAEConfig], text: str) -> Any:
-    data = json.loads(text)
+    """A config from its JSON, every field checked against its declared type."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{cls.__name__} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{cls.__name__} has no fields {unknown}")
-    return cls(**data)
+    for name, value in data.items():
+        if not _matches(value, hints[name]):
+            raise ConfigError(f"{cls.__name__}.{name} must be {_describe(hints[name])}, got {value!r}")
+    try:
+        return cls(**data)
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{cls.__name__} is inconsistent ({exc})") from None
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if typing.get_origin(kind) is tuple:
+        return isinstance(value, (list, tuple)) and all(_matches(v, typing.get_args(kind)[0]) for v in value)
+    return True
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0])}s"
+    return {bool: "true or false", int: "a whole number", float: "a finite number"}.get(kind, str(kind))

@@ -33,6 +33,11 @@ def python_style(name: str, value: str | None) -> str:
     return f"{name}={value}" if bare else f"{name}={value!r}"
 
 
+def render(text: str, style: OptionStyle = python_style) -> str:
+    """A message with its option references (`{{steps}}`) written in `style`."""
+    return _OPTION.sub(lambda m: style(m.group(1), m.group(2)), text)
+
+
 class LavinError(Exception):
     """Base class: `str(err)` is one line that names the problem and, where known, the fix."""
 
@@ -43,8 +48,7 @@ class LavinError(Exception):
         self.option = option  # the option at fault, for usage errors
 
     def render(self, style: OptionStyle = python_style) -> str:
-        message = self.args[0] if self.args else ""
-        return _OPTION.sub(lambda m: style(m.group(1), m.group(2)), str(message))
+        return render(str(self.args[0]) if self.args else "", style)
 
     def __str__(self) -> str:
         return self.render()

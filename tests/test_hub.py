@@ -173,21 +173,47 @@ def test_full_disk_is_reported(cli, hub, tmp_path, monkeypatch):
     assert code == 6 and "not enough disk space" in err
 
 
-def test_offline_uses_installed_models_and_never_the_network(cli, hub, tmp_path, monkeypatch):
+def test_one_copy_on_disk_and_offline_installs_from_the_hf_cache(cli, hub, tmp_path, monkeypatch, release):
+    from huggingface_hub import hf_hub_download
+
     _register(tmp_path / "home")
     assert cli("download", "tiny-official")[0] == 0
+    home = tmp_path / "home"
+    assert not (home / "downloads").exists()  # the archives went once unpacked: one copy of the model
+    installed = sum(p.stat().st_size for p in (home / "models").rglob("*") if p.is_file())
+    everything = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file() and "hf-cache" not in p.parts)
+    assert everything - installed < 4096  # (the registry file)
+    for name in release:  # a user's own HF cache, filled by another tool
+        hf_hub_download(REPO, name, cache_dir=tmp_path / "hf-cache", endpoint=hub.url)
     requests = len(hub.log)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = cli("download", "tiny-official")
     assert code == 0, err
-    shutil.rmtree(tmp_path / "home" / "models" / "tiny-official")
-    code, _, err = cli("download", "tiny-official")  # from the HF cache, offline
+    shutil.rmtree(home / "models" / "tiny-official")
+    code, _, err = cli("download", "tiny-official")  # from the HF cache, offline, which stays as it was
     assert code == 0, err
+    assert all(list((tmp_path / "hf-cache").rglob(name)) for name in release)
     shutil.rmtree(tmp_path / "hf-cache")
-    shutil.rmtree(tmp_path / "home" / "models" / "tiny-official")
+    shutil.rmtree(home / "models" / "tiny-official")
     code, _, err = cli("download", "tiny-official", "--offline")
     assert code == 4 and "downloads are off" in err
     assert len(hub.log) == requests  # nothing touched the server
+
+
+def test_no_network_is_one_line(cli, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("LAVIN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _register(tmp_path / "home")
+    code, _, err = cli("download", "tiny-official")
+    assert code == 4 and "check the network" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "home" / "models").glob("*"))
 
 
 def test_plain_url_source_resumes_with_range(cli, hub, tmp_path):

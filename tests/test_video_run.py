@@ -89,9 +89,9 @@ def test_video_errors(cli, tiny_model, clips, tmp_path, monkeypatch):
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "e.mp4", "--ext", "wav",
                        "-i", clips["query"])
     assert code == 2 and "--ext .wav" in err
-    from lavin_cli.inference import engine
+    from lavin_cli.inference.engine import Engine
 
-    monkeypatch.setattr(engine, "available_memory", lambda: 1024)
+    monkeypatch.setattr(Engine, "free_memory", lambda self: 1024)
     code, _, err = cli(*base, "-c", clips["predict"], "-i", clips["query"], "-o", tmp_path / "f.mp4")
     assert code == 5 and "token sequence" in err and "--offload sequential" in err and not (tmp_path / "f.mp4").exists()
 

@@ -14,8 +14,8 @@ from lavin_cli.cli import convert as convert_cmd
 from lavin_cli.cli import evaluate as eval_cmd
 from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import models as models_cmd
+from lavin_cli.cli import options, signals
 from lavin_cli.cli import run as run_cmd
-from lavin_cli.cli import signals
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
 from lavin_cli.cli.console import fail_quietly, internal_error, report
@@ -23,6 +23,7 @@ from lavin_cli.errors import LavinError
 
 app = typer.Typer(
     name="lavin",
+    cls=options.Group,
     help="In-context vision tasks with LaVin-DiT: show example pairs, get the query's answer.",
     no_args_is_help=True,
     add_completion=True,
@@ -48,15 +49,15 @@ def root(
     """
 
 
-app.command("run")(run_cmd.run)
-app.command("video")(video_cmd.video)
-app.command("tasks")(run_cmd.tasks)
-app.command("download")(models_cmd.download)
-app.command("models")(models_cmd.models)
-app.command("verify")(models_cmd.verify)
-app.command("eval")(eval_cmd.evaluate)
-app.command("info")(info_cmd.info)
-app.command("convert")(convert_cmd.convert)
+app.command("run", cls=options.Command)(run_cmd.run)
+app.command("video", cls=options.Command)(video_cmd.video)
+app.command("tasks", cls=options.Command)(run_cmd.tasks)
+app.command("download", cls=options.Command)(models_cmd.download)
+app.command("models", cls=options.Command)(models_cmd.models)
+app.command("verify", cls=options.Command)(models_cmd.verify)
+app.command("eval", cls=options.Command)(eval_cmd.evaluate)
+app.command("info", cls=options.Command)(info_cmd.info)
+app.command("convert", cls=options.Command)(convert_cmd.convert)
 app.add_typer(train_cmd.app, name="train")
 
 

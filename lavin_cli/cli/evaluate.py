@@ -30,9 +30,13 @@ def evaluate(
     from lavin_cli.errors import UsageError
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.inference.pipeline import Pipeline
+    from lavin_cli.training.tasks import TASKS
 
     if queries < 1:
         raise UsageError("--queries must be at least 1")
+    unknown = [t for t in task or [] if t not in TASKS]
+    if unknown:  # before the model loads
+        raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(TASKS)}")
     pipe = Pipeline.from_pretrained(model, device=device, home=home)
     if not quiet:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")

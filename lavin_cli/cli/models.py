@@ -45,7 +45,8 @@ def models(
     home: Optional[Path] = options.HOME,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
 ) -> None:
-    """List the models lavin knows and the ones installed: source, size on disk, status, path."""
+    """List the models lavin knows and the ones installed: status, source, size on disk (--json adds
+    each one's path)."""
     from lavin_cli.store import hub, registry
     from lavin_cli.store.home import bundled_dir
     from lavin_cli.store.home import home as store_home

@@ -1,4 +1,5 @@
-"""Option types shared by several commands, declared once."""
+"""Option types shared by several commands, declared once, and how help shows them: a flag shows
+no value placeholder, an option taking a value shows what kind (N, DIR, [first|random|nearest])."""
 
 from __future__ import annotations
 
@@ -6,27 +7,70 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-DEVICE = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
-DTYPE = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16.")
-ATTENTION = typer.Option("auto", "--attention", help="auto, sdpa, xformers (CUDA only) or math (reference).")
-OFFLOAD = typer.Option("none", "--offload", help="none, model (one component on the GPU at a time), sequential (DiT blocks "
-                                                  "streamed) or auto (the fastest that fits the free GPU memory).")
+
+class _HelpStyle:
+    """Help without Typer's Python type names: flags get no metavar, other options their name."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if param.metavar is None and param.param_type_name == "option":
+                param.metavar = "" if getattr(param, "is_flag", False) else param.name.upper()
+        return params
+
+
+class Command(_HelpStyle, TyperCommand):
+    pass
+
+
+class Group(_HelpStyle, TyperGroup):
+    pass
+
+
+def choices(*names: str) -> str:
+    return "[" + "|".join(names) + "]"
+
+
+DEVICE = typer.Option("auto", "--device", metavar="DEVICE", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
+DTYPE = typer.Option("auto", "--dtype", metavar=choices("auto", "float32", "bfloat16", "float16"),
+                     help="Precision: auto is bfloat16 on CUDA, float32 on CPU.")
+ATTENTION = typer.Option("auto", "--attention", metavar=choices("auto", "sdpa", "xformers", "math"),
+                         help="Attention kernel: xformers is CUDA only, math is the reference.")
+OFFLOAD = typer.Option("none", "--offload", metavar=choices("none", "model", "sequential", "auto"),
+                       help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
+                            "auto (the fastest that fits the free GPU memory).")
 COMPILE = typer.Option(False, "--compile", help="torch.compile the DiT blocks (slow first call; faster sampling after).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace output files that already exist.")
-MODEL = typer.Option(None, "--model", "-m", help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
-HOME = typer.Option(None, "--home", help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")
-CONTEXT = typer.Option(None, "--context", "-c", help="Folder of example pairs: <id>_input.<ext>/<id>_target.<ext>, or input/ and target/.")
-TASK = typer.Option(None, "--task", "-t", help="A task folder installed with the model or shipped in examples/ (see `lavin tasks`).")
-PAIRS = typer.Option(4, "--pairs", "-n", help="How many example pairs go into the prompt.")
-SELECT = typer.Option("first", "--select", help="Which pairs: first, random (seeded) or nearest (closest inputs to each query).")
-SIZE = typer.Option(None, "--size", help="Working resolution, N or WIDTHxHEIGHT, multiples of 16 (default: the model's).")
-FIT = typer.Option("squash", "--fit", help="How images meet the working size: squash, pad (letterbox) or crop (centre).")
-STEPS = typer.Option(20, "--steps", help="Time points of the sampler (20 = the official grid; any count >= 2).")
-CFG = typer.Option(1.5, "--cfg", help="Classifier-free guidance scale (1 disables the null branch).")
-SEED = typer.Option(0, "--seed", help="Seed of the noise and of --select random.")
-SOLVER = typer.Option("euler", "--solver", help="ODE solver: euler (official) or heun (2 evaluations per step).")
-BATCH = typer.Option(4, "--batch-size", "-b", help="Queries per model call.")
+MODEL = typer.Option(None, "--model", "-m", metavar="NAME|DIR",
+                     help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
+HOME = typer.Option(None, "--home", metavar="DIR", help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")
+CONTEXT = typer.Option(None, "--context", "-c", metavar="DIR",
+                       help="Folder of example pairs: <id>_input.<ext>/<id>_target.<ext>, or input/ and target/.")
+TASK = typer.Option(None, "--task", "-t", metavar="NAME",
+                    help="A task folder installed with the model or shipped in examples/ (see `lavin tasks`).")
+PAIRS = typer.Option(4, "--pairs", "-n", metavar="N", help="How many example pairs go into the prompt.")
+SELECT = typer.Option("first", "--select", metavar=choices("first", "random", "nearest"),
+                      help="Which pairs: the first ones, random (seeded) or nearest (closest inputs to each query).")
+SIZE = typer.Option(None, "--size", metavar="N|WxH",
+                    help="Working resolution, N or WIDTHxHEIGHT, multiples of 16 (default: the model's).")
+FIT = typer.Option("squash", "--fit", metavar=choices("squash", "pad", "crop"),
+                   help="How images meet the working size: squash, pad (letterbox) or crop (centre).")
+STEPS = typer.Option(20, "--steps", metavar="N", help="Time points of the sampler (20 = the official grid; any count >= 2).")
+CFG = typer.Option(1.5, "--cfg", metavar="SCALE", help="Classifier-free guidance scale (1 disables the null branch).")
+SEED = typer.Option(0, "--seed", metavar="N", help="Seed of the noise and of --select random.")
+SOLVER = typer.Option("euler", "--solver", metavar=choices("euler", "heun"),
+                      help="ODE solver: euler (official) or heun (2 evaluations per step).")
+BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", help="Queries per model call.")
+MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N",
+                          help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
 JSON_OUT = typer.Option(False, "--json", help="Print the run record as JSON on stdout.")
-RECORD: Optional[Path] = typer.Option(None, "--record", help="Also write the run record as JSON to this file.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or messages on stderr (errors still print).")
+RECORD: Optional[Path] = typer.Option(None, "--record", metavar="FILE", help="Also write the run record as JSON to this file.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings or messages on stderr (errors still print).")

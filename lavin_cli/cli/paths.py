@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -60,12 +61,17 @@ def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
     if output == STDIO:
         if len(queries) != 1:
             raise UsageError(f"-o - writes one image to stdout, but there are {len(queries)} queries; give a folder")
+        if sys.stdout.isatty():
+            raise UsageError("-o - would write image bytes to the terminal; redirect stdout (> out.png) or give a file")
         return [STDIO]
     out = Path(output).expanduser()
     if len(queries) == 1 and is_image_path(out) and not out.is_dir():
         return [str(out)]
     if is_image_path(out) and not out.is_dir():
         raise UsageError(f"-o {output}: {len(queries)} queries need an output folder, not a file name")
+    if out.suffix and not out.is_dir() and not output.endswith(("/", os.sep)):
+        raise UsageError(f"-o {output}: {out.suffix} is not an image format lavin writes ({', '.join(IMAGE_EXTENSIONS)}); "
+                         "for a folder of outputs, end the name with /")
     names, seen = [], {}
     for q in queries:
         stem = "stdin" if q == STDIO else Path(q).stem
@@ -75,9 +81,14 @@ def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
     return names
 
 
-def preflight(outputs: list[str], overwrite: bool, extra: list[str] = ()) -> None:
-    """Refuse existing outputs (unless --overwrite) and unwritable folders before any work."""
+def preflight(outputs: list[str], overwrite: bool, extra: list[str] = (), folders_ok: bool = False) -> None:
+    """Refuse existing outputs (unless --overwrite), outputs that are folders (files expected:
+    `extra` always, `outputs` unless `folders_ok`) and unwritable folders, before any work."""
     files = [Path(o) for o in list(outputs) + list(extra) if o != STDIO]
+    must_be_files = [Path(o) for o in (list(extra) + ([] if folders_ok else list(outputs))) if o != STDIO]
+    folders = [str(f) for f in must_be_files if f.is_dir()]
+    if folders:
+        raise OutputError(f"{folders[0]} is a folder, where a file is to be written; give a file name")
     existing = [str(f) for f in files if f.exists()]
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""

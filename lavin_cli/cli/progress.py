@@ -28,14 +28,13 @@ PLAIN_INTERVAL_S = 10.0  # off a terminal: at most one line per bar this often
 class Progress:
     """Bars keyed by name; `units` is "items" (done/total) or "bytes" (sizes and speed)."""
 
-    def __init__(self, enabled: bool = True, units: str = "items", main: str | None = None,
-                 interval: float = PLAIN_INTERVAL_S):
-        self.enabled, self.units, self.main, self.interval = enabled, units, main, interval
+    def __init__(self, enabled: bool = True, units: str = "items", interval: float = PLAIN_INTERVAL_S):
+        self.enabled, self.units, self.interval = enabled, units, interval
         self.terminal = enabled and err.is_terminal
         self._rich: RichProgress | None = None
         self._tasks: dict[str, int] = {}
-        self._plain: dict[str, tuple[float, int]] = {}  # key -> (time, done) of its first update
-        self._last_line = 0.0
+        self._plain: dict[str, list] = {}  # key -> [label, done, total, extra, start time, start done]
+        self._last_line = time.monotonic()
 
     def __enter__(self) -> "Progress":
         if self.terminal:
@@ -62,17 +61,18 @@ class Progress:
                 self._tasks[key] = self._rich.add_task(label, total=total, extra=extra)
             self._rich.update(self._tasks[key], completed=done, total=total, extra=extra)
             return
-        self._plain_line(key, label, done, total, extra)
-
-    def _plain_line(self, key: str, label: str, done: int, total: int, extra: str) -> None:
         now = time.monotonic()
-        start, first = self._plain.setdefault(key, (now, done))
-        if self.main is not None and key != self.main:
-            return  # off a terminal only the main bar speaks
-        if now - max(self._last_line, start) < self.interval:
-            return
-        self._last_line = now
+        state = self._plain.setdefault(key, [label, done, total, extra, now, done])
+        state[1:4] = [done, total, extra]
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            log("; ".join(self._describe(state, now) for state in self._plain.values()))
+
+    def _describe(self, state: list, now: float) -> str:
+        label, done, total, extra, start, first = state
         rate = (done - first) / max(now - start, 1e-9)
-        amount = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if self.units == "bytes" else f"{done}/{total}"
-        speed = f"{rate / 1e6:.2f} MB/s" if self.units == "bytes" else f"{rate:.2f}/s"
-        log(f"{label} {amount} ({speed}{', ' + extra if extra else ''})")
+        if self.units == "bytes":
+            text = f"{label} {done / 1e6:.1f}/{total / 1e6:.1f} MB ({rate / 1e6:.2f} MB/s)"
+        else:
+            text = f"{label} {done}/{total} ({rate:.2f}/s)"
+        return text + (f" {extra}" if extra else "")

@@ -42,28 +42,35 @@ class Results:
         self.failures.append((text, code))
         log(f"failed: {text}", style="red")
 
-    def record(self, timings: dict, interrupted: Optional[str] = None) -> dict:
+    def record(self, timings: dict, stopped: Optional[str] = None) -> dict:
         record = {**self.header, "timings": {**self.header.get("timings", {}), **timings}}
-        if interrupted:
-            record["interrupted"] = interrupted
+        if stopped:
+            record["interrupted" if stopped in ("SIGINT", "SIGTERM") else "stopped"] = stopped
         record["queries"] = self.entries
         return record
 
-    def finish(self, timings: dict, interrupted: Optional[KeyboardInterrupt] = None, noun: str = "prediction(s)") -> None:
-        """Write the record, print the summary, and end with the right exit code."""
+    def finish(self, timings: dict, stopped: Optional[BaseException] = None, noun: str = "prediction(s)") -> None:
+        """Write the record, print the summary, and end with the right exit code (when the run was
+        `stopped` by an interrupt or an error, its caller re-raises that)."""
         from lavin_cli.io.files import write_atomic
 
-        why = None if interrupted is None else str(interrupted) or "SIGINT"
-        text = json.dumps(self.record(timings, why), indent=2)
-        if self.record_path:
-            write_atomic(self.record_path, text.encode() + b"\n", self.overwrite)
-        if self.as_json:
-            out.print_json(text) if out.is_terminal else print(text, flush=True)
+        why = None
+        if isinstance(stopped, KeyboardInterrupt):
+            why = str(stopped) or "SIGINT"
+        elif stopped is not None:
+            why = message(stopped)
+        with signals.deferred():
+            text = json.dumps(self.record(timings, why), indent=2)
+            if self.record_path:
+                write_atomic(self.record_path, text.encode() + b"\n", self.overwrite)
+            if self.as_json:
+                out.print_json(text) if out.is_terminal else print(text, flush=True)
         done = len(self.entries) - len(self.failures)
-        if not self.quiet or interrupted:
+        if not self.quiet or (stopped is not None and done):
             tail = f", {len(self.failures)} failed" if self.failures else ""
-            log(f"{done} {noun} written{tail}" + (f"; interrupted ({why})" if why else ""))
-        if interrupted is not None:
+            ending = f"; interrupted ({why})" if isinstance(stopped, KeyboardInterrupt) else "; stopped" if why else ""
+            log(f"{done} {noun} written{tail}{ending}")
+        if stopped is not None:
             return
         if self.failures and not done:
             raise SystemExit(self.failures[0][1])

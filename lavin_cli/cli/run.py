@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,16 +13,16 @@ from typing import Optional
 import typer
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import log, out
+from lavin_cli.cli.console import flag_style, log, out, warn
 from lavin_cli.cli.paths import STDIO, expand_queries, plan_outputs, preflight
 from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
-from lavin_cli.errors import LavinError, UsageError
+from lavin_cli.errors import LavinError, UsageError, render
 
-LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries"}
+LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
 
 
-def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False):
+def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False, quiet: bool = False):
     """--context PATH or --task NAME (a task folder of the model or of examples/) -> its pairs."""
     from lavin_cli.inference import context as ctx
     from lavin_cli.store import folders
@@ -33,6 +34,9 @@ def resolve_context(context: Optional[Path], task: Optional[str], model, clips: 
         if task not in known:
             listing = ", ".join(sorted(known)) or "none"
             raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
+        if model.trained_tasks is not None and task not in model.trained_tasks and not quiet:
+            warn(f"{model.name} was not trained on {task} (it knows {', '.join(model.trained_tasks)}); "
+                 "expect a poor answer")
         context = known[task].path
     return ctx.find_pairs(context, clips=clips)
 
@@ -62,6 +66,7 @@ def run(
     seed: int = options.SEED,
     solver: str = options.SOLVER,
     batch_size: int = options.BATCH,
+    max_pixels: int = options.MAX_PIXELS,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
@@ -85,14 +90,14 @@ def run(
     from lavin_cli.store import folders
 
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
-                             solver=solver, batch_size=batch_size)
+                             solver=solver, batch_size=batch_size, max_pixels=max_pixels)
     load = LoadOptions(device, dtype, attention, offload, compile)
     queries = expand_queries(query)
     outputs = plan_outputs(queries, output, ext)
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
     folder = folders.resolve(model, home)
-    found = resolve_context(context, task, folder)
+    found = resolve_context(context, task, folder, quiet=quiet)
     grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
     preflight(outputs, overwrite, grids + ([str(record)] if record else []))
 
@@ -100,9 +105,10 @@ def run(
     if not quiet:
         log(model_line(pipe))
     results = Results(record, as_json, overwrite, quiet)
-    with Progress(not quiet, main="query") as progress:
+    with Progress(not quiet) as progress:
         stream = pipe.stream(found, queries, run_options, callback=relay(progress))
         results.header = stream.header
+        show_warnings(stream.warnings, quiet)
         consume(stream, results, _writer(outputs, grids, overwrite, ext), lambda: {"context_s": round(stream.context_seconds, 4)})
 
 
@@ -111,15 +117,22 @@ def relay(progress: Progress):
     return lambda p: progress.update(p.stage, LABELS.get(p.stage, p.stage), p.done, p.total)
 
 
+def show_warnings(warnings: list[str], quiet: bool) -> None:
+    if not quiet:
+        for text in warnings:
+            warn(render(text, flag_style))
+
+
 def consume(stream, results: Results, write, timings, noun: str = "prediction(s)") -> None:
-    """Write every prediction of `stream` as it arrives; on SIGINT / SIGTERM keep what is written,
-    record it, and exit 130 / 143."""
+    """Write every prediction of `stream` as it arrives. When the run stops early (SIGINT,
+    SIGTERM, or an error that concerns every query), what is written stays, the record says so,
+    and the exit code is the interrupt's (130 / 143) or the error's."""
     start = time.perf_counter()
     try:
         for prediction in stream:
             results.add(prediction, write)
-    except KeyboardInterrupt as stop:
-        results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, interrupted=stop, noun=noun)
+    except (KeyboardInterrupt, LavinError) as stop:
+        results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, stopped=stop, noun=noun)
         raise
     results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, noun=noun)
 
@@ -148,7 +161,8 @@ def tasks(
     home: Optional[Path] = options.HOME,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
 ) -> None:
-    """List the task folders usable with --task: the model's own and those in examples/."""
+    """List the task folders usable with --task (the model's own and those in examples/), and
+    whether the model was trained on each (? where its model.json does not say)."""
     from rich.table import Table
 
     from lavin_cli.inference import context as ctx
@@ -157,22 +171,25 @@ def tasks(
     try:
         folder = folders.resolve(model, home)
     except LavinError:
-        if model:
+        if model or os.environ.get("LAVIN_MODEL"):
             raise
-        folder = None  # no model: still list the shipped examples
+        folder = None  # no model at all: still list the shipped examples
+    trained = folder.trained_tasks if folder else None
     rows = []
     for task in folders.tasks(folder).values():
         try:
             count = len(ctx.find_pairs(task.path).pairs)
         except LavinError:
             count = 0
-        rows.append({"task": task.name, "source": task.source, "pairs": count, "path": str(task.path)})
+        rows.append({"task": task.name, "source": task.source, "pairs": count, "path": str(task.path),
+                     "trained": None if trained is None else task.name in trained})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"tasks ({folder.name if folder else 'no model'})")
-    for column in ("task", "source", "pairs", "path"):
+    for column in ("task", "trained", "source", "pairs", "path"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["task"], row["source"], str(row["pairs"]), row["path"])
+        mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
+        table.add_row(row["task"], mark, row["source"], str(row["pairs"]), row["path"])
     out.print(table)

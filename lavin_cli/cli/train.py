@@ -7,10 +7,12 @@ from typing import Optional
 
 import typer
 
+from lavin_cli.cli import options
 from lavin_cli.cli.console import log
 from lavin_cli.cli.progress import Progress
 
-app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True)
+app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True,
+                  cls=options.Group)
 
 SIZE = typer.Option(64, "--size", help="Training resolution (multiple of 16).")
 SEED = typer.Option(0, "--seed", help="Seed: the same seed, data and machine give the same weights, also across --resume.")
@@ -44,12 +46,12 @@ def _prepare(size: int, threads: int | None) -> None:
 
 def _with_progress(quiet: bool, total: int, run) -> None:
     """Call run(callback) with a progress display of steps, loss and speed."""
-    with Progress(not quiet, main="train") as progress:
+    with Progress(not quiet) as progress:
         run(lambda info: progress.update("train", "training", info.step, total,
                                          f"loss {info.loss:.4f}  {info.steps_per_s:.2f} steps/s"))
 
 
-@app.command("vae")
+@app.command("vae", cls=options.Command)
 def vae(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: vae.safetensors (EMA weights), vae_state.pt, vae_log.jsonl."),
     data: str = DATA,
@@ -85,7 +87,7 @@ def vae(
     log(f"wrote {out / 'vae.safetensors'}")
 
 
-@app.command("dit")
+@app.command("dit", cls=options.Command)
 def dit(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder, usable as a model folder: dit.safetensors (EMA), "
                                                       "vae.safetensors, model.json, tasks/, dit_state.pt, dit_log.jsonl."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +13,7 @@ from lavin_cli.cli.console import log
 from lavin_cli.cli.paths import expand_queries, preflight
 from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
-from lavin_cli.cli.run import consume, model_line, relay, resolve_context
+from lavin_cli.cli.run import consume, model_line, relay, resolve_context, show_warnings
 from lavin_cli.errors import UsageError
 
 
@@ -23,9 +24,15 @@ def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
     ext = "." + ext.lower().lstrip(".")
     if ext not in VIDEO_EXTENSIONS and ext != ".frames":
         raise UsageError(f"--ext {ext}: use one of {', '.join(VIDEO_EXTENSIONS)} or frames")
+    from lavin_cli.io.images import is_image_path
+
     out = Path(output).expanduser()
     if output == "-":
         raise UsageError("-o -: videos are written to files or frame folders, not stdout")
+    if out.suffix and not is_video_path(out) and not out.is_dir() and not output.endswith(("/", os.sep)):
+        kind = "an image format" if is_image_path(out) else "not a video format"
+        raise UsageError(f"-o {output}: {out.suffix} is {kind}; write {', '.join(VIDEO_EXTENSIONS)} files, or a folder of "
+                         "frames (a name without an extension, or ending with /)")
     if len(queries) == 1:
         return [str(out)]
     if is_video_path(out):
@@ -53,6 +60,7 @@ def video(
     cfg: float = options.CFG,
     seed: int = options.SEED,
     solver: str = options.SOLVER,
+    max_pixels: int = options.MAX_PIXELS,
     fps: Optional[float] = typer.Option(None, "--fps", help="Output frame rate (default: the query's)."),
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
@@ -76,23 +84,24 @@ def video(
     from lavin_cli.store import folders
 
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
-                                 solver=solver, frames=frames, mode=mode, fps=fps)
+                                 solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels)
     load = LoadOptions(device, dtype, attention, offload, compile)
     queries = expand_queries(query, clips=True)
     outputs = plan_outputs(queries, output, ext)
     folder = folders.resolve(model, home)
-    found = resolve_context(context, task, folder, clips=True)
-    preflight(outputs, overwrite, [str(record)] if record else [])
+    found = resolve_context(context, task, folder, clips=True, quiet=quiet)
+    preflight(outputs, overwrite, [str(record)] if record else [], folders_ok=True)
     pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), pairs, frames=5))
     if not quiet:
         log(model_line(pipe))
     results = Results(record, as_json, overwrite, quiet)
-    with Progress(not quiet, main="query") as progress:
+    with Progress(not quiet) as progress:
         draw = relay(progress)
         stream = pipe.video_stream(found, queries, video_options,
                                    callback=lambda p: log(f"DiT sequence: {p.total} tokens per call")
                                    if p.stage == "tokens" and not quiet else draw(p))
         results.header = stream.prepare()
+        show_warnings(stream.warnings, quiet)
         if not quiet:
             head = results.header
             log(f"task kind: {head['mode']}; context clips of {head['context_clip_frames']} frames")

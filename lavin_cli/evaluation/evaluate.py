@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lavin_cli.errors import UsageError
 from lavin_cli.evaluation.metrics import better, depth_metrics, edge_f1, iou, normal_error, psnr
 from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training import tasks
@@ -160,7 +161,10 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
              steps: int = 20, cfg: float = 1.5, callback=None) -> dict:
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
     size = pipe.default_size
-    names = names or [n for n in (pipe.model.extra.get("tasks") if pipe.model else None) or tasks.IMAGE_TASKS]
+    unknown = [n for n in names or [] if n not in tasks.TASKS]
+    if unknown:
+        raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(tasks.TASKS)}")
+    names = names or list((pipe.model.trained_tasks if pipe.model else None) or tasks.IMAGE_TASKS)
     sampling = {"steps": steps, "cfg": cfg, "batch_size": queries}
     report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
                     "pairs": pairs, "steps": steps, "cfg": cfg, "size": size, "tasks": {}, "skipped": {}}

@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from lavin_cli.errors import InputError, LavinError
+from lavin_cli.errors import InputError, LavinError, render
 from lavin_cli.inference import codec, records
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference import frames as frame_rules
@@ -26,6 +26,7 @@ from lavin_cli.inference.options import VideoOptions
 from lavin_cli.inference.prefetch import prefetch
 from lavin_cli.io import images as image_io
 from lavin_cli.io.video import Clip, read_video
+from lavin_cli.runtime import memory
 
 ANCHOR_TOLERANCE = 0.04  # mean |target[0] - input[-1]| (of 1) below which a pair is a prediction pair
 
@@ -82,11 +83,16 @@ def _check_pairs(found: ctx.Context, chosen: list[int], clips: list[tuple[Clip, 
                              "a clip-to-clip pair needs one target frame per input frame")
 
 
+def read_clip(path, options: VideoOptions) -> Clip:
+    """A clip within the options' pixel limit and a quarter of the memory available now."""
+    return read_video(path, max_pixels=options.max_pixels, max_bytes=memory.available() // 4)
+
+
 def encode_context(engine, found: ctx.Context, working, options: VideoOptions) -> ContextClips:
     """Read, check and encode the context clips (all of them for select='nearest', which picks per query)."""
     o = options
     chosen = list(range(len(found.pairs))) if o.select == "nearest" else ctx.select(o.pairs, len(found.pairs), o.select, o.seed)
-    clips = [(read_video(found.pairs[i].input), read_video(found.pairs[i].target)) for i in chosen]
+    clips = [(read_clip(found.pairs[i].input, o), read_clip(found.pairs[i].target, o)) for i in chosen]
     if o.mode == "clip":
         _check_pairs(found, chosen, clips, "clip")
     mode = detect_mode(clips, o.mode)
@@ -123,6 +129,7 @@ class VideoRun:
         self.context: ContextClips | None = None
         self.context_seconds = 0.0
         self.tokens = 0
+        self.warnings: list[str] = []
 
     def prepare(self) -> dict:
         """Encode the context clips, check that one DiT call fits; returns the record header."""
@@ -141,8 +148,10 @@ class VideoRun:
             (self.working[0] // 16) * (self.working[1] // 16)
         self.engine.check_fits(self.tokens, self.working, len(c.latents), max(c.input_frames, c.target_frames))
         self.notify(Progress("tokens", self.tokens, self.tokens))
+        self.warnings = records.warnings(self.model, self.options, self.working, len(self.found.pairs))
         return records.header(self.engine, self.model, self.options, self.working, {
             "context": self.found.source, "context_pairs": len(c.ids), "unpaired": self.found.unpaired,
+            "pairs_used": min(self.options.pairs, len(c.ids)), "warnings": [render(w) for w in self.warnings],
             "mode": c.mode, "new_frames": self.options.frames if c.mode == "predict" else None,
             "context_clip_frames": {"input": c.input_frames, "target": c.target_frames},
             "sequence_tokens": self.tokens})
@@ -150,7 +159,7 @@ class VideoRun:
     def _load(self, item):
         index, query = item
         try:
-            clip = read_video(query)
+            clip = read_clip(query, self.options)
             fitted, placement = fit_frames(clip.frames, self.working, self.options.fit)
         except LavinError as err:
             return index, str(query), err
@@ -202,6 +211,7 @@ class VideoRun:
             pred = self.engine.decode(z)[0][: end - start]
             out[max(start, done):end] = pred[max(start, done) - start:]
             done = end
+            self.notify(Progress("frames", done, len(frames)))
         return out, used
 
     def _predict(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -221,4 +231,5 @@ class VideoRun:
             fresh = list(self.engine.decode(z)[0][1:1 + plan.chunk_new_frames])  # frame 0 is the anchor
             produced += fresh
             history += fresh
+            self.notify(Progress("frames", min(len(produced), self.options.frames), self.options.frames))
         return np.stack(produced[:self.options.frames]), used

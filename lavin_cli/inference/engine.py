@@ -10,7 +10,6 @@ live here and nowhere else; the image runner and the video runner are peers that
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,11 +18,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from lavin_cli.errors import DeviceError
+from lavin_cli.errors import CheckpointError, DeviceError, OptionError
 from lavin_cli.inference import codec, sampling
 from lavin_cli.inference.options import LoadOptions, SamplingOptions
+from lavin_cli.io.files import human_bytes
 from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import device as devices
+from lavin_cli.runtime import memory
 from lavin_cli.runtime import offload as offload_mod
 from lavin_cli.store import weights
 from lavin_cli.store.folders import ModelFolder
@@ -41,16 +42,21 @@ class MemoryPlan:
     frames: int = 1
 
 
-def available_memory() -> int:
-    """Bytes of main memory available now (a large number where the system does not say)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 1 << 62
+LATENT_LIMIT = 100.0  # normalised latents are about N(0, 1); beyond this the sample has exploded
 
 
-def human_bytes(n: float) -> str:
-    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+def check_latents(z: torch.Tensor, options: SamplingOptions) -> None:
+    """Refuse sampled latents that are not finite or have exploded, naming the likely cause,
+    before they are decoded into a black or saturated picture."""
+    finite = bool(torch.isfinite(z).all())
+    peak = float(z.abs().max()) if finite else float("inf")
+    if finite and peak <= LATENT_LIMIT:
+        return
+    what = "non-finite values" if not finite else f"values up to {peak:.3g}"
+    if abs(options.cfg) > 10:
+        raise OptionError("cfg", f"{options.cfg:g} is too strong: the sampled latents hold {what} (typical guidance: 1 to 5)")
+    raise CheckpointError(f"the model produced {what} in its sampled latents (normal is about 1): its weights or "
+                          "precision are at fault; try {{dtype=float32}}, or download or convert the model again")
 
 
 class Engine:
@@ -100,7 +106,7 @@ class Engine:
         return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, size, pairs, batch, frames)
 
     def free_memory(self) -> int:
-        return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else available_memory()
+        return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else memory.available()
 
     @contextmanager
     def oom_advice(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1):
@@ -112,9 +118,10 @@ class Engine:
             needs = self.memory_estimate(size, pairs, batch, frames)
             raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
 
-    def check_fits(self, tokens: int, size: tuple[int, int], pairs: int, frames: int) -> None:
-        """Fail before sampling when one DiT call of this length cannot fit the device."""
-        need = self.memory_estimate(size, pairs, frames=frames)[self.offload.name]
+    def check_fits(self, tokens: int, size: tuple[int, int], pairs: int, frames: int, batch: int = 1) -> None:
+        """Fail before any work when one DiT call of this length cannot fit the device (GPU
+        memory, or main memory on a CPU)."""
+        need = self.memory_estimate(size, pairs, batch, frames)[self.offload.name]
         free = self.free_memory()
         if need > 0.9 * free:
             raise DeviceError(f"a {tokens}-token sequence needs about {human_bytes(need)} with "
@@ -153,7 +160,9 @@ class Engine:
         cond = cond.to(self.device, self.dtype)
         with torch.no_grad(), self.offload.using(self.dit):
             velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames))
-            return sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
+            z = sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
+        check_latents(z, options)
+        return z
 
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3), each item on its own."""

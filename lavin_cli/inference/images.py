@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from lavin_cli.errors import LavinError
+from lavin_cli.errors import LavinError, render
 from lavin_cli.inference import codec, records
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference.options import RunOptions
@@ -76,8 +76,11 @@ class ImageRun:
         self.working = options.working_size(model.size if model else 512)
         self.candidates = list(range(len(context.pairs))) if options.select == "nearest" else \
             ctx.select(options.pairs, len(context.pairs), options.select, options.seed)
+        self.pairs_used = min(options.pairs, len(context.pairs))
+        self.warnings = records.warnings(model, options, self.working, len(context.pairs))  # {{option}} markup
         self.header = records.header(engine, model, options, self.working, {
-            "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired})
+            "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
+            "pairs_used": self.pairs_used, "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
     # ------------------------------------------------------------------ context
@@ -89,8 +92,8 @@ class ImageRun:
         fit = self.options.fit
         for i in self.candidates:
             pair = self.context.pairs[i]
-            images.append((image_io.fit(image_io.read_image(pair.input), self.working, fit)[0],
-                           image_io.fit(image_io.read_image(pair.target), self.working, fit)[0]))
+            images.append(tuple(image_io.fit(image_io.read_image(p, max_pixels=self.options.max_pixels), self.working, fit)[0]
+                                for p in (pair.input, pair.target)))
         latents, means = [], []
         for n in range(0, len(images), 4):  # a few pairs per VAE call bounds memory
             chunk = np.stack([im for pair in images[n:n + 4] for im in pair])[:, None]
@@ -107,7 +110,8 @@ class ImageRun:
         index, query = item
         label = _label(query, index)
         try:
-            fitted, placement = image_io.fit(image_io.read_image(query, label), self.working, self.options.fit)
+            image = image_io.read_image(query, label, self.options.max_pixels)
+            fitted, placement = image_io.fit(image, self.working, self.options.fit)
         except LavinError as err:
             return _Loaded(index, label, error=err)
         return _Loaded(index, label, fitted, placement)
@@ -124,7 +128,10 @@ class ImageRun:
             yield batch
 
     def __iter__(self) -> Iterator[Prediction]:
-        with self.engine.oom_advice(self.working, self.options.pairs, self.options.batch_size):
+        o = self.options
+        tokens = (2 * self.pairs_used + 2) * (self.working[0] // 16) * (self.working[1] // 16)
+        self.engine.check_fits(tokens, self.working, self.pairs_used, frames=1, batch=min(o.batch_size, len(self.queries)))
+        with self.engine.oom_advice(self.working, self.pairs_used, o.batch_size):
             yield from self._run()
 
     def _run(self) -> Iterator[Prediction]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from lavin_cli.errors import OptionError, UsageError
+from lavin_cli.io.images import DEFAULT_MAX_PIXELS
 
 SELECTIONS = ("first", "random", "nearest")
 FITS = ("squash", "pad", "crop")
@@ -27,6 +28,7 @@ OFFLOADS = ("none", "model", "sequential", "auto")
 ATTENTIONS = ("auto", "sdpa", "xformers", "math")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAX_SEED = 2**63 - 1
+MAX_CFG = 100.0
 MAX_SIZE = 8192  # working-size side; memory is checked against the machine before sampling
 
 Size = Optional[tuple[int, int]]  # (height, width); None: the model's own working size
@@ -85,6 +87,8 @@ class SamplingOptions:
         _int("steps", self.steps, 2, 10_000)
         if isinstance(self.cfg, bool) or not isinstance(self.cfg, (int, float)) or not math.isfinite(self.cfg):
             raise OptionError("cfg", f"must be a finite number, got {self.cfg!r}")
+        if abs(self.cfg) > MAX_CFG:
+            raise OptionError("cfg", f"must be between -{MAX_CFG:g} and {MAX_CFG:g}, got {self.cfg:g} (typical: 1 to 5)")
         _int("seed", self.seed, 0, MAX_SEED)
         _choice("solver", self.solver, SOLVERS)
 
@@ -97,9 +101,11 @@ class ContextOptions:
     select: str = "first"
     size: Size = None
     fit: str = "squash"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # inputs larger than this are refused before decoding
 
     def __post_init__(self) -> None:
         _int("pairs", self.pairs, 1, 1024)
+        _int("max_pixels", self.max_pixels, 1)
         _choice("select", self.select, SELECTIONS)
         _choice("fit", self.fit, FITS)
         object.__setattr__(self, "size", parse_size(self.size))

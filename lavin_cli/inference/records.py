@@ -40,3 +40,15 @@ def entry(prediction) -> dict:
     if hasattr(prediction, "clip"):
         out.update(frames=None if clip is None else len(clip.frames), fps=None if clip is None else clip.fps)
     return out
+
+
+def warnings(model: ModelFolder | None, options, working: tuple[int, int], available_pairs: int) -> list[str]:
+    """What the run does differently from what was asked, or outside what the model knows."""
+    out = []
+    if options.pairs > available_pairs:
+        out.append(f"{{{{pairs={options.pairs}}}}} but the context holds {available_pairs} pair(s): using {available_pairs}")
+    if model is not None and model.sizes and max(working) not in model.sizes and min(working) not in model.sizes:
+        trained = ", ".join(f"{s} px" for s in model.sizes)
+        out.append(f"{model.name} was trained at {trained}; at {working[1]}x{working[0]} expect poor results "
+                   "(stripes, tiled blobs)")
+    return out

@@ -21,6 +21,13 @@ from lavin_cli.errors import OutputError
 HashProgress = Optional[Callable[[int, int], None]]  # (bytes done, bytes total)
 
 
+def human_bytes(n: float) -> str:
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
 def describe_os_error(exc: OSError) -> str:
     """A short reason for an OSError: 'disk full', 'permission denied', ..."""
     known = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",

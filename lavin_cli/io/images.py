@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -24,7 +25,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FITS = ("squash", "pad", "crop")
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
-Image.MAX_IMAGE_PIXELS = 400_000_000  # far above any working size, still refuses decompression bombs
+DEFAULT_MAX_PIXELS = 64_000_000  # a 8000 x 8000 picture; bigger inputs are refused before decoding
+_PIL_LIMIT = threading.Lock()
 
 
 def is_image_path(path: Path) -> bool:
@@ -67,8 +69,10 @@ def array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_image(source: ImageLike, label: str | None = None) -> np.ndarray:
-    """Path, bytes-on-stdin ('-'), PIL image or array -> RGB uint8 (H, W, 3)."""
+def read_image(source: ImageLike, label: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Path, bytes-on-stdin ('-'), PIL image or array -> RGB uint8 (H, W, 3). Files larger than
+    `max_pixels` are refused from their header, before any decoding; animated images too (a clip
+    is not a picture)."""
     if isinstance(source, np.ndarray):
         return array_to_rgb(source, label or "array")
     if isinstance(source, Image.Image):
@@ -79,9 +83,9 @@ def read_image(source: ImageLike, label: str | None = None) -> np.ndarray:
             data = sys.stdin.buffer.read()
             if not data:
                 raise InputError("stdin: no image data (pipe an image into {{queries=-}})")
-            with Image.open(io.BytesIO(data)) as image:
-                return _to_rgb(image)
-        with Image.open(source) as image:
+            source = io.BytesIO(data)
+        with _open(source) as image:
+            _check(image, label, max_pixels)
             return _to_rgb(image)
     except FileNotFoundError:
         raise InputError(f"{label}: file not found") from None
@@ -89,8 +93,30 @@ def read_image(source: ImageLike, label: str | None = None) -> np.ndarray:
         raise InputError(f"{label}: is a folder, not an image") from None
     except PermissionError:
         raise InputError(f"{label}: permission denied") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{label}: not a readable image ({str(exc).splitlines()[0][:120]})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"{label}: not a readable image ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
+
+
+def _open(source) -> Image.Image:
+    """Image.open without Pillow's own decompression-bomb guard (a process-wide setting): the
+    caller checks the size against its own limit before decoding."""
+    with _PIL_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check(image: Image.Image, label: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InputError(f"{label}: {width}x{height} is {width * height / 1e6:.3g} MP, above the limit of "
+                         f"{max_pixels / 1e6:.3g} MP; pass a larger {{{{max_pixels}}}} to read it")
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise InputError(f"{label}: an animated image ({frames} frames) is a clip, not a picture: use `lavin video`, "
+                         "or save one frame")
 
 
 @dataclass(frozen=True)

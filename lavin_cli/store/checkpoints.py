@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lavin_cli.config import DIT_PRESETS, DiTConfig, VAEConfig, from_json, to_json
-from lavin_cli.errors import CheckpointError
+from lavin_cli.errors import CheckpointError, ConfigError
 from lavin_cli.io.files import publish
 
 FORMAT = "lavin/1"
@@ -235,4 +235,7 @@ def config_from_metadata(meta: Mapping[str, str], path: Path) -> DiTConfig | VAE
     cls = {"dit": DiTConfig, "vae": VAEConfig}.get(meta.get("component", ""))
     if cls is None or "config" not in meta:
         raise CheckpointError(f"{path}: lavin metadata without a component config")
-    return from_json(cls, meta["config"])
+    try:
+        return from_json(cls, meta["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: bad config in the file's metadata: {exc}") from None

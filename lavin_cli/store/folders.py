@@ -29,23 +29,72 @@ class ModelFolder:
     path: Path
     dit: Path
     vae: Path
-    size: int
+    size: int  # the default working size
     tasks_dir: Path | None
     description: str = ""
     extra: dict = field(default_factory=dict)
+    trained_tasks: tuple[str, ...] | None = None  # what it was trained for, when model.json says
+    sizes: tuple[int, ...] | None = None  # working sizes it was trained at, when model.json says
+
+
+def _check_size(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 16 or value % 16:
+        raise CheckpointError(f"{where} must be a positive multiple of 16, got {value!r}")
+    return value
+
+
+def _check_inside(folder: Path, value, where: str) -> Path:
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise CheckpointError(f"{where} must be a path inside the model folder, got {value!r}")
+    return folder / value
+
+
+def read_model_json(folder: Path) -> dict:
+    """model.json, checked field by field: {"name", "description", "size", "sizes", "dit", "vae",
+    "tasks_dir", "tasks" (trained task names; a folder name in older folders)}; others are kept."""
+    path = folder / "model.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: must hold a JSON object")
+    for key in ("name", "description"):
+        if key in meta and not isinstance(meta[key], str):
+            raise CheckpointError(f"{path}: {key!r} must be a string, got {meta[key]!r}")
+    if "size" in meta:
+        _check_size(meta["size"], f"{path}: 'size'")
+    if "sizes" in meta:
+        if not isinstance(meta["sizes"], list) or not meta["sizes"]:
+            raise CheckpointError(f"{path}: 'sizes' must be a list of working sizes, got {meta['sizes']!r}")
+        for value in meta["sizes"]:
+            _check_size(value, f"{path}: 'sizes'")
+    if ("dit" in meta) != ("vae" in meta):
+        raise CheckpointError(f"{path}: give both 'dit' and 'vae' file names, or neither")
+    for key in ("dit", "vae", "tasks_dir"):
+        if key in meta:
+            _check_inside(folder, meta[key], f"{path}: {key!r}")
+    tasks = meta.get("tasks")
+    if tasks is not None and not isinstance(tasks, str) and not (isinstance(tasks, list) and all(isinstance(t, str) for t in tasks)):
+        raise CheckpointError(f"{path}: 'tasks' must be a list of task names, got {tasks!r}")
+    return meta
 
 
 def open_folder(path: Path, name: str | None = None, dit: Path | None = None) -> ModelFolder:
     """Recognise a model folder: model.json naming its files, lavin's layout, or the official one."""
     path = path.expanduser()
-    meta = json.loads((path / "model.json").read_text()) if (path / "model.json").is_file() else {}
+    meta = read_model_json(path)
     name = meta.get("name", name or path.name)
-    size = int(meta.get("size", OFFICIAL_SIZE))
-    if "dit" in meta and "vae" in meta:
+    size = meta.get("size", OFFICIAL_SIZE)
+    listed = meta.get("tasks")
+    tasks_dir = meta.get("tasks_dir") or (listed if isinstance(listed, str) else None)  # older folders named it "tasks"
+    if "dit" in meta:
         files = (dit or path / meta["dit"], path / meta["vae"])
-        tasks = path / meta["tasks"] if meta.get("tasks") else path / "tasks"
+        tasks = path / (tasks_dir or "tasks")
     elif (path / "vae.safetensors").is_file() and (dit or (path / "dit.safetensors")).is_file():
-        files, tasks = (dit or path / "dit.safetensors", path / "vae.safetensors"), path / "tasks"
+        files, tasks = (dit or path / "dit.safetensors", path / "vae.safetensors"), path / (tasks_dir or "tasks")
     else:
         weights = next((w for w in (path, path / "weights") if (w / "stvae.pt").is_file()), None)
         official = dit or (weights / "lavin_dit.safetensors" if weights else None)
@@ -61,7 +110,8 @@ def open_folder(path: Path, name: str | None = None, dit: Path | None = None) ->
         if not f.is_file():
             raise CheckpointError(f"{path}: model file {f.name} is missing")
     return ModelFolder(name, path, files[0], files[1], size, tasks if tasks.is_dir() else None,
-                       meta.get("description", ""), meta)
+                       meta.get("description", ""), meta, tuple(listed) if isinstance(listed, list) else None,
+                       tuple(meta["sizes"]) if "sizes" in meta else None)
 
 
 def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> ModelFolder:

@@ -7,15 +7,24 @@ from pathlib import Path
 
 import platformdirs
 
+from lavin_cli.errors import OptionError, UsageError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def home(override: Path | str | None = None) -> Path:
-    """Root of lavin's store: --home, else $LAVIN_HOME, else the user data directory."""
+    """Root of lavin's store: --home, else $LAVIN_HOME, else the user data directory. A path that
+    exists but is not a folder is refused, naming where it came from."""
     if override:
-        return Path(override).expanduser()
+        path = Path(override).expanduser()
+        if path.exists() and not path.is_dir():
+            raise OptionError("home", f"{path} is a file; lavin's store must be a folder")
+        return path
     if os.environ.get("LAVIN_HOME"):
-        return Path(os.environ["LAVIN_HOME"]).expanduser()
+        path = Path(os.environ["LAVIN_HOME"]).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"LAVIN_HOME={path} is a file; point it to a folder (or unset it)")
+        return path
     return Path(platformdirs.user_data_dir("lavin", appauthor=False))
 
 

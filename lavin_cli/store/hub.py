@@ -59,8 +59,11 @@ def sha256(path: Path, callback: Callback = None) -> str:
 
 
 def check_free(folder: Path, needed: int, what: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write here ({files.describe_os_error(exc)})") from None
     if needed and free < needed * 1.05 + (64 << 20):
         raise OutputError(f"not enough disk space for {what}: {needed / 1e9:.2f} GB needed, "
                           f"{free / 1e9:.2f} GB free in {folder}")
@@ -91,36 +94,53 @@ def _progress_class(callback: Callback, name: str):
     return Reporter
 
 
-def fetch_hf(entry: registry.ModelEntry, f: registry.RemoteFile, is_offline: bool, callback: Callback) -> Path:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    owned: bool  # downloaded by lavin (removed once installed); False: a file of the user's HF cache
+
+
+def fetch_hf(entry: registry.ModelEntry, f: registry.RemoteFile, downloads: Path, is_offline: bool,
+             callback: Callback) -> Fetched:
+    """A file of a Hugging Face repo: the copy in the user's HF cache when there is one, else
+    downloaded (resumably) into `downloads`."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     endpoint = os.environ.get("HF_ENDPOINT") or None
     token = os.environ.get("HF_TOKEN") or None
+    cached = try_to_load_from_cache(entry.repo, f.path, cache_dir=_hf_cache(), revision=entry.revision)
+    if isinstance(cached, str) and Path(cached).is_file():
+        return Fetched(Path(cached), owned=False)
+    if is_offline:
+        raise CheckpointError(f"{entry.name}: {f.path} is neither installed nor in the Hugging Face cache, and "
+                              "downloads are off (HF_HUB_OFFLINE / {{offline}})")
     try:
-        if not is_offline:
-            meta = get_hf_file_metadata(hf_hub_url(entry.repo, f.path, revision=entry.revision, endpoint=endpoint), token=token)
-            check_free(_hf_cache(), meta.size or f.size or 0, f"downloading {f.path}")
-        path = hf_hub_download(entry.repo, f.path, revision=entry.revision, cache_dir=_hf_cache(), endpoint=endpoint,
-                               token=token, local_files_only=is_offline, tqdm_class=_progress_class(callback, f.path))
-    except LocalEntryNotFoundError:
-        raise CheckpointError(f"{entry.name}: {f.path} is not in the local cache and downloads are off "
-                              "(HF_HUB_OFFLINE / --offline)") from None
+        meta = get_hf_file_metadata(hf_hub_url(entry.repo, f.path, revision=entry.revision, endpoint=endpoint), token=token)
+        check_free(downloads, meta.size or f.size or 0, f"downloading {f.path}")
+        path = hf_hub_download(entry.repo, f.path, revision=entry.revision, local_dir=downloads, endpoint=endpoint,
+                               token=token, tqdm_class=_progress_class(callback, f.path))
+    except LavinError:
+        raise
     except HfHubHTTPError as exc:
         raise CheckpointError(f"{entry.name}: download of {f.path} from {entry.repo} failed: {str(exc).splitlines()[0]}") from None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, LavinError):
-            raise
-        raise CheckpointError(f"{entry.name}: download of {f.path} failed: {exc}") from None
-    return Path(path)
+    except LocalEntryNotFoundError:
+        raise CheckpointError(f"{entry.name}: cannot reach {endpoint or 'https://huggingface.co'} to download {f.path}: "
+                              "check the network (or HF_ENDPOINT), or install offline from a copy") from None
+    except Exception as exc:  # the HTTP stack's connection errors, timeouts, ... as one line
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+        raise CheckpointError(f"{entry.name}: cannot download {f.path} from {endpoint or 'https://huggingface.co'} "
+                              f"({reason}): check the network (or HF_ENDPOINT)") from None
+    return Fetched(Path(path), owned=True)
 
 
-def fetch_url(entry: registry.ModelEntry, f: registry.RemoteFile, home: Path, is_offline: bool, callback: Callback) -> Path:
-    """Plain HTTPS into $LAVIN_HOME/downloads, resuming a .part file with a Range request."""
+def fetch_url(entry: registry.ModelEntry, f: registry.RemoteFile, downloads: Path, is_offline: bool,
+              callback: Callback) -> Fetched:
+    """Plain HTTPS into `downloads`, resuming a .part file with a Range request."""
     name = f.path.rstrip("/").rsplit("/", 1)[-1]
-    dest = home / "downloads" / entry.name / name
+    dest = downloads / name
     if dest.is_file():
-        return dest
+        return Fetched(dest, owned=True)
     if is_offline:
         raise CheckpointError(f"{entry.name}: {name} is not downloaded and downloads are off (--offline)")
     part = dest.with_name(name + ".part")
@@ -143,12 +163,13 @@ def fetch_url(entry: registry.ModelEntry, f: registry.RemoteFile, home: Path, is
                 if have < total:  # urllib returns a short body silently when the peer hangs up
                     raise ConnectionError(f"connection closed after {have} of {total} bytes")
             os.replace(part, dest)
-            return dest
+            return Fetched(dest, owned=True)
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
-            if isinstance(exc, LavinError) or attempt == 4:
-                if isinstance(exc, LavinError):
-                    raise
-                raise CheckpointError(f"{entry.name}: download of {f.path} failed: {exc}") from None
+            if isinstance(exc, LavinError):
+                raise
+            if attempt == 4:
+                reason = getattr(exc, "reason", None) or exc
+                raise CheckpointError(f"{entry.name}: cannot download {f.path} ({reason}): check the network") from None
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
 
@@ -221,7 +242,7 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
     model = {"name": entry.name, "description": entry.description, "size": entry.size, "dit": entry.dit,
              "vae": entry.vae, "preset": entry.preset}
     if entry.tasks:
-        model["tasks"] = entry.tasks
+        model["tasks_dir"] = entry.tasks
     (staging / "model.json").write_text(json.dumps(model, indent=2) + "\n")
     files = {str(p.relative_to(staging)): {"sha256": sha256(p), "size": p.stat().st_size}
              for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
@@ -254,31 +275,62 @@ def install(name: str, home=None, offline_flag: bool = False, force: bool = Fals
         return folders.open_folder(done, name)
     is_offline = offline(offline_flag)
     staging = root / "models" / f"{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    downloads_dir = root / "downloads" / name
     try:
-        downloads = {}
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        hashes, used = {}, []
         for f in entry.files:
-            local = fetch_hf(entry, f, is_offline, callback) if entry.source == "hf" else fetch_url(entry, f, root, is_offline, callback)
-            digest = sha256(local, callback)
+            fetch = fetch_hf if entry.source == "hf" else fetch_url
+            got = fetch(entry, f, downloads_dir, is_offline, callback)
+            digest = sha256(got.path, callback)
             if f.sha256 and digest != f.sha256:
-                moved = quarantine(local, root, f"sha256 {digest} != expected {f.sha256}")
+                moved = quarantine(got.path, root, f"sha256 {digest} != expected {f.sha256}")
                 raise CheckpointError(f"{name}: {f.path} has sha256 {digest[:12]}..., expected {f.sha256[:12]}...; "
                                       f"moved to {moved}")
-            downloads[f.path] = {"sha256": digest, "size": local.stat().st_size}
+            hashes[f.path] = {"sha256": digest, "size": got.path.stat().st_size}
             if f.members or f.member_pattern:
-                unpack(local, staging, f, callback)
+                unpack(got.path, staging, f, callback)
+                used.append(got)
             else:
-                shutil.copyfile(local, staging / Path(f.path).name)
-        _finalize(entry, staging, downloads, callback)
+                _take(got, staging / Path(f.path).name)
+        _finalize(entry, staging, hashes, callback)
         final = root / "models" / name
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+    except OSError as exc:  # the store's disk: full, read-only, not a folder, ...
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"{name}: cannot install into {root} ({files.describe_os_error(exc)})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    for got in used:  # unpacked and installed: the archive itself is not kept (one copy on disk)
+        if got.owned:
+            got.path.unlink(missing_ok=True)
+    shutil.rmtree(downloads_dir / ".cache", ignore_errors=True)
+    _remove_empty(downloads_dir)
     return folders.open_folder(final, name)
+
+
+def _take(got: Fetched, dest: Path) -> None:
+    """Put a downloaded file into the model folder without a second copy: moved when lavin
+    downloaded it, hard-linked from the user's HF cache (copied where linking is impossible)."""
+    if got.owned:
+        os.replace(got.path, dest)
+        return
+    try:
+        os.link(got.path.resolve(), dest)
+    except OSError:
+        shutil.copyfile(got.path, dest)
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+        folder.parent.rmdir()
+    except OSError:
+        pass
 
 
 def verify(name_or_path: str, home=None, callback: Callback = None) -> dict[str, str]:

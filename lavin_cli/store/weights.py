@@ -35,8 +35,18 @@ def parameter_count(config: DiTConfig | VAEConfig) -> int:
     return sum(p.numel() for p in build(config, init=False).parameters())
 
 
+def check_finite(state, label: str) -> None:
+    """Refuse weights holding NaN or infinity (a corrupt file predicts black images otherwise)."""
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{label}: {len(bad)} weight tensor(s) hold NaN or infinite values ({shown}); "
+                              "the file is corrupt: download or convert it again")
+
+
 def _finish(model, state, label: str):
     ck.check_shapes(model, state, label)
+    check_finite(state, label)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 

@@ -181,7 +181,7 @@ def _write_folder_files(out: Path, vae_file: Path, source: Source, cfg: DiTTrain
     """Make the run folder a model folder: the VAE beside the DiT, model.json, example tasks."""
     if not (out / "vae.safetensors").exists() or (out / "vae.safetensors").resolve() != vae_file.resolve():
         shutil.copyfile(vae_file, out / "vae.safetensors")
-    meta = {"name": out.name, "size": cfg.size, "tasks": source.task_names,
+    meta = {"name": out.name, "size": cfg.size, "sizes": [cfg.size], "tasks": source.task_names,
             "description": "a LaVin-DiT trained by `lavin train dit`", "training": dataclasses.asdict(cfg)}
     write_atomic(out / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     write_task_folders(out / "tasks", source, cfg.size, pairs=6, seed=10_000_000 + cfg.seed)
