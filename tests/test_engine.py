@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_image
+
 from lavin_cli import Pipeline, RunOptions
 from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference import codec
@@ -161,8 +161,7 @@ def test_a_training_batch_condition_equals_the_pipelines(tiny_model, monkeypatch
     (posterior sample, normalisation, assembly, null condition). The bank stores moments in
     float16, hence the tolerance."""
     from lavin_cli.models.vae import Posterior
-    from lavin_cli.training import dit_trainer
-    from lavin_cli.training import loop
+    from lavin_cli.training import dit_trainer, loop
     from lavin_cli.training.bank import LatentBank
 
     monkeypatch.setattr(Posterior, "sample", lambda self, noise=None, generator=None: self.mean)  # noise aside

@@ -269,3 +269,17 @@ def test_dit_that_does_not_fit_its_preset_is_refused(cli, hub, tmp_path, release
     code, _, err = cli("download", "tiny-official")
     assert code == 4 and "target_embed.proj.weight (96, 65) != (96, 64)" in err
     assert not (tmp_path / "home" / "models" / "tiny-official").exists()
+
+
+def test_disk_full_while_unpacking_leaves_nothing_half_installed(cli, hub, tmp_path, monkeypatch):
+    import errno
+    import tarfile
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", full)
+    _register(tmp_path / "home")
+    code, _, err = cli("download", "tiny-official")
+    assert code == 6 and "disk full" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "home" / "models").glob("*"))

@@ -20,6 +20,7 @@ from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
 from lavin_cli.cli.console import fail_quietly, internal_error, report
 from lavin_cli.errors import LavinError
+from lavin_cli.io.files import WRITE_ERRNOS, describe_os_error
 
 app = typer.Typer(
     name="lavin",
@@ -75,6 +76,9 @@ def _run(args: list[str]) -> int:
         return report(exc)
     except KeyboardInterrupt:
         return _interrupted()
+    except OSError as exc:  # an I/O failure no layer named: still one line, and a plausible code
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return fail_quietly(f"{where}{describe_os_error(exc)}", 6 if exc.errno in WRITE_ERRNOS else 3)
     except Exception as exc:
         kinds = {c.__name__ for c in type(exc).__mro__}  # click's classes (Typer may carry its own copy)
         if "NoArgsIsHelpError" in kinds:  # `lavin` alone, `lavin train`: the help

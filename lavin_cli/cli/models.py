@@ -97,5 +97,6 @@ def verify(
         for rel, status in results.items():
             out.print(f"{status:>16}  {rel}", highlight=False)
     if bad:
-        raise CheckpointError(f"{name}: {len(bad)} of {len(results)} files fail verification: {', '.join(bad)}")
+        listing = ", ".join(f"{rel} ({why})" for rel, why in bad.items())
+        raise CheckpointError(f"{name}: {len(bad)} of {len(results)} files fail verification: {listing}")
     log(f"{name}: all {len(results)} files match the manifest")

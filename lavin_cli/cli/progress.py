@@ -28,8 +28,9 @@ PLAIN_INTERVAL_S = 10.0  # off a terminal: at most one line per bar this often
 class Progress:
     """Bars keyed by name; `units` is "items" (done/total) or "bytes" (sizes and speed)."""
 
-    def __init__(self, enabled: bool = True, units: str = "items", interval: float = PLAIN_INTERVAL_S):
-        self.enabled, self.units, self.interval = enabled, units, interval
+    def __init__(self, enabled: bool = True, units: str = "items", interval: float | None = None):
+        self.enabled, self.units = enabled, units
+        self.interval = PLAIN_INTERVAL_S if interval is None else interval
         self.terminal = enabled and err.is_terminal
         self._rich: RichProgress | None = None
         self._tasks: dict[str, int] = {}

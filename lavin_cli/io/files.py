@@ -13,11 +13,13 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
 from lavin_cli.errors import OutputError
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # failures that only writing meets
 HashProgress = Optional[Callable[[int, int], None]]  # (bytes done, bytes total)
 
 
@@ -36,12 +38,13 @@ def describe_os_error(exc: OSError) -> str:
     return known.get(exc.errno, exc.strerror or exc.__class__.__name__)
 
 
-def temporary_beside(path: Path) -> Path:
+def temporary_beside(path: Path, suffix: str = "") -> Path:
     """A new, empty temporary file in `path`'s folder (created with its parents); its name starts
-    with a dot and ends with .partial, so that it never passes for a finished output."""
+    with a dot and holds .partial, so that it never passes for a finished output (`suffix` is
+    appended for writers that tell the format from the name)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + suffix, dir=path.parent)
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write here ({describe_os_error(exc)})") from None
     os.close(fd)
@@ -60,6 +63,25 @@ def publish(tmp: Path, path: Path, overwrite: bool = True) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: could not be written ({describe_os_error(exc)})") from None
+
+
+@contextmanager
+def atomic_path(path: Path, overwrite: bool = True, suffix: str = "", errors: tuple = ()):
+    """A temporary file name beside `path` for writers that take a name (safetensors, torch.save,
+    ffmpeg): published as `path` when the block ends, removed on any failure. OSError (and the
+    writer's own `errors`) become one OutputError naming `path`."""
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputError(f"{path} exists; pass {{{{overwrite}}}} to replace it")
+    tmp = temporary_beside(path, suffix)
+    try:
+        yield tmp
+        publish(tmp, path, overwrite)
+    except (OSError, *errors) as exc:
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else (str(exc).splitlines() or [""])[0][:120]
+        raise OutputError(f"{path}: could not be written ({reason})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:

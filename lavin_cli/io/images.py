@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lavin_cli.errors import InputError, OutputError
-from lavin_cli.io.files import write_atomic
+from lavin_cli.io.files import describe_os_error, write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FITS = ("squash", "pad", "crop")
@@ -93,7 +93,11 @@ def read_image(source: ImageLike, label: str | None = None, max_pixels: int = DE
         raise InputError(f"{label}: is a folder, not an image") from None
     except PermissionError:
         raise InputError(f"{label}: permission denied") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno is not None and not isinstance(exc, UnidentifiedImageError):  # the disk, not the format
+            raise InputError(f"{label}: cannot be read ({describe_os_error(exc)})") from None
+        raise InputError(f"{label}: not a readable image ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
+    except (ValueError, SyntaxError, EOFError) as exc:
         raise InputError(f"{label}: not a readable image ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lavin_cli.errors import InputError, OutputError
-from lavin_cli.io.files import describe_os_error, human_bytes, publish, temporary_beside
+from lavin_cli.io.files import atomic_path, describe_os_error, human_bytes, temporary_beside
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, is_image_path, read_image, write_image
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
@@ -117,30 +117,24 @@ def write_video(path: Path, clip: Clip, overwrite: bool = False) -> None:
     if not is_video_path(path):
         _write_frames(path, clip, overwrite)
         return
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass {{{{overwrite}}}} to replace it")
     suffix = path.suffix.lower()
     frames = even_sides(clip.frames) if suffix in EVEN_SIDES else clip.frames
     options = {"duration": 1000.0 / fps, "loop": 0} if suffix == ".gif" else \
         {"fps": fps, "codec": _CODECS[suffix], "macro_block_size": 1, "ffmpeg_log_level": "error"}
     if suffix == ".webm":
         options["output_params"] = ["-crf", "30", "-b:v", "0"]  # constant quality (VP9 has no default)
-    tmp = temporary_beside(path).with_suffix(path.suffix)
-    try:
+    with atomic_path(path, overwrite, suffix=path.suffix) as tmp:
         try:
             iio.imwrite(tmp, frames, **options)
             back = iio.imread(tmp, index=None)
+        except OSError:
+            raise
         except Exception as exc:  # imageio and ffmpeg raise many kinds
-            reason = describe_os_error(exc) if isinstance(exc, OSError) and exc.errno else \
-                (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:120]
+            reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:120]
             raise OutputError(f"{path}: could not encode the video ({reason})") from None
         if back.shape[:3] != frames.shape[:3] and not (back.ndim == 3 and len(frames) == 1):
             raise OutputError(f"{path}: the encoder wrote {back.shape[:3]} (frames, height, width) instead of "
                               f"{frames.shape[:3]}")
-        publish(tmp, path, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".partial").unlink(missing_ok=True)
 
 
 def _write_frames(folder: Path, clip: Clip, overwrite: bool) -> None:

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lavin_cli.config import DIT_PRESETS, DiTConfig, VAEConfig, from_json, to_json
 from lavin_cli.errors import CheckpointError, ConfigError
-from lavin_cli.io.files import publish
+from lavin_cli.io.files import atomic_path
 
 FORMAT = "lavin/1"
 
@@ -167,7 +167,11 @@ def safetensors_reader(path: Path, device: torch.device, dtype: torch.dtype | No
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
     def get(name: str) -> torch.Tensor:
-        t = handle.get_tensor(name)
+        try:
+            t = handle.get_tensor(name)
+        except (OSError, SafetensorError) as exc:
+            raise CheckpointError(f"{path}: tensor {name} could not be read ({(str(exc).splitlines() or [''])[0][:120]}); "
+                                  "the file is damaged or unreadable") from None
         return t if dtype is None else t.to(dtype)
 
     return shapes, get
@@ -226,9 +230,8 @@ def save_lavin(path: Path, state: Mapping[str, torch.Tensor], config: DiTConfig 
     """Write our format (config in the metadata) atomically."""
     component = "dit" if isinstance(config, DiTConfig) else "vae"
     meta = {"format": FORMAT, "component": component, "config": to_json(config), **(extra or {})}
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
-    publish(tmp, path)
+    with atomic_path(path, errors=(SafetensorError,)) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
 
 
 def config_from_metadata(meta: Mapping[str, str], path: Path) -> DiTConfig | VAEConfig:

@@ -255,9 +255,10 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
 def installed(name: str, home=None) -> Optional[Path]:
     folder = store_home(home) / "models" / name
     try:
-        ready = json.loads((folder / MANIFEST).read_text()).get("status") == "ready"
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    ready = isinstance(manifest, dict) and manifest.get("status") == "ready"
     return folder if ready else None
 
 
@@ -340,15 +341,22 @@ def verify(name_or_path: str, home=None, callback: Callback = None) -> dict[str,
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         raise CheckpointError(f"{name_or_path}: no manifest (not installed by `lavin download`?)") from None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or not all(isinstance(i, dict) and {"sha256", "size"} <= set(i) for i in listed.values()):
+        raise CheckpointError(f"{folder / MANIFEST}: malformed manifest (no 'files' with sha256 and size); "
+                              "install the model again with --force")
     results = {}
-    for rel, info in manifest["files"].items():
+    for rel, info in listed.items():
         path = folder / rel
         if not path.is_file():
             results[rel] = "missing"
         elif path.stat().st_size != info["size"]:
             results[rel] = f"size {path.stat().st_size} != {info['size']}"
         else:
-            results[rel] = "ok" if sha256(path, callback) == info["sha256"] else "sha256 mismatch"
+            try:
+                results[rel] = "ok" if sha256(path, callback) == info["sha256"] else "sha256 mismatch"
+            except OSError as exc:
+                results[rel] = f"unreadable ({files.describe_os_error(exc)})"
     return results
 
 

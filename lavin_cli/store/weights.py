@@ -13,7 +13,7 @@ import torch
 
 from lavin_cli.config import DiTConfig, VAEConfig
 from lavin_cli.errors import CheckpointError
-from lavin_cli.io.files import publish, write_atomic
+from lavin_cli.io.files import atomic_path, write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 from lavin_cli.store import checkpoints as ck
@@ -121,18 +121,14 @@ def save(model: JDiT | STVAE, path, extra: dict[str, str] | None = None) -> None
 
 def export_official(model: JDiT | STVAE, path) -> None:
     """Write the official layout: DiT as safetensors, VAE as a torch pickle {"state_dict": ...}."""
-    path = Path(path)
-    if isinstance(model, JDiT):
-        from safetensors.torch import save_file
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
 
-        state = ck.to_official(model.state_dict(), ck.dit_plan(model.cfg))
-        tmp = path.with_name(path.name + ".partial")
-        save_file(state, str(tmp))
-    else:
-        state = ck.to_official(model.state_dict(), ck.vae_plan(model.cfg))
-        tmp = path.with_name(path.name + ".partial")
-        torch.save({"state_dict": state}, str(tmp))
-    publish(tmp, path)
+    with atomic_path(Path(path), errors=(SafetensorError, RuntimeError)) as tmp:
+        if isinstance(model, JDiT):
+            save_file(ck.to_official(model.state_dict(), ck.dit_plan(model.cfg)), str(tmp))
+        else:
+            torch.save({"state_dict": ck.to_official(model.state_dict(), ck.vae_plan(model.cfg))}, str(tmp))
 
 
 def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:

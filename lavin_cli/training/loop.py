@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from lavin_cli.errors import OutputError
+from lavin_cli.io.files import atomic_path, describe_os_error
 from lavin_cli.store import weights
 
 
@@ -73,9 +74,8 @@ def save_state(path: Path, model: nn.Module, ema: EMA, optimizer, step: int, met
     """Everything needed to resume, written atomically; read back with weights_only=True."""
     state = {"model": model.state_dict(), "ema": ema.shadow, "optimizer": optimizer.state_dict(),
              "step": step, "meta": json.dumps(meta), "rng": torch.get_rng_state()}
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, errors=(RuntimeError,)) as tmp:  # torch.save reports a full disk as RuntimeError
+        torch.save(state, tmp)
 
 
 def load_state(path: Path, model: nn.Module, ema: EMA, optimizer) -> int:
@@ -99,6 +99,9 @@ class Log:
         now = time.perf_counter()
         rate = 0.0 if self.last_step is None else (step - self.last_step) / max(now - self.last_t, 1e-9)
         self.last_t, self.last_step = now, step
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, "time": round(time.time(), 1), **values}) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "time": round(time.time(), 1), **values}) + "\n")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: could not be written ({describe_os_error(exc)})") from None
         return rate
