@@ -47,6 +47,15 @@ def make_pairs(folder: Path, count: int = 5, seed: int = 0) -> Path:
     return folder
 
 
+def read_record(path: Path) -> dict:
+    """A JSON Lines run record as {"runs": [...], "queries": [...], "ends": [...]}."""
+    import json
+
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return {kind + "s": [line for line in lines if line.get("type") == kind] for kind in ("run", "query", "end")} | \
+        {"queries": [line for line in lines if line.get("type") == "query"]}
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")

@@ -67,8 +67,10 @@ def _oserror(code: int, path="") -> OSError:
 
 
 def write_fault(code: int, when: Callable[[str, int], bool]):
-    """Make lavin's file writes (io/files.py) fail with `code` for the n-th write matching `when(path, n)`."""
+    """Make lavin's file writes (io/files.py, the record) fail with `code` for the n-th write
+    matching `when(path, n)`."""
     def setup(w: World) -> None:
+        from lavin_cli.cli import results
         from lavin_cli.io import files
 
         count = [0]
@@ -81,6 +83,26 @@ def write_fault(code: int, when: Callable[[str, int], bool]):
             return open(path, mode, *args, **kwargs)
 
         w.monkeypatch.setattr(files, "open", fake_open, raising=False)
+        w.monkeypatch.setattr(results, "open", fake_open, raising=False)
+    return setup
+
+
+def record_line_fault(code: int, after: int):
+    """The record's `after`-th line cannot be written: half of it reaches the disk, then it is full."""
+    def setup(w: World) -> None:
+        from lavin_cli.cli import results
+
+        class Filling(io.TextIOWrapper):
+            lines = 0
+
+            def write(self, text):
+                Filling.lines += 1
+                if Filling.lines == after:
+                    super().write(text[: len(text) // 2])
+                    raise _oserror(code, self.name)
+                return super().write(text)
+
+        w.monkeypatch.setattr(results, "open", lambda path, mode: Filling(open(path, mode + "b")), raising=False)
     return setup
 
 
@@ -127,19 +149,19 @@ def encoder_fault(w: World) -> None:
 
 
 def signal_after(sig: int, writes: int):
-    """Send `sig` to this process right after the n-th output image is written."""
+    """Send `sig` to this process right after the n-th output file is written."""
     def setup(w: World) -> None:
-        from lavin_cli.io import images
+        from lavin_cli.io import files
 
-        real, count = images.write_image, [0]
+        real, count = files.write_atomic, [0]
 
-        def write(path, arr, overwrite=False):
-            real(path, arr, overwrite)
+        def write(path, data, overwrite=False):
+            real(path, data, overwrite)
             count[0] += 1
             if count[0] == writes:
                 os.kill(os.getpid(), sig)
 
-        w.monkeypatch.setattr(images, "write_image", write)
+        w.monkeypatch.setattr(files, "write_atomic", write)
     return setup
 
 
@@ -285,8 +307,10 @@ def no_files_written(w: World) -> None:
 
 
 def outputs(*names: str):
+    """Exactly these files were written under the output folder (by name; the queries' tree is
+    mirrored there)."""
     def check(w: World) -> None:
-        assert sorted(p.name for p in w.out.iterdir()) == sorted(names)
+        assert sorted(p.name for p in w.out.rglob("*") if p.is_file()) == sorted(names)
     return check
 
 
@@ -318,7 +342,7 @@ CASES = [
     Case("max-pixels-0", RUN + ONE + ["--max-pixels", "0"], 2, "--max-pixels must be at least 1"),
     Case("ext", RUN + BOTH + ["--ext", "wav"], 2, "--ext .wav"),
     Case("unknown-option", RUN + ONE + ["--stepz", "3"], 2, "No such option: --stepz"),
-    Case("missing-query", RUN + ["-o", "{out}/o.png"], 2, "Missing option '--query'"),
+    Case("missing-query", RUN + ["-o", "{out}/o.png"], 2, "no queries: give --query (-i) or --files-from"),
     Case("context-and-task", RUN + ONE + ["--task", "x"], 2, "exactly one of --context FOLDER or --task NAME"),
     Case("unknown-task", ["run", "-m", "{model}", "--task", "nope"] + ONE, 2, "unknown task 'nope'"),
     Case("gif-output", RUN + ONE[:2] + ["-o", "{out}/o.gif"], 2, ".gif is not an image format"),
@@ -412,8 +436,10 @@ CASES = [
                                               write_fault(errno.ENOSPC, lambda p, n: n == 2)),
          check=outputs("q0.png", "q3.png")),
     Case("permission-denied", RUN + ONE, 6, "permission denied", setup=write_fault(errno.EACCES, lambda p, n: True)),
-    Case("record-disk-full", RUN + ONE + ["--record", "{tmp}/run.json"], 6, "run.json: could not be written (disk full)",
-         setup=write_fault(errno.ENOSPC, lambda p, n: "run.json" in p), check=outputs("o.png")),
+    Case("record-cannot-open", RUN + ONE + ["--record", "{tmp}/run.jsonl"], 6, "run.jsonl: could not be written (disk full)",
+         setup=write_fault(errno.ENOSPC, lambda p, n: "run.jsonl" in p)),
+    Case("record-disk-full", RUN + ONE + ["--record", "{tmp}/run.jsonl"], 6, "run.jsonl: could not be written (disk full)",
+         setup=record_line_fault(errno.ENOSPC, after=2), check=outputs("o.png")),
     Case("folder-vanishes", RUN + BOTH, 0, "", setup=lambda w: _remove_folder_after_first_write(w),
          check=outputs("q0.png", "q1.png")),
     Case("video-encoder-full", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4"], 6, "disk full", setup=encoder_fault),
@@ -451,9 +477,9 @@ CASES = [
 
 
 def _remove_folder_after_first_write(w: World) -> None:
-    from lavin_cli.io import images
+    from lavin_cli.io import files
 
-    real = images.write_image
+    real = files.write_atomic
 
     def write(path, arr, overwrite=False):
         real(path, arr, overwrite)
@@ -464,7 +490,7 @@ def _remove_folder_after_first_write(w: World) -> None:
             path.parent.mkdir()
             shutil.move(str(kept), path)
 
-    w.monkeypatch.setattr(images, "write_image", write)
+    w.monkeypatch.setattr(files, "write_atomic", write)
 
 
 def _unchanged(path: Path, seed: int) -> None:

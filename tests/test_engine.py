@@ -3,7 +3,6 @@ interrupts that keep finished work, read-ahead, and one codec shared with traini
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import random_image
+from conftest import random_image, read_record
 
 from lavin_cli import Pipeline, RunOptions
 from lavin_cli.errors import OptionError, UsageError
@@ -90,34 +89,34 @@ def test_predictions_stream_out_batch_by_batch(tiny_model, pairs_dir, queries):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupt_keeps_exactly_the_finished_outputs(cli, tiny_model, pairs_dir, tmp_path, monkeypatch, sig, code):
-    from lavin_cli.io import images as image_io
+    from lavin_cli.io import files
 
     many = [random_image(tmp_path / "q" / f"q{i:02d}.png", seed=i) for i in range(6)]
     written = []
-    real = image_io.write_image
+    real = files.write_atomic
 
-    def write_then_signal(path, arr, overwrite=False):
-        real(path, arr, overwrite)
+    def write_then_signal(path, data, overwrite=False):
+        real(path, data, overwrite)
         written.append(path.name)
         if len(written) == 3:  # the signal arrives while the 4th prediction is being made
             os.kill(os.getpid(), sig)
 
-    monkeypatch.setattr(image_io, "write_image", write_then_signal)
-    out, record = tmp_path / "out", tmp_path / "run.json"
+    monkeypatch.setattr(files, "write_atomic", write_then_signal)
+    out, record = tmp_path / "out", tmp_path / "run.jsonl"
     status, _, err = cli("run", "-m", tiny_model, "-c", pairs_dir, "-i", tmp_path / "q", "-o", out, "--steps", "2",
                          "--batch-size", "1", "--record", record)
     assert status == code and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["q00.png", "q01.png", "q02.png"]  # no partial files either
-    data = json.loads(record.read_text())
+    data = read_record(record)
     assert [q["output"] for q in data["queries"]] == [str(out / n) for n in ("q00.png", "q01.png", "q02.png")]
-    assert data["interrupted"] == ("SIGINT" if sig == signal.SIGINT else "SIGTERM")
+    assert data["ends"][0]["interrupted"] == ("SIGINT" if sig == signal.SIGINT else "SIGTERM")
     assert len(many) == 6
 
 
 def test_sigterm_to_a_running_process_keeps_a_consistent_record(tiny_model, pairs_dir, tmp_path):
     for i in range(40):
         random_image(tmp_path / "q" / f"q{i:02d}.png", seed=i)
-    out, record = tmp_path / "out", tmp_path / "run.json"
+    out, record = tmp_path / "out", tmp_path / "run.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "lavin_cli", "run", "-m", str(tiny_model), "-c", str(pairs_dir),
                              "-i", str(tmp_path / "q"), "-o", str(out), "--steps", "20", "--batch-size", "1",
                              "--record", str(record)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -129,7 +128,7 @@ def test_sigterm_to_a_running_process_keeps_a_consistent_record(tiny_model, pair
     assert proc.returncode == 143 and "Traceback" not in err, err
     on_disk = sorted(str(p) for p in out.iterdir())
     assert all(p.endswith(".png") and not os.path.basename(p).startswith(".") for p in on_disk)  # nothing partial
-    listed = [q["output"] for q in json.loads(record.read_text())["queries"] if q.get("output")]
+    listed = [q["output"] for q in read_record(record)["queries"] if q.get("output")]
     assert 2 <= len(on_disk) < 40 and sorted(listed) == on_disk
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_SIZE, make_pairs, random_image
+from conftest import TINY_SIZE, make_pairs, random_image, read_record
 from PIL import Image
 
 from lavin_cli import Pipeline
@@ -107,8 +107,8 @@ def test_subfolder_layout_and_input_conversions(cli, tiny_model, tmp_path):
     q = random_image(tmp_path / "q.png", seed=5, mode="P")
     code, _, stderr = cli("run", "-m", tiny_model, "-c", ctx, "-i", q, "-o", tmp_path / "o.jpg", "--steps", 3, "--record", tmp_path / "r.json")
     assert code == 0, stderr
-    record = json.loads((tmp_path / "r.json").read_text())
-    assert record["queries"][0]["pairs"] == ["a", "b"] and record["unpaired"] == ["input/lonely.tiff"]
+    record = read_record(tmp_path / "r.json")
+    assert record["queries"][0]["pairs"] == ["a", "b"] and record["runs"][0]["unpaired"] == ["input/lonely.tiff"]
     assert Image.open(tmp_path / "o.jpg").format == "JPEG"
 
 

@@ -72,5 +72,17 @@ BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", help="Queries per mod
 MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N",
                           help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
 JSON_OUT = typer.Option(False, "--json", help="Print the run record as JSON on stdout.")
-RECORD: Optional[Path] = typer.Option(None, "--record", metavar="FILE", help="Also write the run record as JSON to this file.")
+RECORD: Optional[Path] = typer.Option(None, "--record", metavar="FILE",
+                                      help="Write the run record to FILE as JSON Lines, a line per query as it is written.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings or messages on stderr (errors still print).")
+FILES_FROM = typer.Option(None, "--files-from", metavar="FILE",
+                          help="Read query paths from FILE, one per line (- reads stdin), after any --query.")
+NUL = typer.Option(False, "-0", "--null", help="--files-from separates paths with NUL bytes (as find -print0 writes).")
+RECURSIVE = typer.Option(False, "--recursive", "-r", help="Query folders: take the files of every sub-folder too.")
+ROOT = typer.Option(None, "--root", metavar="DIR",
+                    help="Outputs mirror the queries' paths relative to DIR (default: the folder holding them all).")
+SKIP_EXISTING = typer.Option(False, "--skip-existing", "--resume",
+                             help="Keep outputs that exist and compute only the missing ones (a batch with a missing "
+                                  "output runs again whole; its finished outputs are not rewritten).")
+SHARD = typer.Option(None, "--shard", metavar="K/N",
+                     help="Run shard K of N (0 <= K < N): N processes with K = 0..N-1 cover every query exactly once.")

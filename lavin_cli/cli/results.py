@@ -1,5 +1,11 @@
 """Writing a run's results as they arrive: each output atomically the moment its prediction is
-done, its record entry beside it; at the end (or at an interrupt) the record and a summary.
+done, and its line in the record beside it; at the end (or at an interrupt) a summary.
+
+The record (--record FILE) is JSON Lines, written as the run goes: a "run" line (model, hashes,
+options), one "query" line per query, flushed as soon as its output is on disk, and an "end"
+line. A killed run's record is valid up to its last line; a resumed run (--skip-existing)
+appends to it. Under torchrun each rank writes FILE.rank<N> and rank 0 joins them at the end.
+--json prints one document (the run fields, "queries", "end") on stdout instead.
 
 A prediction that failed, or whose output cannot be written, fails alone: the others go on, and
 the exit code says so (7 when some failed, the failure's own code when all did).
@@ -12,24 +18,61 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from lavin_cli.cli import signals
-from lavin_cli.cli.console import log, message, out
-from lavin_cli.errors import LavinError, PartialFailure
+from lavin_cli.cli.console import log, message, out, report
+from lavin_cli.errors import LavinError, OutputError, PartialFailure
+from lavin_cli.io.files import describe_os_error
+
+
+class RecordFile:
+    """A JSON Lines file written line by line (each line flushed), appended to on resume."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a" if append else "w")
+        except OSError as exc:
+            raise OutputError(f"{path}: could not be written ({describe_os_error(exc)})") from None
+
+    def write(self, line: dict) -> None:
+        try:
+            self.file.write(json.dumps(line) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: could not be written ({describe_os_error(exc)})") from None
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
 
 
 class Results:
-    def __init__(self, record_path: Optional[Path], as_json: bool, overwrite: bool, quiet: bool):
-        self.record_path, self.as_json, self.overwrite, self.quiet = record_path, as_json, overwrite, quiet
+    def __init__(self, record_path: Optional[Path], as_json: bool, quiet: bool, append: bool = False,
+                 skip: frozenset[int] = frozenset()):
+        self.record_path, self.as_json, self.quiet, self.append = record_path, as_json, quiet, append
+        self.skip = skip  # positions whose outputs exist already (resume): recomputed, not written again
         self.header: dict = {}
         self.entries: list[dict] = []
         self.failures: list[tuple[str, int]] = []  # (message, exit code)
+        self.file: Optional[RecordFile] = None
+
+    def start(self, header: dict) -> None:
+        self.header = header
+        if self.record_path:
+            self.file = RecordFile(self.record_path, self.append)
+            self.file.write({"type": "run", **header, **({"resumed": True} if self.append else {})})
 
     def add(self, prediction, write: Callable[[object, dict], None]) -> None:
-        """Write one prediction's outputs (`write(prediction, entry)` fills in what it wrote); an
-        interrupt waits until the outputs and the entry agree."""
+        """Write one prediction's outputs (`write(prediction, entry)` fills in what it wrote) and
+        its record line; an interrupt waits until outputs and record agree."""
         with signals.deferred():
-            entry = prediction.entry
+            entry = {"index": prediction.index, **prediction.entry}
             if prediction.error:
                 self._failed(prediction.error, prediction.code or 1)
+            elif prediction.index in self.skip:
+                entry["skipped"] = "exists"
             else:
                 try:
                     write(prediction, entry)
@@ -37,42 +80,57 @@ class Results:
                     entry["error"] = message(error)
                     self._failed(entry["error"], error.exit_code)
             self.entries.append(entry)
+            if self.file is not None:
+                self.file.write({"type": "query", **entry})
 
     def _failed(self, text: str, code: int) -> None:
         self.failures.append((text, code))
         log(f"failed: {text}", style="red")
 
-    def record(self, timings: dict, stopped: Optional[str] = None) -> dict:
-        record = {**self.header, "timings": {**self.header.get("timings", {}), **timings}}
+    @property
+    def written(self) -> int:
+        return sum(1 for e in self.entries if "output" in e and not e.get("error"))
+
+    def end_line(self, timings: dict, stopped: Optional[str]) -> dict:
+        line = {"type": "end", "written": self.written, "failed": len(self.failures),
+                "skipped": sum(1 for e in self.entries if e.get("skipped")),
+                "timings": {**self.header.get("timings", {}), **timings}}
         if stopped:
-            record["interrupted" if stopped in ("SIGINT", "SIGTERM") else "stopped"] = stopped
-        record["queries"] = self.entries
-        return record
+            line["interrupted" if stopped in ("SIGINT", "SIGTERM") else "stopped"] = stopped
+        return line
 
-    def finish(self, timings: dict, stopped: Optional[BaseException] = None, noun: str = "prediction(s)") -> None:
-        """Write the record, print the summary, and end with the right exit code (when the run was
-        `stopped` by an interrupt or an error, its caller re-raises that)."""
-        from lavin_cli.io.files import write_atomic
-
+    def finish(self, timings: dict, stopped: Optional[BaseException] = None, noun: str = "prediction(s)") -> int:
+        """Close the record, print the summary; the exit code (when the run was `stopped` by an
+        interrupt or an error, its caller re-raises that)."""
         why = None
         if isinstance(stopped, KeyboardInterrupt):
             why = str(stopped) or "SIGINT"
         elif stopped is not None:
             why = message(stopped)
         with signals.deferred():
-            text = json.dumps(self.record(timings, why), indent=2)
-            if self.record_path:
-                write_atomic(self.record_path, text.encode() + b"\n", self.overwrite)
+            end = self.end_line(timings, why)
+            if self.file is not None:
+                try:
+                    self.file.write(end)
+                except OutputError:
+                    if stopped is None:
+                        raise  # a run that stops for another reason keeps that reason
+                finally:
+                    self.file.close()
             if self.as_json:
+                text = json.dumps({**self.header, "timings": end["timings"], "queries": self.entries, "end": end}, indent=2)
                 out.print_json(text) if out.is_terminal else print(text, flush=True)
-        done = len(self.entries) - len(self.failures)
+        return self.report(stopped, why, noun)
+
+    def report(self, stopped: Optional[BaseException], why: Optional[str], noun: str) -> int:
+        done, failed = self.written, len(self.failures)
+        skipped = sum(1 for e in self.entries if e.get("skipped"))
         if not self.quiet or (stopped is not None and done):
-            tail = f", {len(self.failures)} failed" if self.failures else ""
+            tail = (f", {failed} failed" if failed else "") + (f", {skipped} already there" if skipped else "")
             ending = f"; interrupted ({why})" if isinstance(stopped, KeyboardInterrupt) else "; stopped" if why else ""
             log(f"{done} {noun} written{tail}{ending}")
-        if stopped is not None:
-            return
-        if self.failures and not done:
-            raise SystemExit(self.failures[0][1])
-        if self.failures:
-            raise PartialFailure(f"{len(self.failures)} of {len(self.entries)} queries failed")
+        if stopped is not None or not failed:
+            return 0
+        if not done and not skipped:
+            return self.failures[0][1]
+        return report(PartialFailure(f"{failed} of {len(self.entries)} queries failed"))

@@ -1,60 +1,35 @@
 """`lavin run`: in-context image tasks. Validates options, plans files, streams predictions from
-`Pipeline` and writes each one as it arrives."""
+`Pipeline` and writes each one as it arrives (see cli/drive.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from lavin_cli.cli import options
-from lavin_cli.cli.console import flag_style, log, out, warn
-from lavin_cli.cli.paths import STDIO, expand_queries, plan_outputs, preflight
-from lavin_cli.cli.progress import Progress
-from lavin_cli.cli.results import Results
-from lavin_cli.errors import LavinError, UsageError, render
-
-LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
-
-
-def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False, quiet: bool = False):
-    """--context PATH or --task NAME (a task folder of the model or of examples/) -> its pairs."""
-    from lavin_cli.inference import context as ctx
-    from lavin_cli.store import folders
-
-    if (context is None) == (task is None):
-        raise UsageError("give exactly one of --context FOLDER or --task NAME")
-    if context is None:
-        known = folders.tasks(model)
-        if task not in known:
-            listing = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
-        if model.trained_tasks is not None and task not in model.trained_tasks and not quiet:
-            warn(f"{model.name} was not trained on {task} (it knows {', '.join(model.trained_tasks)}); "
-                 "expect a poor answer")
-        context = known[task].path
-    return ctx.find_pairs(context, clips=clips)
-
-
-def model_line(pipe) -> str:
-    from lavin_cli.runtime.device import dtype_name
-
-    return (f"model {pipe.model.name} ({pipe.model.path}) on {pipe.device}, {dtype_name(pipe.dtype)}, "
-            f"attention {pipe.attention}, offload {pipe.offload.name}")
+from lavin_cli.cli import distributed, options
+from lavin_cli.cli.console import log, out
+from lavin_cli.cli.drive import Files, drive, make_plan, model_line, resolve_context, show_warnings
+from lavin_cli.cli.plan import STDIO, preflight
+from lavin_cli.errors import LavinError, UsageError
 
 
 def run(
-    query: list[str] = typer.Option(..., "--query", "-i", help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin.",
-                                    metavar="PATH"),
-    output: str = typer.Option(..., "--output", "-o", help="Output file (one query), folder (several), or - for stdout.",
-                               metavar="PATH"),
+    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH",
+                                              help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin."),
+    output: str = typer.Option(..., "--output", "-o", metavar="PATH",
+                               help="Output file (one query), folder (several: the queries' tree), or - for stdout."),
     context: Optional[Path] = options.CONTEXT,
     task: Optional[str] = options.TASK,
+    files_from: Optional[str] = options.FILES_FROM,
+    nul: bool = options.NUL,
+    recursive: bool = options.RECURSIVE,
+    root: Optional[str] = options.ROOT,
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
     pairs: int = options.PAIRS,
@@ -72,8 +47,14 @@ def run(
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
-    ext: str = typer.Option("png", "--ext", help="Image format of outputs written into a folder (or to stdout)."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="[png|png16|npy]",
+                                      help="png (8-bit RGB, see --ext), png16 (16-bit gray: the mean of the channels) "
+                                           "or npy (float32 H x W x 3 in [0, 1]); default png16 for tasks whose "
+                                           "task.json says gray targets, else png."),
+    ext: str = typer.Option("png", "--ext", metavar="EXT", help="Image format of --format png outputs in a folder (or on stdout)."),
     grid: bool = typer.Option(False, "--grid", help="Also save <output>_grid.png: context pairs, query, prediction."),
+    skip_existing: bool = options.SKIP_EXISTING,
+    shard: Optional[str] = options.SHARD,
     overwrite: bool = options.OVERWRITE,
     as_json: bool = options.JSON_OUT,
     record: Optional[Path] = options.RECORD,
@@ -83,75 +64,67 @@ def run(
 
     [dim]lavin run --context pairs/ --query img.jpg -o out.png[/]
     [dim]lavin run --task depth_estimation --query 'photos/*.jpg' -o preds/ --pairs 6 --seed 7 --json[/]
+    [dim]find data -name '*.jpg' -print0 | lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
     """
     from lavin_cli.inference.engine import MemoryPlan
     from lavin_cli.inference.options import LoadOptions, RunOptions
     from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.store import folders
 
+    files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
+                  record, as_json, quiet)
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                              solver=solver, batch_size=batch_size, max_pixels=max_pixels)
-    load = LoadOptions(device, dtype, attention, offload, compile)
-    queries = expand_queries(query)
-    outputs = plan_outputs(queries, output, ext)
+    LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
     folder = folders.resolve(model, home)
     found = resolve_context(context, task, folder, quiet=quiet)
+    the_plan = make_plan(files, batch_size, found.target == "gray", clips=False)
+    if the_plan.fmt != "png":
+        run_options = dataclasses.replace(run_options, raw=True)
+    writing = [i for i in the_plan.todo if i not in the_plan.finished]
+    outputs = [the_plan.outputs[i] for i in writing]
     grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
-    preflight(outputs, overwrite, grids + ([str(record)] if record else []))
+    preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []))
 
-    pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), pairs, batch_size))
-    if not quiet:
-        log(model_line(pipe))
-    results = Results(record, as_json, overwrite, quiet)
-    with Progress(not quiet) as progress:
-        stream = pipe.stream(found, queries, run_options, callback=relay(progress))
-        results.header = stream.header
-        show_warnings(stream.warnings, quiet)
-        consume(stream, results, _writer(outputs, grids, overwrite, ext), lambda: {"context_s": round(stream.context_seconds, 4)})
-
-
-def relay(progress: Progress):
-    """The library's progress callback, drawn by the CLI's progress display."""
-    return lambda p: progress.update(p.stage, LABELS.get(p.stage, p.stage), p.done, p.total)
-
-
-def show_warnings(warnings: list[str], quiet: bool) -> None:
-    if not quiet:
-        for text in warnings:
-            warn(render(text, flag_style))
-
-
-def consume(stream, results: Results, write, timings, noun: str = "prediction(s)") -> None:
-    """Write every prediction of `stream` as it arrives. When the run stops early (SIGINT,
-    SIGTERM, or an error that concerns every query), what is written stays, the record says so,
-    and the exit code is the interrupt's (130 / 143) or the error's."""
-    start = time.perf_counter()
+    ranks = distributed.start()
     try:
-        for prediction in stream:
-            results.add(prediction, write)
-    except (KeyboardInterrupt, LavinError) as stop:
-        results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, stopped=stop, noun=noun)
-        raise
-    results.finish({**timings(), "run_s": round(time.perf_counter() - start, 4)}, noun=noun)
+        load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
+        pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), pairs, batch_size))
+        if not quiet and (ranks is None or ranks.main):
+            log(model_line(pipe))
+
+        def start_stream(callback):
+            stream = pipe.stream(found, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
+                                 indices=the_plan.todo)
+            show_warnings(stream.warnings, quiet)
+            return stream, stream.header
+
+        drive(files, the_plan, ranks, start_stream, _writer(the_plan, grid, overwrite, ext), "prediction(s)")
+    finally:
+        distributed.stop(ranks)
 
 
-def _writer(outputs: list[str], grids: list[str], overwrite: bool, ext: str):
+def _writer(the_plan, grid: bool, overwrite: bool, ext: str):
     from lavin_cli.io import images as image_io
+    from lavin_cli.io.files import write_atomic
 
     def write(pred, entry: dict) -> None:
-        dest = outputs[pred.index]
+        dest = the_plan.outputs[pred.index]
+        data = {"npy": lambda: image_io.encode_npy(pred.raw), "png16": lambda: image_io.encode_gray16(pred.raw),
+                "png": lambda: image_io.encode_image(pred.image, ext if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
         if dest == STDIO:
-            sys.stdout.buffer.write(image_io.encode_image(pred.image, ext))
+            sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         else:
-            image_io.write_image(Path(dest), pred.image, overwrite)
-            entry["output"] = dest
-        if grids:
+            write_atomic(Path(dest), data, overwrite)
+        entry["output"] = dest
+        if grid:
             row = [im for pair in pred.context for im in pair] + [pred.working, image_io.fit(pred.image, pred.working.shape[:2])[0]]
-            image_io.write_image(Path(grids[pred.index]), image_io.grid([row]), overwrite)
-            entry["grid"] = grids[pred.index]
+            grid_path = Path(dest).with_name(Path(dest).stem + "_grid.png")
+            image_io.write_image(grid_path, image_io.grid([row]), overwrite)
+            entry["grid"] = str(grid_path)
 
     return write
 
@@ -178,18 +151,19 @@ def tasks(
     rows = []
     for task in folders.tasks(folder).values():
         try:
-            count = len(ctx.find_pairs(task.path).pairs)
+            found = ctx.find_pairs(task.path)
+            count, target = len(found.pairs), found.target
         except LavinError:
-            count = 0
+            count, target = 0, None
         rows.append({"task": task.name, "source": task.source, "pairs": count, "path": str(task.path),
-                     "trained": None if trained is None else task.name in trained})
+                     "trained": None if trained is None else task.name in trained, "target": target})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"tasks ({folder.name if folder else 'no model'})")
-    for column in ("task", "trained", "source", "pairs", "path"):
+    for column in ("task", "trained", "target", "source", "pairs", "path"):
         table.add_column(column)
     for row in rows:
         mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
-        table.add_row(row["task"], mark, row["source"], str(row["pairs"]), row["path"])
+        table.add_row(row["task"], mark, row["target"] or "-", row["source"], str(row["pairs"]), row["path"])
     out.print(table)

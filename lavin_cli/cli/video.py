@@ -2,54 +2,33 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from lavin_cli.cli import options
+from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log
-from lavin_cli.cli.paths import expand_queries, preflight
-from lavin_cli.cli.progress import Progress
-from lavin_cli.cli.results import Results
-from lavin_cli.cli.run import consume, model_line, relay, resolve_context, show_warnings
-from lavin_cli.errors import UsageError
-
-
-def plan_outputs(queries: list[str], output: str, ext: str) -> list[str]:
-    """A file (video extension) or frames folder for one clip; a folder of <name>.<ext> for several."""
-    from lavin_cli.io.video import VIDEO_EXTENSIONS, is_video_path
-
-    ext = "." + ext.lower().lstrip(".")
-    if ext not in VIDEO_EXTENSIONS and ext != ".frames":
-        raise UsageError(f"--ext {ext}: use one of {', '.join(VIDEO_EXTENSIONS)} or frames")
-    from lavin_cli.io.images import is_image_path
-
-    out = Path(output).expanduser()
-    if output == "-":
-        raise UsageError("-o -: videos are written to files or frame folders, not stdout")
-    if out.suffix and not is_video_path(out) and not out.is_dir() and not output.endswith(("/", os.sep)):
-        kind = "an image format" if is_image_path(out) else "not a video format"
-        raise UsageError(f"-o {output}: {out.suffix} is {kind}; write {', '.join(VIDEO_EXTENSIONS)} files, or a folder of "
-                         "frames (a name without an extension, or ending with /)")
-    if len(queries) == 1:
-        return [str(out)]
-    if is_video_path(out):
-        raise UsageError(f"-o {output}: {len(queries)} queries need an output folder")
-    names = [Path(q).stem if Path(q).suffix else Path(q).name for q in queries]
-    return [str(out / (n if ext == ".frames" else n + ext)) for n in names]
+from lavin_cli.cli.drive import Files, drive, make_plan, model_line, resolve_context, show_warnings
+from lavin_cli.cli.plan import preflight
 
 
 def video(
-    query: list[str] = typer.Option(..., "--query", "-i", help="Query clip(s): video files, folders of frames, folders of videos, globs.",
-                                    metavar="PATH"),
-    output: str = typer.Option(..., "--output", "-o", help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder (several).",
-                               metavar="PATH"),
+    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH",
+                                              help="Query clip(s): video files, folders of frames, folders of videos, globs."),
+    output: str = typer.Option(..., "--output", "-o", metavar="PATH",
+                               help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder "
+                                    "(several: the queries' tree)."),
     context: Optional[Path] = options.CONTEXT,
     task: Optional[str] = options.TASK,
-    frames: int = typer.Option(12, "--frames", help="Prediction tasks: how many new frames to produce (paper: 12)."),
-    mode: str = typer.Option("auto", "--mode", help="auto (told by the context), clip (a target frame per input frame) or predict."),
+    files_from: Optional[str] = options.FILES_FROM,
+    nul: bool = options.NUL,
+    recursive: bool = options.RECURSIVE,
+    root: Optional[str] = options.ROOT,
+    frames: int = typer.Option(12, "--frames", metavar="N", help="Prediction tasks: how many new frames to produce (paper: 12)."),
+    mode: str = typer.Option("auto", "--mode", metavar="[auto|clip|predict]",
+                             help="auto (told by the context), clip (a target frame per input frame) or predict."),
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
     pairs: int = options.PAIRS,
@@ -61,13 +40,18 @@ def video(
     seed: int = options.SEED,
     solver: str = options.SOLVER,
     max_pixels: int = options.MAX_PIXELS,
-    fps: Optional[float] = typer.Option(None, "--fps", help="Output frame rate (default: the query's)."),
+    fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", help="Output frame rate (default: the query's)."),
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
-    ext: str = typer.Option("mp4", "--ext", help="Format of outputs written into a folder (mp4, webm, gif, ... or frames)."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="[video|png16|npy]",
+                                      help="video (a file or 8-bit frames, see --ext), png16 (a folder of 16-bit gray "
+                                           "frames) or npy (float32 F x H x W x 3 in [0, 1])."),
+    ext: str = typer.Option("mp4", "--ext", metavar="EXT", help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames)."),
+    skip_existing: bool = options.SKIP_EXISTING,
+    shard: Optional[str] = options.SHARD,
     overwrite: bool = options.OVERWRITE,
     as_json: bool = options.JSON_OUT,
     record: Optional[Path] = options.RECORD,
@@ -83,36 +67,55 @@ def video(
     from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.store import folders
 
+    files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
+                  record, as_json, quiet)
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels)
-    load = LoadOptions(device, dtype, attention, offload, compile)
-    queries = expand_queries(query, clips=True)
-    outputs = plan_outputs(queries, output, ext)
+    LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     folder = folders.resolve(model, home)
     found = resolve_context(context, task, folder, clips=True, quiet=quiet)
-    preflight(outputs, overwrite, [str(record)] if record else [], folders_ok=True)
-    pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), pairs, frames=5))
-    if not quiet:
-        log(model_line(pipe))
-    results = Results(record, as_json, overwrite, quiet)
-    with Progress(not quiet) as progress:
-        draw = relay(progress)
-        stream = pipe.video_stream(found, queries, video_options,
-                                   callback=lambda p: log(f"DiT sequence: {p.total} tokens per call")
-                                   if p.stage == "tokens" and not quiet else draw(p))
-        results.header = stream.prepare()
-        show_warnings(stream.warnings, quiet)
-        if not quiet:
-            head = results.header
-            log(f"task kind: {head['mode']}; context clips of {head['context_clip_frames']} frames")
-        consume(stream, results, _writer(outputs, overwrite), lambda: {"context_s": round(stream.context_seconds, 4)})
+    the_plan = make_plan(files, 1, gray_target=False, clips=True)  # clips default to a video file
+    if the_plan.fmt != "video":
+        video_options = dataclasses.replace(video_options, raw=True)
+    writing = [i for i in the_plan.todo if i not in the_plan.finished]
+    preflight([the_plan.outputs[i] for i in writing], overwrite, [str(record)] if record and not skip_existing else [],
+              folders_ok=True)
+
+    ranks = distributed.start()
+    try:
+        load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
+        pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), pairs, frames=5))
+        main = ranks is None or ranks.main
+        if not quiet and main:
+            log(model_line(pipe))
+
+        def start_stream(callback):
+            stream = pipe.video_stream(found, [the_plan.queries[i] for i in the_plan.todo], video_options, callback,
+                                       indices=the_plan.todo)
+            header = stream.prepare()
+            show_warnings(stream.warnings, quiet)
+            if not quiet and main:
+                log(f"task kind: {header['mode']}; context clips of {header['context_clip_frames']} frames")
+            return stream, header
+
+        drive(files, the_plan, ranks, start_stream, _writer(the_plan, overwrite), "prediction(s)")
+    finally:
+        distributed.stop(ranks)
 
 
-def _writer(outputs: list[str], overwrite: bool):
-    from lavin_cli.io.video import write_video
+def _writer(the_plan, overwrite: bool):
+    from lavin_cli.io import images as image_io
+    from lavin_cli.io.files import write_atomic
+    from lavin_cli.io.video import write_frames, write_video
 
     def write(pred, entry: dict) -> None:
-        write_video(Path(outputs[pred.index]), pred.clip, overwrite)
-        entry["output"] = outputs[pred.index]
+        dest = Path(the_plan.outputs[pred.index])
+        if the_plan.fmt == "npy":
+            write_atomic(dest, image_io.encode_npy(pred.raw), overwrite)
+        elif the_plan.fmt == "png16":
+            write_frames(dest, [image_io.encode_gray16(f) for f in pred.raw], overwrite)
+        else:
+            write_video(dest, pred.clip, overwrite)
+        entry["output"] = str(dest)
 
     return write

@@ -41,6 +41,7 @@ class VideoPrediction:
     seconds: float = 0.0
     tokens: int = 0  # joint sequence length of one DiT call
     index: int = 0
+    raw: Optional[np.ndarray] = None  # with options.raw: float32 (F, H, W, 3) in [0, 1] at the query's size
 
     @property
     def entry(self) -> dict:
@@ -121,8 +122,9 @@ def for_query(context: ContextClips, key: torch.Tensor, count: int, select: str,
 
 class VideoRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: VideoOptions,
-                 progress: ProgressCallback = None):
+                 progress: ProgressCallback = None, indices: Sequence[int] | None = None):
         self.engine, self.found, self.queries, self.options = engine, context, list(queries), options
+        self.indices = list(range(len(self.queries))) if indices is None else list(indices)
         self.notify = progress or (lambda _p: None)
         self.working = options.working_size(model.size if model else 512)
         self.model = model
@@ -172,17 +174,18 @@ class VideoRun:
             yield from self._run()
 
     def _run(self) -> Iterator[VideoPrediction]:
-        for n, (index, label, loaded) in enumerate(prefetch(enumerate(self.queries), self._load)):
+        for n, (index, label, loaded) in enumerate(prefetch(zip(self.indices, self.queries), self._load)):
             start = time.perf_counter()
             try:
                 if isinstance(loaded, LavinError):
                     raise loaded
                 clip, fitted, placement = loaded
                 run = self._clip_to_clip if self.context.mode == "clip" else self._predict
-                out, used = run(fitted)
+                out, floats, used = run(fitted)
                 restored = np.stack([image_io.unfit(f, placement) for f in out])
+                raw = None if floats is None else np.stack([image_io.unfit(f, placement) for f in floats])
                 pred = VideoPrediction(label, Clip(restored, self.options.fps or clip.fps or 10.0), used,
-                                       seconds=time.perf_counter() - start, tokens=self.tokens, index=index)
+                                       seconds=time.perf_counter() - start, tokens=self.tokens, index=index, raw=raw)
             except LavinError as err:
                 pred = VideoPrediction(label, error=str(err), code=err.exit_code, index=index)
             yield pred
@@ -198,29 +201,42 @@ class VideoRun:
                                  query_frames=q.shape[2], progress=lambda d, t: self.notify(Progress("sample", d, t)))
         return z, seen.ids
 
-    def _clip_to_clip(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def _decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """One clip's latents -> (uint8 frames, float32 frames with options.raw, else None)."""
+        if self.options.raw:
+            pixels, floats = self.engine.decode(z, raw=True)
+            return pixels[0], floats[0]
+        return self.engine.decode(z)[0], None
+
+    def _clip_to_clip(self, frames: np.ndarray):
         """Chunks of the context's clip length sharing one frame; each frame predicted once kept.
-        Returns the frames and the ids of the pairs used (by the first chunk)."""
+        Returns the frames (uint8, and float32 with options.raw) and the ids of the pairs used (by
+        the first chunk)."""
         c = self.context
         out = np.zeros_like(frames)
+        out_f = np.zeros(frames.shape, np.float32) if self.options.raw else None
         done, used = 0, []
         for start, end in frame_rules.chunks(len(frames), c.input_frames):
             chunk = frame_rules.pad(frames[start:end], c.input_frames)
             z, ids = self._generate(chunk, frame_rules.latents_for(c.input_frames), self.options.seed + start)
             used = used or ids
-            pred = self.engine.decode(z)[0][: end - start]
-            out[max(start, done):end] = pred[max(start, done) - start:]
+            pixels, floats = self._decode(z)
+            keep = slice(max(start, done) - start, end - start)
+            out[max(start, done):end] = pixels[keep]
+            if out_f is not None:
+                out_f[max(start, done):end] = floats[keep]
             done = end
             self.notify(Progress("frames", done, len(frames)))
-        return out, used
+        return out, out_f, used
 
-    def _predict(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def _predict(self, frames: np.ndarray):
         """`frames` new frames, chunk by chunk, each chunk seeing the latest frames; and the ids of
         the pairs used (by the first chunk)."""
         c = self.context
         plan = frame_rules.plan_prediction(self.options.frames, c.target_frames)
         history = list(frames)
         produced: list[np.ndarray] = []
+        produced_f: list[np.ndarray] = []
         used: list[str] = []
         for n in range(plan.chunks):
             window = np.stack(history[-c.input_frames:])
@@ -228,8 +244,12 @@ class VideoRun:
                 window = np.concatenate([np.repeat(window[:1], c.input_frames - len(window), 0), window])
             z, ids = self._generate(window, plan.chunk_latents, self.options.seed + n)
             used = used or ids
-            fresh = list(self.engine.decode(z)[0][1:1 + plan.chunk_new_frames])  # frame 0 is the anchor
-            produced += fresh
-            history += fresh
+            pixels, floats = self._decode(z)
+            fresh = slice(1, 1 + plan.chunk_new_frames)  # frame 0 is the anchor
+            produced += list(pixels[fresh])
+            history += list(pixels[fresh])
+            if floats is not None:
+                produced_f += list(floats[fresh])
             self.notify(Progress("frames", min(len(produced), self.options.frames), self.options.frames))
-        return np.stack(produced[:self.options.frames]), used
+        n = self.options.frames
+        return np.stack(produced[:n]), (np.stack(produced_f[:n]) if produced_f else None), used

@@ -7,6 +7,7 @@ A context folder holds pairs in one of two layouts:
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,25 @@ class Context:
     pairs: list[Pair]
     unpaired: list[str]  # files that have no partner (reported, not used)
     source: str
+    target: str | None = None  # "gray" or "rgb" when the folder's task.json says what its targets are
+
+
+TARGETS = ("gray", "rgb")
+
+
+def read_task_json(folder: Path) -> dict:
+    """A task folder's optional task.json: {"target": "gray" | "rgb", ...}. Gray targets (depth,
+    masks, edges) are written as 16-bit PNGs by default."""
+    path = folder / "task.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(meta, dict) or meta.get("target", "rgb") not in TARGETS:
+        raise InputError(f"{path}: 'target' must be one of {', '.join(TARGETS)}")
+    return meta
 
 
 def _is_image(path: Path) -> bool:
@@ -89,7 +109,8 @@ def find_pairs(folder: Path | str, clips: bool = False) -> Context:
         detail = f" (unpaired: {', '.join(unpaired[:5])})" if unpaired else ""
         what = "clip" if clips else ""
         raise InputError(f"{folder}: no complete <id>_input/<id>_target {what + ' ' if what else ''}pair{detail}")
-    return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder))
+    return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder),
+                   read_task_json(folder).get("target"))
 
 
 def from_pairs(pairs: list[tuple[ImageLike, ImageLike]]) -> Context:

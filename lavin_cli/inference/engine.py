@@ -164,12 +164,15 @@ class Engine:
         check_latents(z, options)
         return z
 
-    def decode(self, z: torch.Tensor) -> np.ndarray:
-        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3), each item on its own."""
+    def decode(self, z: torch.Tensor, raw: bool = False):
+        """Normalised latents (B, C, T, h, w) -> uint8 frames (B, F, H, W, 3), each item on its own;
+        with `raw`, also the float32 frames in [0, 1] they were truncated from."""
         tile = self.tile(tuple(8 * n for n in z.shape[-2:]))
-        out = []
+        pixels, floats = [], []
         with torch.no_grad(), self.offload.using(self.vae):
             for item in z.to(self.dtype):
-                decoded = codec.decode_latents(self.vae, item[None], tile)
-                out.append(codec.float_to_uint8(codec.unit_to_float(decoded)).permute(0, 2, 3, 4, 1).cpu().numpy())
-        return np.concatenate(out)
+                image = codec.unit_to_float(codec.decode_latents(self.vae, item[None], tile))
+                pixels.append(codec.float_to_uint8(image).permute(0, 2, 3, 4, 1).cpu().numpy())
+                if raw:
+                    floats.append(image.permute(0, 2, 3, 4, 1).cpu().numpy())
+        return (np.concatenate(pixels), np.concatenate(floats)) if raw else np.concatenate(pixels)

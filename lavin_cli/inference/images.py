@@ -48,6 +48,7 @@ class Prediction:
     working: Optional[np.ndarray] = None  # the query as the model saw it
     context: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     index: int = 0  # position in the query list
+    raw: Optional[np.ndarray] = None  # with options.raw: float32 (H, W, 3) in [0, 1] at the query's size
 
     @property
     def entry(self) -> dict:
@@ -70,8 +71,14 @@ def _label(query, index: int) -> str:
 
 class ImageRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: RunOptions,
-                 progress: ProgressCallback = None):
+                 progress: ProgressCallback = None, indices: Sequence[int] | None = None):
+        """`indices`: the queries' positions in a larger list (a shard, a resumed run): batches
+        are formed by position (index // batch_size), so a query always meets the same batch."""
         self.engine, self.context, self.queries, self.options = engine, context, list(queries), options
+        self.indices = list(range(len(self.queries))) if indices is None else list(indices)
+        if len(self.indices) != len(self.queries):
+            raise ValueError("one index per query")
+        self.input_wait = 0.0  # seconds the model waited for queries to be read
         self.notify = progress or (lambda _p: None)
         self.working = options.working_size(model.size if model else 512)
         self.candidates = list(range(len(context.pairs))) if options.select == "nearest" else \
@@ -117,13 +124,20 @@ class ImageRun:
         return _Loaded(index, label, fitted, placement)
 
     def _batches(self) -> Iterator[list[_Loaded]]:
+        """Loaded queries grouped by batch position, read one batch ahead."""
         size = self.options.batch_size
         batch: list[_Loaded] = []
-        for loaded in prefetch(enumerate(self.queries), self._load, ahead=size):
-            batch.append(loaded)
-            if len(batch) == size:
+        loaded_items = prefetch(zip(self.indices, self.queries), self._load, ahead=size)
+        while True:
+            t0 = time.perf_counter()
+            loaded = next(loaded_items, None)
+            self.input_wait += time.perf_counter() - t0
+            if loaded is None:
+                break
+            if batch and loaded.index // size != batch[0].index // size:
                 yield batch
                 batch = []
+            batch.append(loaded)
         if batch:
             yield batch
 
@@ -167,10 +181,11 @@ class ImageRun:
         cond = torch.stack([codec.condition([(lat[i, 0, :, None], lat[i, 1, :, None]) for i in idx], q)
                             for idx, q in zip(chosen, q_lat)])
         z = self.engine.generate(cond, 1, gens, o.sampling, progress=lambda d, t: self.notify(Progress("sample", d, t)))
-        pixels = self.engine.decode(z)[:, 0]
+        pixels, floats = self.engine.decode(z, raw=True) if o.raw else (self.engine.decode(z), None)
         out = []
-        for b, idx, px in zip(loaded, chosen, pixels):
+        for n, (b, idx) in enumerate(zip(loaded, chosen)):
             ids = [self.context.pairs[self.candidates[i]].id for i in idx]
-            out.append(Prediction(b.label, image_io.unfit(px, b.placement), ids, working=b.fitted,
-                                  context=[images[i] for i in idx], index=b.index))
+            out.append(Prediction(b.label, image_io.unfit(pixels[n, 0], b.placement), ids, working=b.fitted,
+                                  context=[images[i] for i in idx], index=b.index,
+                                  raw=None if floats is None else image_io.unfit(floats[n, 0], b.placement)))
         return out

@@ -102,10 +102,13 @@ class ContextOptions:
     size: Size = None
     fit: str = "squash"
     max_pixels: int = DEFAULT_MAX_PIXELS  # inputs larger than this are refused before decoding
+    raw: bool = False  # also return the decoded float32 values (Prediction.raw) besides uint8 pixels
 
     def __post_init__(self) -> None:
         _int("pairs", self.pairs, 1, 1024)
         _int("max_pixels", self.max_pixels, 1)
+        if not isinstance(self.raw, bool):
+            raise OptionError("raw", f"must be True or False, got {self.raw!r}")
         _choice("select", self.select, SELECTIONS)
         _choice("fit", self.fit, FITS)
         object.__setattr__(self, "size", parse_size(self.size))

@@ -104,10 +104,11 @@ class Pipeline:
     # ------------------------------------------------------------------ images
 
     def stream(self, context, queries, options: RunOptions | None = None, callback: ProgressCallback = None,
-               **keywords) -> ImageRun:
-        """An iterable run: predictions as their batch finishes, in query order (see ImageRun)."""
+               indices: Sequence[int] | None = None, **keywords) -> ImageRun:
+        """An iterable run: predictions as their batch finishes, in query order (see ImageRun).
+        `indices`: the queries' positions in a larger list (a shard), which fix their batches."""
         options = opts.build(RunOptions, options, **keywords)
-        return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback)
+        return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback, indices)
 
     def __call__(self, context, queries, *, options: RunOptions | None = None, callback: ProgressCallback = None,
                  **keywords) -> RunResult:
@@ -121,10 +122,11 @@ class Pipeline:
     # ------------------------------------------------------------------ video
 
     def video_stream(self, context, queries, options: VideoOptions | None = None, callback: ProgressCallback = None,
-                     **keywords) -> VideoRun:
+                     indices: Sequence[int] | None = None, **keywords) -> VideoRun:
         """An iterable clip run; `run.prepare()` encodes the context and returns the record header."""
         options = opts.build(VideoOptions, options, **keywords)
-        return VideoRun(self.engine, self.model, as_context(context, clips=True), as_queries(queries), options, callback)
+        return VideoRun(self.engine, self.model, as_context(context, clips=True), as_queries(queries), options, callback,
+                        indices)
 
     def video(self, context, queries, *, options: VideoOptions | None = None, callback: ProgressCallback = None,
               **keywords) -> RunResult:

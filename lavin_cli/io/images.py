@@ -167,18 +167,44 @@ def fit(arr: np.ndarray, working: tuple[int, int], mode: str = "squash") -> tupl
 
 
 def unfit(pred: np.ndarray, placement: Placement) -> np.ndarray:
-    """A prediction at the working size -> the query's original size.
+    """A prediction at the working size -> the query's original size: uint8 RGB, or float32
+    (H, W, 3) resized channel by channel in float (bicubic, clipped to [0, 1]).
 
     crop: the prediction covers the cropped box; outside it the output is black.
     """
+    resize = _resize if pred.dtype == np.uint8 else _resize_float
     top, left, ch, cw = placement.box
     if placement.fit == "squash":
-        return _resize(pred, placement.original)
+        return resize(pred, placement.original)
     if placement.fit == "pad":
-        return _resize(pred[top:top + ch, left:left + cw], placement.original)
-    out = np.zeros((*placement.original, 3), np.uint8)
-    out[top:top + ch, left:left + cw] = _resize(pred, (ch, cw))
+        return resize(pred[top:top + ch, left:left + cw], placement.original)
+    out = np.zeros((*placement.original, 3), pred.dtype)
+    out[top:top + ch, left:left + cw] = resize(pred, (ch, cw))
     return out
+
+
+def _resize_float(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if arr.shape[:2] == tuple(hw):
+        return arr.astype(np.float32)
+    channels = [np.asarray(Image.fromarray(arr[:, :, c].astype(np.float32), "F").resize((hw[1], hw[0]), Image.BICUBIC))
+                for c in range(arr.shape[2])]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def encode_gray16(values: np.ndarray) -> bytes:
+    """Float (H, W, 3) in [0, 1] -> a 16-bit single-channel PNG of the mean of the channels
+    (values rounded to the nearest of 65536 levels)."""
+    gray = np.clip(values.astype(np.float64).mean(axis=-1), 0.0, 1.0)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(gray * 65535).astype(np.uint16)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_npy(values: np.ndarray) -> bytes:
+    """Float32 array -> the bytes of a .npy file."""
+    buf = io.BytesIO()
+    np.save(buf, values.astype(np.float32), allow_pickle=False)
+    return buf.getvalue()
 
 
 def encode_image(arr: np.ndarray, fmt: str) -> bytes:

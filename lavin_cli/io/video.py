@@ -11,7 +11,7 @@ import numpy as np
 
 from lavin_cli.errors import InputError, OutputError
 from lavin_cli.io.files import atomic_path, describe_os_error, human_bytes, temporary_beside
-from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, is_image_path, read_image, write_image
+from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, encode_image, is_image_path, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 _CODECS = {".webm": "libvpx-vp9", ".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
@@ -138,14 +138,20 @@ def write_video(path: Path, clip: Clip, overwrite: bool = False) -> None:
 
 
 def _write_frames(folder: Path, clip: Clip, overwrite: bool) -> None:
-    """Numbered PNG frames, gathered in a hidden folder beside `folder` and renamed into place."""
+    write_frames(folder, [encode_image(frame, "png") for frame in clip.frames], overwrite)
+
+
+def write_frames(folder: Path, frames: list[bytes], overwrite: bool) -> None:
+    """Numbered image files (encoded bytes, PNG), gathered in a hidden folder beside `folder` and
+    renamed into place: the folder appears whole or not at all."""
     if folder.exists() and not overwrite:
         raise OutputError(f"{folder} exists; pass {{{{overwrite}}}} to replace it")
     staging = temporary_beside(folder)
     staging.unlink()
     try:
-        for i, frame in enumerate(clip.frames):
-            write_image(staging / f"{i:05d}.png", frame, overwrite=True)
+        staging.mkdir()
+        for i, data in enumerate(frames):
+            (staging / f"{i:05d}.png").write_bytes(data)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from lavin_cli.training.data import Source
-from lavin_cli.training.tasks import to_uint8
+from lavin_cli.training.tasks import GRAY_TARGETS, to_uint8
 
 
 def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, seed: int = 0,
@@ -23,6 +24,8 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
         if folder.is_dir() and any(folder.glob("*_input.png")):
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        target = "gray" if task in GRAY_TARGETS else "rgb"
+        (folder / "task.json").write_text(json.dumps({"target": target}) + "\n")
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)
             inp, tgt = source.pair(task, rng, size)

@@ -163,6 +163,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
 ]}
 
 IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
+GRAY_TARGETS = {"depth_estimation", "foreground_segmentation", "edge_detection", "video_depth"}  # task.json "gray"
 VIDEO_TASKS = [n for n, t in TASKS.items() if t.kind == "video"]
 
 

@@ -1,0 +1,131 @@
+"""What `lavin run` and `lavin video` share once their options are checked: plan the files, load
+the model, stream the predictions into files and the record, and end with one exit code (across
+torchrun's ranks too)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from lavin_cli.cli import distributed, plan
+from lavin_cli.cli.console import flag_style, log, warn
+from lavin_cli.cli.progress import Progress
+from lavin_cli.cli.results import Results
+from lavin_cli.errors import LavinError, UsageError, render
+
+LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
+
+
+@dataclass
+class Files:
+    """The command's file arguments, as given."""
+
+    query: list[str]
+    output: str
+    files_from: Optional[str]
+    nul: bool
+    recursive: bool
+    root: Optional[str]
+    fmt: Optional[str]
+    ext: str
+    skip_existing: bool
+    shard: Optional[str]
+    overwrite: bool
+    record: Optional[Path]
+    as_json: bool
+    quiet: bool
+
+
+def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False, quiet: bool = False):
+    """--context PATH or --task NAME (a task folder of the model or of examples/) -> its pairs."""
+    from lavin_cli.inference import context as ctx
+    from lavin_cli.store import folders
+
+    if (context is None) == (task is None):
+        raise UsageError("give exactly one of --context FOLDER or --task NAME")
+    if context is None:
+        known = folders.tasks(model)
+        if task not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
+        if model.trained_tasks is not None and task not in model.trained_tasks and not quiet:
+            warn(f"{model.name} was not trained on {task} (it knows {', '.join(model.trained_tasks)}); "
+                 "expect a poor answer")
+        context = known[task].path
+    return ctx.find_pairs(context, clips=clips)
+
+
+def make_plan(files: Files, batch_size: int, gray_target: bool, clips: bool) -> plan.Plan:
+    shard = plan.shard_of(files.shard)  # a bad K/N fails before any file is listed
+    if files.skip_existing and files.overwrite:
+        raise UsageError("--skip-existing keeps the outputs that exist, --overwrite replaces them: give one")
+    queries = plan.gather(files.query, files.files_from, files.nul, files.recursive, clips)
+    fmt = plan.output_format(files.fmt, files.output, gray_target, clips)
+    the_plan = plan.Plan(queries, plan.output_names(queries, files.output, fmt, files.ext, files.root, clips), fmt)
+    plan.schedule(the_plan, batch_size, shard, files.skip_existing)
+    return the_plan
+
+
+def model_line(pipe) -> str:
+    from lavin_cli.runtime.device import dtype_name
+
+    return (f"model {pipe.model.name} ({pipe.model.path}) on {pipe.device}, {dtype_name(pipe.dtype)}, "
+            f"attention {pipe.attention}, offload {pipe.offload.name}")
+
+
+def show_warnings(warnings: list[str], quiet: bool) -> None:
+    if not quiet:
+        for text in warnings:
+            warn(render(text, flag_style))
+
+
+def relay(progress: Progress, quiet_tokens: bool = True):
+    """The library's progress callback, drawn by the CLI's progress display."""
+    def callback(p) -> None:
+        if p.stage == "tokens":
+            if not quiet_tokens:
+                log(f"DiT sequence: {p.total} tokens per call")
+            return
+        progress.update(p.stage, LABELS.get(p.stage, p.stage), p.done, p.total)
+    return callback
+
+
+def drive(files: Files, the_plan: plan.Plan, ranks, start_stream: Callable, write, noun: str) -> None:
+    """Stream predictions into files and the record; exit with the worst code of all ranks."""
+    record = ranks.part(files.record) if ranks and files.record else files.record
+    append = files.skip_existing and files.record is not None and files.record.exists() and ranks is None
+    results = Results(record, files.as_json and (ranks is None or ranks.main), files.quiet,
+                      append=append, skip=frozenset(the_plan.finished))
+    with Progress(not files.quiet and (ranks is None or ranks.main)) as progress:
+        stream, header = start_stream(relay(progress, quiet_tokens=files.quiet))
+        header = {**header, "queries_total": len(the_plan.queries), "queries_here": len(the_plan.todo),
+                  **({"rank": ranks.rank, "world": ranks.world} if ranks else {}),
+                  **({"shard": files.shard} if files.shard else {})}
+        results.start(header)
+        code = consume(stream, results, write, noun)
+    code = distributed.worst(ranks, code)
+    distributed.join_records(ranks, files.record, files.skip_existing)
+    if code:
+        raise SystemExit(code)
+
+
+def consume(stream, results: Results, write, noun: str) -> int:
+    """Write every prediction of `stream` as it arrives; the exit code. When the run stops early
+    (SIGINT, SIGTERM, or an error that concerns every query), what is written stays, the record
+    says so, and the interrupt or error goes on up (exit 130 / 143, or the error's)."""
+    start = time.perf_counter()
+
+    def timings() -> dict:
+        extra = {"context_s": round(getattr(stream, "context_seconds", 0.0), 4),
+                 "input_wait_s": round(getattr(stream, "input_wait", 0.0), 4)}
+        return {**extra, "run_s": round(time.perf_counter() - start, 4)}
+
+    try:
+        for prediction in stream:
+            results.add(prediction, write)
+    except (KeyboardInterrupt, LavinError) as stop:
+        results.finish(timings(), stopped=stop, noun=noun)
+        raise
+    return results.finish(timings(), noun=noun)
