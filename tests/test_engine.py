@@ -201,3 +201,16 @@ def test_a_querys_result_barely_depends_on_its_batch(tiny_model, pairs_dir, quer
     many = pipe(pairs_dir, paths, batch_size=4, steps=4, size=48)
     for a, b in zip(one.predictions, many.predictions):
         assert np.abs(a.image.astype(int) - b.image).max() <= 1
+
+
+def test_the_encoded_context_is_kept_across_calls(tiny_model, pairs_dir, queries):
+    pipe = Pipeline.from_pretrained(str(tiny_model))
+    calls = []
+    real = pipe.engine.encode
+    pipe.engine.encode = lambda frames, gens: calls.append(len(frames)) or real(frames, gens)
+    first = pipe(pairs_dir, [str(queries[0])], steps=2, pairs=2)
+    second = pipe(pairs_dir, [str(queries[0])], steps=2, pairs=2)
+    assert calls == [4, 1, 1]  # 2 pairs (4 images) once, then the query each time
+    assert np.array_equal(first.predictions[0].image, second.predictions[0].image)
+    pipe(pairs_dir, [str(queries[0])], steps=2, pairs=2, seed=1)  # another seed: encoded again
+    assert calls[-2:] == [4, 1]

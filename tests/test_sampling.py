@@ -97,3 +97,58 @@ def test_seeded_sampling_is_identical_run_to_run():
     a, b = run(7), run(7)
     assert torch.equal(a, b)
     assert not torch.equal(a, run(8))
+
+
+def test_adams_bashforth_is_second_order_on_the_official_grid():
+    """v = a + b t: the exact flow moves x by a + b/2 from t = 0 to 1. Adams-Bashforth integrates a
+    velocity linear in t exactly after its Euler start; Euler does not."""
+    a, b = torch.full((1, 4), 0.3), torch.full((1, 4), -2.0)
+    velocity = lambda x, t: a + b * t[:, None]  # noqa: E731
+    exact = a + b / 2
+    errors = {name: (sampling.sample(velocity, torch.zeros(1, 4), 20, name) - exact).abs().max().item()
+              for name in ("euler", "adams")}
+    assert errors["adams"] < errors["euler"] / 50 and errors["adams"] < 1e-4, errors
+    calls = []
+    sampling.sample(lambda x, t: calls.append(1) or velocity(x, t), torch.zeros(1, 4), 10, "adams")
+    assert len(calls) == 9 and sampling.EVALUATIONS["adams"] == 1  # one evaluation per step, as Euler
+
+
+def test_guidance_only_inside_its_interval():
+    seen = []
+
+    def model(x, t, c):
+        seen.append((round(float(t[0]), 4), c.shape[2]))
+        return torch.zeros_like(x)
+
+    cond = torch.randn(1, 16, 3, 4, 4)
+    sampling.sample(sampling.guided(model, cond, 1.5, codec.null_condition(cond), packed=False, interval=(0.05, 1.0)),
+                    torch.zeros(1, 16, 1, 4, 4), 20)
+    early = [frames for t, frames in seen if t < 0.05]
+    late = [frames for t, frames in seen if t >= 0.05]
+    assert early and set(early) == {3}  # the null branch (2 frames) skipped before t = 0.05
+    assert late.count(2) == late.count(3)  # both branches after
+
+
+def test_the_condition_cache_reuses_exactly_what_a_full_pass_computed():
+    torch.manual_seed(0)
+    model = weights.build(dit_preset("tiny")).eval()
+    for p in model.parameters():
+        p.data.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    g = torch.Generator().manual_seed(3)
+    cond, x = torch.randn(2, 16, 5, 8, 8, generator=g), torch.randn(2, 16, 1, 8, 8, generator=g)
+    t = torch.full((2,), 0.4)
+    null = codec.null_condition(cond)
+    cache = model.new_cond_cache()
+    with torch.no_grad():
+        full = model.forward_multi(x, t, [cond, null], cache=cache)  # fills the cache
+        cache.fill = False
+        reused = model.forward_multi(x, t, [cond, null], cache=cache)  # the target stream alone
+        plain = model.forward_multi(x, t, [cond, null])
+    for a, b, c in zip(full, reused, plain):
+        assert torch.equal(a, c) and torch.allclose(a, b, atol=1e-5)
+    passes = []
+    real = model.forward_multi
+    model.forward_multi = lambda *a, **k: passes.append(k["cache"].fill) or real(*a, **k)
+    with torch.no_grad():
+        sampling.sample(sampling.guided(model, cond, 1.5, null, refresh=4), torch.randn(2, 16, 1, 8, 8), 20)
+    assert len(passes) == 19 and sum(passes) == 5  # full passes at 0, 4, 8, 12, 16

@@ -22,7 +22,11 @@ def evaluate(
     pairs: int = options.PAIRS,
     steps: int = options.STEPS,
     cfg: float = options.CFG,
+    solver: str = options.SOLVER,
+    cfg_interval: str = options.CFG_INTERVAL,
+    cond_refresh: int = options.COND_REFRESH,
     device: str = options.DEVICE,
+    dtype: str = options.DTYPE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per-task metrics, baseline, task_switch_accuracy."),
     quiet: bool = options.QUIET,
 ) -> None:
@@ -37,14 +41,20 @@ def evaluate(
     unknown = [t for t in task or [] if t not in TASKS]
     if unknown:  # before the model loads
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(TASKS)}")
-    pipe = Pipeline.from_pretrained(model, device=device, home=home)
+    from lavin_cli.inference.options import SamplingOptions
+
+    sampling = SamplingOptions(steps=steps, cfg=cfg, solver=solver, cfg_interval=cfg_interval,
+                               cond_refresh=cond_refresh)  # checked before loading
+    pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype, home=home)
     if not quiet:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
-    report = run_eval(pipe, task or None, seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg)
+    report = run_eval(pipe, task or None, seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg,
+                      solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {pairs} pairs, {steps} steps")
+    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {pairs} pairs, "
+                        f"{steps} steps ({solver}), {report['dtype']}")
     for column in ("task", "metric", "model", "baseline", "better"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, r in report["tasks"].items():

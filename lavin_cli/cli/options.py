@@ -66,8 +66,15 @@ FIT = typer.Option("squash", "--fit", metavar=choices("squash", "pad", "crop"),
 STEPS = typer.Option(20, "--steps", metavar="N", help="Time points of the sampler (20 = the official grid; any count >= 2).")
 CFG = typer.Option(1.5, "--cfg", metavar="SCALE", help="Classifier-free guidance scale (1 disables the null branch).")
 SEED = typer.Option(0, "--seed", metavar="N", help="Seed of the noise and of --select random.")
-SOLVER = typer.Option("euler", "--solver", metavar=choices("euler", "heun"),
-                      help="ODE solver: euler (official) or heun (2 evaluations per step).")
+SOLVER = typer.Option("euler", "--solver", metavar=choices("euler", "heun", "adams"),
+                      help="ODE solver: euler (official), heun (2 evaluations per step) or adams (second order, "
+                           "1 evaluation per step).")
+COND_REFRESH = typer.Option(1, "--cond-refresh", metavar="N",
+                            help="Compute the context's tokens on every N-th model pass only and reuse their keys "
+                                 "and values between (1: every pass, exact; 2-4: faster, approximate, see README).")
+CFG_INTERVAL = typer.Option("0,1", "--cfg-interval", metavar="LO,HI",
+                            help="Guide only while the time t (0 noise .. 1 data) is in [LO, HI]; outside, the "
+                                 "null branch is skipped (about half the work of those steps).")
 BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", help="Queries per model call.")
 MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N",
                           help="Refuse input images (and video frames) with more pixels than this, before decoding them.")

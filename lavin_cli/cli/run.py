@@ -40,6 +40,8 @@ def run(
     cfg: float = options.CFG,
     seed: int = options.SEED,
     solver: str = options.SOLVER,
+    cfg_interval: str = options.CFG_INTERVAL,
+    cond_refresh: int = options.COND_REFRESH,
     batch_size: int = options.BATCH,
     max_pixels: int = options.MAX_PIXELS,
     device: str = options.DEVICE,
@@ -74,7 +76,8 @@ def run(
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
                   record, as_json, quiet)
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
-                             solver=solver, batch_size=batch_size, max_pixels=max_pixels)
+                             solver=solver, batch_size=batch_size, max_pixels=max_pixels,
+                             cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")

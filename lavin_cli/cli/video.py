@@ -39,6 +39,8 @@ def video(
     cfg: float = options.CFG,
     seed: int = options.SEED,
     solver: str = options.SOLVER,
+    cfg_interval: str = options.CFG_INTERVAL,
+    cond_refresh: int = options.COND_REFRESH,
     max_pixels: int = options.MAX_PIXELS,
     fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", help="Output frame rate (default: the query's)."),
     device: str = options.DEVICE,
@@ -70,7 +72,8 @@ def video(
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
                   record, as_json, quiet)
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
-                                 solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels)
+                                 solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
+                                 cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     folder = folders.resolve(model, home)
     found = resolve_context(context, task, folder, clips=True, quiet=quiet)

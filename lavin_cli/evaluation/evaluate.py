@@ -158,16 +158,19 @@ def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs:
 
 
 def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
-             steps: int = 20, cfg: float = 1.5, callback=None) -> dict:
+             steps: int = 20, cfg: float = 1.5, callback=None, solver: str = "euler",
+             cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1) -> dict:
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
     size = pipe.default_size
     unknown = [n for n in names or [] if n not in tasks.TASKS]
     if unknown:
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(tasks.TASKS)}")
     names = names or list((pipe.model.trained_tasks if pipe.model else None) or tasks.IMAGE_TASKS)
-    sampling = {"steps": steps, "cfg": cfg, "batch_size": queries}
+    sampling = {"steps": steps, "cfg": cfg, "batch_size": queries, "solver": solver, "cfg_interval": cfg_interval,
+                "cond_refresh": cond_refresh}
     report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
-                    "pairs": pairs, "steps": steps, "cfg": cfg, "size": size, "tasks": {}, "skipped": {}}
+                    "pairs": pairs, "steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": list(cfg_interval), "cond_refresh": cond_refresh,
+                    "dtype": str(pipe.dtype).replace("torch.", ""), "size": size, "tasks": {}, "skipped": {}}
     for n, task in enumerate(names):
         if task not in tasks.TASKS:
             report["skipped"][task] = "not a generator task"

@@ -159,7 +159,8 @@ class Engine:
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         cond = cond.to(self.device, self.dtype)
         with torch.no_grad(), self.offload.using(self.dit):
-            velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames))
+            velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames),
+                                       interval=options.cfg_interval, refresh=options.cond_refresh)
             z = sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
         check_latents(z, options)
         return z

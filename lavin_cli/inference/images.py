@@ -12,8 +12,10 @@ with `seed` alone, so its result does not depend on which other queries share it
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -71,7 +73,8 @@ def _label(query, index: int) -> str:
 
 class ImageRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: RunOptions,
-                 progress: ProgressCallback = None, indices: Sequence[int] | None = None):
+                 progress: ProgressCallback = None, indices: Sequence[int] | None = None,
+                 context_cache: dict | None = None):
         """`indices`: the queries' positions in a larger list (a shard, a resumed run): batches
         are formed by position (index // batch_size), so a query always meets the same batch."""
         self.engine, self.context, self.queries, self.options = engine, context, list(queries), options
@@ -79,6 +82,7 @@ class ImageRun:
         if len(self.indices) != len(self.queries):
             raise ValueError("one index per query")
         self.input_wait = 0.0  # seconds the model waited for queries to be read
+        self.context_cache = context_cache  # the caller's: an encoded context reused across runs
         self.notify = progress or (lambda _p: None)
         self.working = options.working_size(model.size if model else 512)
         self.candidates = list(range(len(context.pairs))) if options.select == "nearest" else \
@@ -148,8 +152,29 @@ class ImageRun:
         with self.engine.oom_advice(self.working, self.pairs_used, o.batch_size):
             yield from self._run()
 
+    def _context_key(self) -> tuple:
+        """What the encoded context depends on: its pairs' contents, the size, fit and seed."""
+        def ident(item) -> object:
+            if isinstance(item, np.ndarray):
+                return hashlib.sha1(np.ascontiguousarray(item).tobytes()).hexdigest(), item.shape, str(item.dtype)
+            if isinstance(item, (str, Path)):
+                stat = Path(item).stat() if Path(item).exists() else None
+                return str(item), stat and (stat.st_size, stat.st_mtime_ns)
+            return id(item)
+
+        o = self.options
+        pairs = tuple((ident(self.context.pairs[i].input), ident(self.context.pairs[i].target)) for i in self.candidates)
+        return pairs, self.working, o.fit, o.seed, o.max_pixels, str(self.engine.dtype)
+
     def _run(self) -> Iterator[Prediction]:
-        lat, means, images = self._encode_context()
+        key = self._context_key() if self.context_cache is not None else None
+        if key is not None and key in self.context_cache:
+            lat, means, images = self.context_cache[key]
+        else:
+            lat, means, images = self._encode_context()
+            if key is not None:
+                self.context_cache.clear()  # one context kept: a new one replaces it
+                self.context_cache[key] = (lat, means, images)
         done = 0
         for batch in self._batches():
             t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from lavin_cli.io.images import DEFAULT_MAX_PIXELS
 
 SELECTIONS = ("first", "random", "nearest")
 FITS = ("squash", "pad", "crop")
-SOLVERS = ("euler", "heun")
+SOLVERS = ("euler", "heun", "adams")
 VIDEO_MODES = ("auto", "clip", "predict")
 OFFLOADS = ("none", "model", "sequential", "auto")
 ATTENTIONS = ("auto", "sdpa", "xformers", "math")
@@ -54,6 +54,22 @@ def parse_size(size: int | str | tuple[int, int] | None) -> Size:
     return int(h), int(w)
 
 
+def parse_interval(value) -> tuple[float, float]:
+    """'LO,HI' | (lo, hi) with 0 <= lo <= hi <= 1."""
+    if isinstance(value, str):
+        try:
+            value = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise OptionError("cfg_interval", f"{value!r} is not LO,HI (e.g. 0.1,1)") from None
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise OptionError("cfg_interval", f"{value!r} is not LO,HI (e.g. 0.1,1)")
+    lo, hi = float(value[0]), float(value[1])
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise OptionError("cfg_interval", f"{lo:g},{hi:g}: need 0 <= LO <= HI <= 1 (times run from 0, noise, to 1, data)")
+    return lo, hi
+
+
 def check_device_name(name: str) -> None:
     """auto, cpu, cuda or cuda:N (whether that device exists is known only when loading)."""
     if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name):
@@ -82,9 +98,13 @@ class SamplingOptions:
     cfg: float = 1.5
     seed: int = 0
     solver: str = "euler"
+    cfg_interval: tuple[float, float] = (0.0, 1.0)  # guidance only for times t in [lo, hi]
+    cond_refresh: int = 1  # compute the condition tokens every n-th model pass (1: every pass, exact)
 
     def __post_init__(self) -> None:
         _int("steps", self.steps, 2, 10_000)
+        _int("cond_refresh", self.cond_refresh, 1, 10_000)
+        object.__setattr__(self, "cfg_interval", parse_interval(self.cfg_interval))
         if isinstance(self.cfg, bool) or not isinstance(self.cfg, (int, float)) or not math.isfinite(self.cfg):
             raise OptionError("cfg", f"must be a finite number, got {self.cfg!r}")
         if abs(self.cfg) > MAX_CFG:
@@ -130,7 +150,7 @@ class RunOptions(ContextOptions, SamplingOptions):
 
     @property
     def sampling(self) -> SamplingOptions:
-        return SamplingOptions(self.steps, self.cfg, self.seed, self.solver)
+        return SamplingOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingOptions)})
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,7 @@ class VideoOptions(ContextOptions, SamplingOptions):
 
     @property
     def sampling(self) -> SamplingOptions:
-        return SamplingOptions(self.steps, self.cfg, self.seed, self.solver)
+        return SamplingOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingOptions)})
 
 
 @dataclass(frozen=True)

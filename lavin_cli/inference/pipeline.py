@@ -62,6 +62,7 @@ def as_queries(queries) -> list:
 class Pipeline:
     def __init__(self, engine: Engine, model: folders.ModelFolder | None = None):
         self.engine, self.model = engine, model
+        self.context_cache: dict = {}  # the last encoded context, reused by calls on the same pairs
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | folders.ModelFolder | None = None, device: str = "auto",
@@ -108,7 +109,8 @@ class Pipeline:
         """An iterable run: predictions as their batch finishes, in query order (see ImageRun).
         `indices`: the queries' positions in a larger list (a shard), which fix their batches."""
         options = opts.build(RunOptions, options, **keywords)
-        return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback, indices)
+        return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback, indices,
+                        self.context_cache)
 
     def __call__(self, context, queries, *, options: RunOptions | None = None, callback: ProgressCallback = None,
                  **keywords) -> RunResult:

@@ -90,7 +90,30 @@ def heun(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: Step
     return _integrate(step, x, grid, callback, trajectory)
 
 
-SOLVERS = {"euler": euler, "heun": heun}
+def adams(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: StepCallback = None,
+          trajectory: list | None = None) -> torch.Tensor:
+    """Two-step Adams-Bashforth on the velocity: one model evaluation per step, as Euler, but
+    second order, reusing the previous step's velocity. On a non-uniform grid,
+    x_{n+1} = x_n + h_n ((1 + r/2) v_n - (r/2) v_{n-1}) with r = h_n / h_{n-1}; the first step is
+    Euler's."""
+    previous: dict = {}
+
+    def step(x: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
+        h = t1 - t0
+        v = velocity(x, _t(x, t0))
+        if previous:
+            r = h / previous["h"]
+            update = (1 + r / 2) * v - (r / 2) * previous["v"]
+        else:
+            update = v
+        previous.update(v=v, h=h)
+        return x + h * update
+
+    return _integrate(step, x, grid, callback, trajectory)
+
+
+SOLVERS = {"euler": euler, "heun": heun, "adams": adams}
+EVALUATIONS = {"euler": 1, "heun": 2, "adams": 1}  # model evaluations per solver step
 
 
 def sample(velocity: Velocity, noise: torch.Tensor, steps: int = 20, solver: str = "euler",
@@ -105,20 +128,34 @@ def sample(velocity: Velocity, noise: torch.Tensor, steps: int = 20, solver: str
 
 
 def guided(model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-           cond: torch.Tensor, scale: float, null: torch.Tensor, packed: bool = True) -> Velocity:
+           cond: torch.Tensor, scale: float, null: torch.Tensor, packed: bool = True,
+           interval: tuple[float, float] = (0.0, 1.0), refresh: int = 1) -> Velocity:
     """Classifier-free guidance: v = v_null + scale * (v_cond - v_null).
 
     `model(x, t, cond)` is the DiT; `null` the unconditional input (lavin_cli.inference.codec.
-    null_condition). With scale == 1 the null branch is skipped (it cancels).
+    null_condition). With scale == 1 the null branch is skipped (it cancels), and so it is for
+    times outside `interval` (guidance only where it pays).
     When the model offers `forward_multi` (and `packed`), both branches run in one packed pass
-    instead of two, as the official code does.
+    instead of two, as the official code does. With `refresh` > 1 and a model that keeps a
+    condition cache (`new_cond_cache`), the condition tokens are computed on every `refresh`-th
+    packed pass only; the passes between run the target tokens alone (an approximation).
     """
     if scale == 1.0:
         return lambda x, t: model(x, t, cond)
     multi = getattr(model, "forward_multi", None) if packed else None
+    lo, hi = interval
+    maker = getattr(model, "new_cond_cache", None)
+    cache = maker() if refresh > 1 and maker is not None and multi is not None else None
+    passes = [0]
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if multi is not None:
+        if not lo <= float(t[0]) <= hi:
+            return model(x, t, cond)
+        if cache is not None:
+            cache.fill = passes[0] % refresh == 0
+            passes[0] += 1
+            v_cond, v_null = multi(x, t, [cond, null], cache=cache)
+        elif multi is not None:
             v_cond, v_null = multi(x, t, [cond, null])
         else:
             v_cond, v_null = model(x, t, cond), model(x, t, null)

@@ -115,6 +115,20 @@ class Segment:
     rope: tuple
 
 
+class CondCache:
+    """Keys and values of the condition tokens, per block and segment, kept from a full pass.
+
+    The condition is clean and the same at every sampling step; only its modulation (by t) and
+    its attention to the few target tokens change. A pass that reuses the cache runs the target
+    stream alone, attending to the kept condition keys and values: the condition tokens, most of
+    the sequence, cost nothing. `fill` is set for the passes that refresh it.
+    """
+
+    def __init__(self):
+        self.kv: dict[int, list] = {}  # block index -> [(keys with RoPE, values) per segment]
+        self.fill = True
+
+
 class Block(nn.Module):
     def __init__(self, cfg: DiTConfig, drop: float = 0.0):
         super().__init__()
@@ -122,8 +136,29 @@ class Block(nn.Module):
         self.target = Stream(cfg)
         self.drop = drop
 
-    def _attend(self, cond_h, x_h, segments: list[Segment], backend: str):
-        """Per-stream projections over all tokens at once; attention within each segment."""
+    def _attend_target(self, x_h, segments: list[Segment], kept: list, backend: str):
+        """The target stream alone, attending to the condition's kept keys and values."""
+        qx, kx, vx = self.target.qkv_heads(x_h)
+        out_x = qx.new_empty(qx.shape)
+        for seg, (kc, vc) in zip(segments, kept):
+            n = kc.shape[1]
+            rope = tuple(table[n:] for table in seg.rope[:2]) + (seg.rope[2],)
+            q = apply_rope(qx[:, seg.target], rope)
+            k = torch.cat([kc, apply_rope(kx[:, seg.target], rope)], dim=1)
+            out_x[:, seg.target] = attention(q, k, torch.cat([vc, vx[:, seg.target]], dim=1), backend)
+        return self.target.out(out_x.flatten(2))
+
+    def forward_target(self, x, t_x, segments: list[Segment], kept: list, backend: str):
+        """One block for the target stream only (see CondCache)."""
+        mod_x = self.target.modulation(t_x)
+        a_x = self._attend_target((1 + mod_x[0]) * rms_norm(x, None), segments, kept, backend)
+        x = x + mod_x[1] * rms_norm(a_x, None)
+        h_x = self.target.mlp((1 + mod_x[2]) * rms_norm(x, None))
+        return x + mod_x[3] * rms_norm(h_x, None)
+
+    def _attend(self, cond_h, x_h, segments: list[Segment], backend: str, keep: list | None = None):
+        """Per-stream projections over all tokens at once; attention within each segment. With
+        `keep` (a list), each segment's condition keys (with RoPE) and values are appended to it."""
         qc, kc, vc = self.cond.qkv_heads(cond_h)
         qx, kx, vx = self.target.qkv_heads(x_h)
         out_c = qc.new_empty(qc.shape)
@@ -132,13 +167,17 @@ class Block(nn.Module):
             n = seg.cond.stop - seg.cond.start
             q = apply_rope(torch.cat([qc[:, seg.cond], qx[:, seg.target]], dim=1), seg.rope)
             k = apply_rope(torch.cat([kc[:, seg.cond], kx[:, seg.target]], dim=1), seg.rope)
-            o = attention(q, k, torch.cat([vc[:, seg.cond], vx[:, seg.target]], dim=1), backend)
+            v = torch.cat([vc[:, seg.cond], vx[:, seg.target]], dim=1)
+            if keep is not None:
+                keep.append((k[:, :n], v[:, :n]))
+            o = attention(q, k, v, backend)
             out_c[:, seg.cond], out_x[:, seg.target] = o[:, :n], o[:, n:]
         return self.cond.out(out_c.flatten(2)), self.target.out(out_x.flatten(2))
 
-    def forward(self, cond, x, t_cond, t_x, segments: list[Segment], backend: str):
+    def forward(self, cond, x, t_cond, t_x, segments: list[Segment], backend: str, keep: list | None = None):
         mod_c, mod_x = self.cond.modulation(t_cond), self.target.modulation(t_x)
-        a_c, a_x = self._attend((1 + mod_c[0]) * rms_norm(cond, None), (1 + mod_x[0]) * rms_norm(x, None), segments, backend)
+        a_c, a_x = self._attend((1 + mod_c[0]) * rms_norm(cond, None), (1 + mod_x[0]) * rms_norm(x, None), segments,
+                                backend, keep)
         cond = cond + drop_path(mod_c[1] * rms_norm(a_c, None), self.drop, self.training)
         x = x + drop_path(mod_x[1] * rms_norm(a_x, None), self.drop, self.training)
 
@@ -184,13 +223,15 @@ class JDiT(nn.Module):
         """
         return self.forward_multi(target, t, [cond])[0]
 
-    def forward_multi(self, target: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_multi(self, target: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor],
+                      cache: CondCache | None = None) -> list[torch.Tensor]:
         """The velocity of the same `target` under each condition (any frame counts), in one pass.
 
         The conditions' tokens and one copy of the target per condition are packed along the
         sequence; every linear layer runs once over all of them, and attention stays within each
         (condition, target copy) segment, whose RoPE time positions start after its own
-        condition. Used for classifier-free guidance: [cond, null] at once.
+        condition. Used for classifier-free guidance: [cond, null] at once. With a `cache`, a
+        pass either refreshes it (cache.fill) or runs the target stream alone on what it holds.
         """
         p = self.cfg.patch_size
         _, _, t_x, height, width = target.shape
@@ -204,17 +245,27 @@ class JDiT(nn.Module):
                                     rope_tables(positions, self.cfg.rope_dims, self.cfg.rope_base)))
             c_start += c_len
 
-        c = self.cond_embed(torch.cat(conds, dim=2))  # tokens of each condition, one after the other
         x = self.target_embed(target).repeat(1, len(conds), 1)
         if t.numel() > 1 and bool((t == t[:1]).all()):
             t = t[:1]  # one time for the whole batch (sampling): its embedding broadcasts, whatever the batch
         t_emb = self.time_embed(t)
         t_cond, t_target = t_emb + self.cond_type, t_emb + self.target_type
-        for block in self.blocks:
-            c, x = block(c, x, t_cond, t_target, segments, self.attention_backend)
+        if cache is not None and not cache.fill:
+            for i, block in enumerate(self.blocks):
+                x = block.forward_target(x, t_target, segments, cache.kv[i], self.attention_backend)
+        else:
+            c = self.cond_embed(torch.cat(conds, dim=2))  # tokens of each condition, one after the other
+            for i, block in enumerate(self.blocks):
+                keep = cache.kv.setdefault(i, []) if cache is not None else None
+                if keep is not None:
+                    keep.clear()
+                c, x = block(c, x, t_cond, t_target, segments, self.attention_backend, keep)
         x = self.final(x, t_target)
         return [rearrange(x[:, seg.target], "b (t h w) (ph pw c) -> b c t (h ph) (w pw)", t=t_x, h=hp, ph=p, pw=p).float()
                 for seg in segments]
+
+    def new_cond_cache(self) -> CondCache:
+        return CondCache()
 
     def init_weights(self) -> None:
         """Training initialisation (DiT recipe): xavier linears, zeroed modulations and output."""
