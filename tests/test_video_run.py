@@ -116,3 +116,29 @@ def test_nearest_pairs_and_truncated_files(cli, tiny_model, clips, tmp_path):
     cut.write_bytes(whole[: len(whole) // 2])
     code, _, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", cut, "-o", tmp_path / "o.mp4", "--steps", "2")
     assert code == 3 and "cut.mp4: unreadable, truncated or unsupported video" in err
+
+
+def test_example_task_folders_for_images_and_clips_run_as_written(cli, tiny_model, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    code, _, err = cli("train", "examples", "--out", model / "tasks", "--data",
+                       "generator:frame_prediction,depth_estimation", "--pairs", "2", "--queries", "1", "--size", "32")
+    assert code == 0, err
+    predict = model / "tasks" / "frame_prediction"
+    assert sorted(p.name for p in predict.iterdir()) == ["000_input.mp4", "000_target.mp4", "001_input.mp4",
+                                                         "001_target.mp4", "queries", "task.json"]
+    assert json.loads((predict / "task.json").read_text()) == {"target": "rgb", "kind": "video"}
+    code, stdout, _ = cli("tasks", "-m", model, "--json")
+    kinds = {row["task"]: (row["kind"], row["pairs"]) for row in json.loads(stdout) if row["source"] == "model"}
+    assert kinds == {"frame_prediction": ("video", 2), "depth_estimation": ("image", 2)}
+    code, _, err = cli("video", "-m", model, "--task", "frame_prediction", "-i", predict / "queries" / "q0.mp4",
+                       "-o", tmp_path / "next.mp4", "--frames", "4", "--steps", "2")
+    assert code == 0, err
+    assert video_io.read_video(tmp_path / "next.mp4").frames.shape[0] == 4
+    code, _, err = cli("run", "-m", model, "--task", "depth_estimation", "-i",
+                       model / "tasks" / "depth_estimation" / "queries" / "q0.png", "-o", tmp_path / "d.png", "--steps", "2")
+    assert code == 0 and Image.open(tmp_path / "d.png").mode == "I;16"  # task.json: gray targets, 16-bit

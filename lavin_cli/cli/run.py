@@ -142,6 +142,7 @@ def tasks(
     from rich.table import Table
 
     from lavin_cli.inference import context as ctx
+    from lavin_cli.io.video import is_video_path
     from lavin_cli.store import folders
 
     try:
@@ -153,20 +154,21 @@ def tasks(
     trained = folder.trained_tasks if folder else None
     rows = []
     for task in folders.tasks(folder).values():
+        kind = "video" if any(is_video_path(p) for p in task.path.glob("*_input.*")) else "image"
         try:
-            found = ctx.find_pairs(task.path)
+            found = ctx.find_pairs(task.path, clips=kind == "video")
             count, target = len(found.pairs), found.target
         except LavinError:
             count, target = 0, None
-        rows.append({"task": task.name, "source": task.source, "pairs": count, "path": str(task.path),
+        rows.append({"task": task.name, "kind": kind, "source": task.source, "pairs": count, "path": str(task.path),
                      "trained": None if trained is None else task.name in trained, "target": target})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"tasks ({folder.name if folder else 'no model'})")
-    for column in ("task", "trained", "target", "source", "pairs", "path"):
+    for column in ("task", "kind", "trained", "target", "source", "pairs", "path"):
         table.add_column(column)
     for row in rows:
         mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
-        table.add_row(row["task"], mark, row["target"] or "-", row["source"], str(row["pairs"]), row["path"])
+        table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["source"], str(row["pairs"]), row["path"])
     out.print(table)

@@ -11,7 +11,8 @@ from lavin_cli.cli import options
 from lavin_cli.cli.console import log
 from lavin_cli.cli.progress import Progress
 
-app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT).", no_args_is_help=True,
+app = typer.Typer(help="Train lavin's own models (the ST-VAE first, then the J-DiT), and write example task folders.",
+                  no_args_is_help=True,
                   cls=options.Group)
 
 SIZE = typer.Option(64, "--size", help="Training resolution (multiple of 16).")
@@ -143,3 +144,25 @@ def dit(
             dist.destroy_process_group()
     if rank == 0:
         log(f"wrote model folder {out}")
+
+
+@app.command("examples", cls=options.Command)
+def examples(
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Folder of task folders to write (e.g. examples/)."),
+    data: str = DATA,
+    pairs: int = typer.Option(6, "--pairs", metavar="N", help="Context pairs per task."),
+    queries: int = typer.Option(2, "--queries", metavar="N", help="Query inputs per task, under <task>/queries/."),
+    size: int = SIZE,
+    seed: int = typer.Option(20_000_000, "--seed", metavar="N",
+                             help="Pair i of the k-th task comes from seed + 1000 k + i (training never draws these)."),
+    overwrite: bool = options.OVERWRITE,
+) -> None:
+    """Write task folders of example pairs and queries from the generator: PNG pairs for image
+    tasks, MP4 clip pairs for video tasks, each with its task.json (ready for --task / --context)."""
+    from lavin_cli.training.examples import write_task_folders
+
+    _prepare(size, None)
+    source = _source(data)
+    written = write_task_folders(out, source, size, pairs=pairs, seed=seed, queries=queries, replace=overwrite)
+    skipped = len(source.task_names) - len(written)
+    log(f"wrote {len(written)} task folder(s) into {out}" + (f"; {skipped} kept (--overwrite replaces them)" if skipped else ""))

@@ -38,8 +38,8 @@ TARGETS = ("gray", "rgb")
 
 
 def read_task_json(folder: Path) -> dict:
-    """A task folder's optional task.json: {"target": "gray" | "rgb", ...}. Gray targets (depth,
-    masks, edges) are written as 16-bit PNGs by default."""
+    """A task folder's optional task.json: {"target": "gray" | "rgb", "kind": "image" | "video"}.
+    Gray targets (depth, masks, edges) are written as 16-bit PNGs by default."""
     path = folder / "task.json"
     if not path.is_file():
         return {}
@@ -49,6 +49,8 @@ def read_task_json(folder: Path) -> dict:
         raise InputError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(meta, dict) or meta.get("target", "rgb") not in TARGETS:
         raise InputError(f"{path}: 'target' must be one of {', '.join(TARGETS)}")
+    if meta.get("kind", "image") not in ("image", "video"):
+        raise InputError(f"{path}: 'kind' must be image or video")
     return meta
 
 

@@ -1,4 +1,6 @@
-"""Task folders of example pairs (the `lavin run` context format) written from a data source."""
+"""Task folders of example pairs (the `lavin run` / `lavin video` context format) written from a
+data source: image tasks as PNG pairs, video tasks as small MP4 clip pairs, each folder with its
+task.json and, on request, a few queries under queries/."""
 
 from __future__ import annotations
 
@@ -8,32 +10,47 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training.data import Source
 from lavin_cli.training.tasks import GRAY_TARGETS, to_uint8
 
+CLIP_FPS = 8
+
+
+def _write(path: Path, frames: np.ndarray, video: bool) -> None:
+    """(F, H, W, 3) float frames -> a PNG (one frame) or an MP4 clip."""
+    if video:
+        write_video(path.with_suffix(".mp4"), Clip(to_uint8(frames), CLIP_FPS), overwrite=True)
+    else:
+        Image.fromarray(to_uint8(frames[0])).save(path.with_suffix(".png"))
+
 
 def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, seed: int = 0,
-                       queries: int = 0) -> list[Path]:
-    """root/<task>/<id>_input.png + <id>_target.png for every image task (existing folders kept),
-    and `queries` extra query images under root/<task>/queries/."""
+                       queries: int = 0, tasks: list[str] | None = None, replace: bool = False) -> list[Path]:
+    """root/<task>/<id>_input + <id>_target (.png for image tasks, .mp4 for video tasks) for every
+    task (existing folders kept unless `replace`), task.json, and `queries` query inputs under
+    root/<task>/queries/. Pair i of task k is drawn from seed + 1000 k + i."""
     written = []
     for index, task in enumerate(source.task_names):
-        if source.kind(task) != "image":
-            continue  # video examples arrive with `lavin video`
+        if tasks is not None and task not in tasks:
+            continue
+        video = source.kind(task) == "video"
         folder = root / task
-        if folder.is_dir() and any(folder.glob("*_input.png")):
+        if folder.is_dir() and any(folder.glob("*_input.*")) and not replace:
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        target = "gray" if task in GRAY_TARGETS else "rgb"
-        (folder / "task.json").write_text(json.dumps({"target": target}) + "\n")
+        for old in [*folder.glob("*_input.*"), *folder.glob("*_target.*"), *folder.glob("queries/*")]:
+            old.unlink()
+        meta = {"target": "gray" if task in GRAY_TARGETS else "rgb", "kind": "video" if video else "image"}
+        (folder / "task.json").write_text(json.dumps(meta) + "\n")
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)
             inp, tgt = source.pair(task, rng, size)
             if i < pairs:
-                Image.fromarray(to_uint8(inp[0])).save(folder / f"{i:03d}_input.png")
-                Image.fromarray(to_uint8(tgt[0])).save(folder / f"{i:03d}_target.png")
+                _write(folder / f"{i:03d}_input", inp, video)
+                _write(folder / f"{i:03d}_target", tgt, video)
             else:
                 (folder / "queries").mkdir(exist_ok=True)
-                Image.fromarray(to_uint8(inp[0])).save(folder / "queries" / f"q{i - pairs}.png")
+                _write(folder / "queries" / f"q{i - pairs}", inp, video)
         written.append(folder)
     return written
