@@ -61,4 +61,15 @@ def test_eval_covers_frame_prediction(cli, tiny_model):
     report = json.loads(stdout)
     fp = report["tasks"]["frame_prediction"]
     assert "psnr_db" in fp["metrics"] and "psnr_db" in fp["baseline"]
+    assert set(fp["continuity"]) == {"within_chunk_db", "across_chunks_db"}  # 12 frames: three chunks of 4
     assert report["task_switch_accuracy"] is None and "NaN" not in stdout
+    assert set(report["vae_ceiling"]) == {"image_psnr_db", "clip_psnr_db"} and report["vae_ceiling"]["image_psnr_db"] > 0
+
+
+def test_continuity_sees_a_jump_between_chunks():
+    smooth = np.linspace(0, 1, 12)[:, None, None, None] * np.ones((12, 8, 8, 3))
+    jumpy = smooth.copy()
+    jumpy[4:] += 0.3
+    a = ev.continuity([(np.clip(smooth, 0, 1) * 255).astype(np.uint8)], chunk=4)
+    b = ev.continuity([(np.clip(jumpy, 0, 1) * 255).astype(np.uint8)], chunk=4)
+    assert abs(a["within_chunk_db"] - a["across_chunks_db"]) < 1.0 and b["across_chunks_db"] < b["within_chunk_db"] - 5

@@ -63,5 +63,13 @@ def evaluate(
     out.print(table)
     accuracy = report["task_switch_accuracy"]
     out.print(f"task switch accuracy: {'n/a (needs two of depth, normals, foreground, edges)' if accuracy is None else f'{accuracy:.3f}'}")
+    ceiling = report["vae_ceiling"]
+    out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "
+              f"{ceiling['clip_psnr_db']} dB clips")
+    for name, r in report["tasks"].items():
+        if "continuity" in r:
+            c = r["continuity"]
+            out.print(f"{name} continuity (PSNR of each frame against the one before): {c['within_chunk_db']} dB within "
+                      f"chunks, {c['across_chunks_db']} dB across chunk boundaries")
     for name, why in report["skipped"].items():
         log(f"skipped {name}: {why}")

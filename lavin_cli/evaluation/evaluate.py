@@ -124,6 +124,8 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
             paths.append(str(root / f"q{i}"))
             truths.append((frames, np.stack([r.depth for r in renders])))
         result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
+        longer = pipe.video(root / "ctx", paths, frames=12, pairs=pairs, seed=seed, size=size, **sampling) \
+            if task == "frame_prediction" else None
     for pred, (frames, depth) in zip(result.predictions, truths):
         p = pred.clip.frames.astype(np.float32) / 255
         if task == "frame_prediction":
@@ -133,7 +135,40 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
             ours.append(depth_metrics(p.mean(-1), depth))
             base.append(depth_metrics(np.mean(targets, axis=0).mean(-1), depth))  # the mean context target
     metrics, base_metrics = _mean(ours), _mean(base)
-    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+    report = {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+    if longer is not None:
+        report["continuity"] = continuity([p.clip.frames for p in longer.predictions], chunk=4)
+    return report
+
+
+def continuity(clips: list[np.ndarray], chunk: int) -> dict[str, float]:
+    """PSNR of each predicted frame against the one before it, averaged within chunks and across
+    the boundaries between chunks: a visible jump between chunks shows as a lower boundary value."""
+    within, boundary = [], []
+    for frames in clips:
+        f = frames.astype(np.float32) / 255
+        for t in range(1, len(f)):
+            (boundary if t % chunk == 0 else within).append(psnr(f[t], f[t - 1]))
+    return {"within_chunk_db": round(float(np.mean(within)), 2), "across_chunks_db": round(float(np.mean(boundary)), 2)}
+
+
+def vae_ceiling(pipe, seed: int, queries: int, size: int) -> dict[str, float]:
+    """The VAE's own reconstruction PSNR (posterior mean, decoded) on clean held-out scenes and
+    5-frame clips: the best any prediction through this VAE can do."""
+    import torch
+
+    pictures, clips = [], []
+    for i in range(queries):
+        pictures.append(tasks.render_scene(heldout_rng(seed, "colorization", 900_000 + i), size).rgb[None])
+        clips.append(np.stack([r.rgb for r in tasks.clip_renders(heldout_rng(seed, "video_depth", 900_000 + i), size, 5)]))
+    scores = {}
+    for name, items in (("image_psnr_db", pictures), ("clip_psnr_db", clips)):
+        values = []
+        for frames in items:
+            _, mean = pipe.engine.encode(tasks.to_uint8(frames)[None], [torch.Generator().manual_seed(0)])
+            values.append(psnr(pipe.engine.decode(mean)[0].astype(np.float32) / 255, frames))
+        scores[name] = round(float(np.mean(values)), 2)
+    return scores
 
 
 def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
@@ -182,6 +217,7 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
             callback(n + 1, len(names) + 1)
     accuracy = task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling)
     report["task_switch_accuracy"] = None if accuracy is None else round(accuracy, 4)
+    report["vae_ceiling"] = vae_ceiling(pipe, seed, queries, size)
     if callback:
         callback(len(names) + 1, len(names) + 1)
     return report
