@@ -14,6 +14,7 @@ from lavin_cli.cli.console import flag_style, log, warn
 from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
 from lavin_cli.errors import LavinError, UsageError, render
+from lavin_cli.inference import shards
 
 LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
 
@@ -66,6 +67,16 @@ def make_plan(files: Files, batch_size: int, gray_target: bool, clips: bool) -> 
     the_plan = plan.Plan(queries, plan.output_names(queries, files.output, fmt, files.ext, files.root, clips), fmt)
     plan.schedule(the_plan, batch_size, shard, files.skip_existing)
     return the_plan
+
+
+def nothing_to_do(the_plan: plan.Plan, quiet: bool) -> bool:
+    """Every output of this process exists already (a finished run resumed): say so, load nothing.
+    (Never under torchrun: every rank must reach the end together.)"""
+    if (the_plan.todo and set(the_plan.todo) != the_plan.finished) or shards.from_torchrun() is not None:
+        return False
+    if not quiet:
+        log(f"nothing to do: the {len(the_plan.todo)} output(s) of this run exist already")
+    return True
 
 
 def model_line(pipe) -> str:

@@ -14,7 +14,7 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log, out
-from lavin_cli.cli.drive import Files, drive, make_plan, model_line, resolve_context, show_warnings
+from lavin_cli.cli.drive import Files, drive, make_plan, model_line, nothing_to_do, resolve_context, show_warnings
 from lavin_cli.cli.plan import STDIO, preflight
 from lavin_cli.errors import LavinError, UsageError
 
@@ -91,6 +91,8 @@ def run(
     grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
     preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []))
 
+    if nothing_to_do(the_plan, quiet):
+        return
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)

@@ -10,7 +10,7 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log
-from lavin_cli.cli.drive import Files, drive, make_plan, model_line, resolve_context, show_warnings
+from lavin_cli.cli.drive import Files, drive, make_plan, model_line, nothing_to_do, resolve_context, show_warnings
 from lavin_cli.cli.plan import preflight
 
 
@@ -84,6 +84,8 @@ def video(
     preflight([the_plan.outputs[i] for i in writing], overwrite, [str(record)] if record and not skip_existing else [],
               folders_ok=True)
 
+    if nothing_to_do(the_plan, quiet):
+        return
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
