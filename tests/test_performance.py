@@ -53,11 +53,13 @@ def test_guidance_runs_one_model_call_per_step(dit):
     assert len(calls) == 19
 
 
-def test_compiled_pipeline_matches_eager(tiny_model, pairs_dir, queries):
-    eager = Pipeline.from_pretrained(str(tiny_model))(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
-    compiled = Pipeline.from_pretrained(str(tiny_model), compile=True)
+@pytest.mark.parametrize("dtype,bound", [("float32", 1), ("bfloat16", 8)])
+def test_compiled_pipeline_matches_eager(tiny_model, pairs_dir, queries, dtype, bound):
+    """float32: the same to a level; bf16: compiled kernels fuse and round differently (README)."""
+    eager = Pipeline.from_pretrained(str(tiny_model), dtype=dtype)(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
+    compiled = Pipeline.from_pretrained(str(tiny_model), dtype=dtype, compile=True)
     result = compiled(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
-    assert np.abs(result.astype(int) - eager).max() <= 1
+    assert np.abs(result.astype(int) - eager).max() <= bound
 
 
 def test_bf16_matches_float32_within_the_documented_tolerance(tiny_model, pairs_dir, queries):

@@ -41,7 +41,8 @@ def choices(*names: str) -> str:
 
 DEVICE = typer.Option("auto", "--device", metavar="DEVICE", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
 DTYPE = typer.Option("auto", "--dtype", metavar=choices("auto", "float32", "bfloat16", "float16"),
-                     help="Precision: auto is bfloat16 on CUDA, float32 on CPU.")
+                     help="Precision: auto is bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), "
+                          "else float32.")
 ATTENTION = typer.Option("auto", "--attention", metavar=choices("auto", "sdpa", "xformers", "math"),
                          help="Attention kernel: xformers is CUDA only, math is the reference.")
 OFFLOAD = typer.Option("none", "--offload", metavar=choices("none", "model", "sequential", "auto"),

@@ -8,7 +8,10 @@ error.
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -36,13 +39,26 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+@lru_cache(maxsize=None)
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX): there bf16
+    runs the bundled model about 1.6x faster than float32 with the same eval metrics (README);
+    elsewhere bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' -> bfloat16 on CUDA (float16 where bf16 is missing), float32 on CPU."""
+    """'auto' -> bfloat16 on CUDA (float16 where bf16 is missing); on a CPU bfloat16 where it is
+    native (native_cpu_bf16), else float32."""
     if name not in DTYPES and name != "auto":
         raise OptionError("dtype", f"{name!r} is not a precision; choose auto, {', '.join(DTYPES)}")
     if name == "auto":
         if device.type != "cuda":
-            return torch.float32
+            return torch.bfloat16 if native_cpu_bf16() else torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return DTYPES[name]
 
