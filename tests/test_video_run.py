@@ -61,6 +61,20 @@ def test_cli_outputs_and_fps(cli, tiny_model, clips, tmp_path, out):
     assert "DiT sequence:" in err and "task kind: predict" in err
 
 
+def test_grid_shows_each_used_pair_then_query_and_prediction(cli, tiny_model, clips, tmp_path):
+    from PIL import Image
+
+    code, stdout, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", clips["query"], "--frames", "4",
+                            "-o", tmp_path / "p.mp4", "--steps", "2", "--pairs", "2", "--grid", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["queries"][0]["grid"] == str(tmp_path / "p_grid.png")
+    grid = np.asarray(Image.open(tmp_path / "p_grid.png"))
+    assert grid.shape[0] == 3 * 96 + 2 * 4  # two pairs and the query row, 96 px each, 4 px gaps
+    code, _, err = cli("video", "-m", tiny_model, "-c", clips["predict"], "-i", clips["query"], "--frames", "4",
+                       "-o", tmp_path / "p.mp4", "--steps", "2", "--grid", "--overwrite")
+    assert code == 0, err
+
+
 def test_cli_batch_of_clips_with_a_bad_one(cli, tiny_model, clips, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")

@@ -51,6 +51,8 @@ def video(
     fmt: Optional[str] = typer.Option(None, "--format", metavar="[video|png16|npy]",
                                       help="video (a file or 8-bit frames, see --ext), png16 (a folder of 16-bit gray "
                                            "frames) or npy (float32 F x H x W x 3 in [0, 1])."),
+    grid: bool = typer.Option(False, "--grid", help="Also save <output>_grid.png: a row of frames per context pair "
+                                                   "used (input, then target), and the query's frames, then the prediction's."),
     ext: str = typer.Option("mp4", "--ext", metavar="EXT", help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames)."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
@@ -81,8 +83,9 @@ def video(
     if the_plan.fmt != "video":
         video_options = dataclasses.replace(video_options, raw=True)
     writing = [i for i in the_plan.todo if i not in the_plan.finished]
-    preflight([the_plan.outputs[i] for i in writing], overwrite, [str(record)] if record and not skip_existing else [],
-              folders_ok=True)
+    grids = [_grid_path(the_plan.outputs[i]) for i in writing] if grid else []
+    preflight([the_plan.outputs[i] for i in writing], overwrite,
+              grids + ([str(record)] if record and not skip_existing else []), folders_ok=True)
 
     if nothing_to_do(the_plan, quiet):
         return
@@ -103,15 +106,20 @@ def video(
                 log(f"task kind: {header['mode']}; context clips of {header['context_clip_frames']} frames")
             return stream, header
 
-        drive(files, the_plan, ranks, start_stream, _writer(the_plan, overwrite), "prediction(s)")
+        drive(files, the_plan, ranks, start_stream, _writer(the_plan, overwrite, found if grid else None, max_pixels),
+              "prediction(s)")
     finally:
         distributed.stop(ranks)
 
 
-def _writer(the_plan, overwrite: bool):
+def _grid_path(output: str) -> str:
+    return str(Path(output).with_name(Path(output).stem + "_grid.png"))
+
+
+def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
     from lavin_cli.io import images as image_io
     from lavin_cli.io.files import write_atomic
-    from lavin_cli.io.video import write_frames, write_video
+    from lavin_cli.io.video import read_video, write_frames, write_video
 
     def write(pred, entry: dict) -> None:
         dest = Path(the_plan.outputs[pred.index])
@@ -122,5 +130,13 @@ def _writer(the_plan, overwrite: bool):
         else:
             write_video(dest, pred.clip, overwrite)
         entry["output"] = str(dest)
+        if grid_context is not None:
+            used = {pair.id: pair for pair in grid_context.pairs}
+            rows = [[*read_video(used[i].input, max_pixels=max_pixels).frames,
+                     *read_video(used[i].target, max_pixels=max_pixels).frames] for i in pred.pairs]
+            predicted = pred.clip.frames if pred.clip is not None else (pred.raw * 255 + 0.5).clip(0, 255).astype("uint8")
+            rows.append([*read_video(the_plan.queries[pred.index], max_pixels=max_pixels).frames, *predicted])
+            image_io.write_image(Path(_grid_path(str(dest))), image_io.grid(rows, cell=96), overwrite)
+            entry["grid"] = _grid_path(str(dest))
 
     return write
