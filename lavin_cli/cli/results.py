@@ -70,7 +70,9 @@ class Results:
         with signals.deferred():
             entry = {"index": prediction.index, **prediction.entry}
             if prediction.error:
-                self._failed(prediction.error, prediction.code or 1)
+                exception = getattr(prediction, "exception", None)
+                entry["error"] = message(exception) if exception is not None else prediction.error
+                self._failed(entry["error"], prediction.code or 1)
             elif prediction.index in self.skip:
                 entry["skipped"] = "exists"
             else:

@@ -42,6 +42,7 @@ class VideoPrediction:
     tokens: int = 0  # joint sequence length of one DiT call
     index: int = 0
     raw: Optional[np.ndarray] = None  # with options.raw: float32 (F, H, W, 3) in [0, 1] at the query's size
+    exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
 
     @property
     def entry(self) -> dict:
@@ -187,7 +188,7 @@ class VideoRun:
                 pred = VideoPrediction(label, Clip(restored, self.options.fps or clip.fps or 10.0), used,
                                        seconds=time.perf_counter() - start, tokens=self.tokens, index=index, raw=raw)
             except LavinError as err:
-                pred = VideoPrediction(label, error=str(err), code=err.exit_code, index=index)
+                pred = VideoPrediction(label, error=str(err), code=err.exit_code, index=index, exception=err)
             yield pred
             self.notify(Progress("query", n + 1, len(self.queries)))
 

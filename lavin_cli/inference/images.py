@@ -51,6 +51,7 @@ class Prediction:
     context: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     index: int = 0  # position in the query list
     raw: Optional[np.ndarray] = None  # with options.raw: float32 (H, W, 3) in [0, 1] at the query's size
+    exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
 
     @property
     def entry(self) -> dict:
@@ -182,7 +183,7 @@ class ImageRun:
             predicted = iter(self._predict(ok, lat, means, images) if ok else [])
             for b in batch:
                 if b.error is not None:
-                    pred = Prediction(b.label, error=str(b.error), code=b.error.exit_code, index=b.index)
+                    pred = Prediction(b.label, error=str(b.error), code=b.error.exit_code, index=b.index, exception=b.error)
                 else:
                     pred = next(predicted)
                     pred.seconds = (time.perf_counter() - t0) / len(ok)
