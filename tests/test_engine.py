@@ -60,6 +60,20 @@ def test_bad_options_fail_before_any_weights_are_read(cli, tiny_model, pairs_dir
     assert loader_spy == [] and not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.parametrize("command", [["run", "-i", "q.png", "-o", "o.png", "--steps", "0"],
+                                     ["video", "-i", "q.mp4", "-o", "o.mp4", "--frames", "0"]])
+def test_a_bad_option_is_answered_without_importing_torch(command, tmp_path):
+    """Bad values answer in a fraction of a second: torch (over a second to import) is not loaded."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom lavin_cli.cli.app import main\nsys.argv = ['lavin', *sys.argv[1:]]\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", script, *command, "--task", "depth_estimation"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.split() == ["2", "False"], res.stdout + res.stderr
+
+
 def test_python_keywords_are_checked_with_the_option_names(tiny_model, pairs_dir, queries):
     pipe = Pipeline.from_pretrained(str(tiny_model))
     with pytest.raises(OptionError, match=r"^steps must be at least 2, got 0$"):

@@ -68,9 +68,7 @@ def run(
     [dim]lavin run --task depth_estimation --query 'photos/*.jpg' -o preds/ --pairs 6 --seed 7 --json[/]
     [dim]find data -name '*.jpg' -print0 | lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
     """
-    from lavin_cli.inference.engine import MemoryPlan
     from lavin_cli.inference.options import LoadOptions, RunOptions
-    from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.store import folders
 
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
@@ -93,6 +91,9 @@ def run(
 
     if nothing_to_do(the_plan, quiet):
         return
+    from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
+    from lavin_cli.inference.pipeline import Pipeline
+
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)

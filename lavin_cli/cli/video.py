@@ -66,9 +66,7 @@ def video(
     [dim]lavin video --context clips/ --query clip.mp4 --frames 12 -o pred.mp4[/]
     [dim]lavin video --context depth_clips/ --query frames_dir/ -o depth.mp4[/]
     """
-    from lavin_cli.inference.engine import MemoryPlan
     from lavin_cli.inference.options import LoadOptions, VideoOptions
-    from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.store import folders
 
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
@@ -89,6 +87,9 @@ def video(
 
     if nothing_to_do(the_plan, quiet):
         return
+    from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
+    from lavin_cli.inference.pipeline import Pipeline
+
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
