@@ -64,7 +64,9 @@ SIZE = typer.Option(None, "--size", metavar="N|WxH",
                     help="Working resolution, N or WIDTHxHEIGHT, multiples of 16 (default: the model's).")
 FIT = typer.Option("squash", "--fit", metavar=choices("squash", "pad", "crop"),
                    help="How images meet the working size: squash, pad (letterbox) or crop (centre).")
-STEPS = typer.Option(20, "--steps", metavar="N", help="Time points of the sampler (20 = the official grid; any count >= 2).")
+STEPS = typer.Option(11, "--steps", metavar="N",
+                     help="Time points of the sampler, any count >= 2 (11: 10 model evaluations, measured as good as "
+                          "the official 20 on lavin-small; 20 reproduces the official numerics).")
 CFG = typer.Option(1.5, "--cfg", metavar="SCALE", help="Classifier-free guidance scale (1 disables the null branch).")
 SEED = typer.Option(0, "--seed", metavar="N", help="Seed of the noise and of --select random.")
 SOLVER = typer.Option("euler", "--solver", metavar=choices("euler", "heun", "adams"),

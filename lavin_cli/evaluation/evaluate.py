@@ -193,7 +193,7 @@ def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs:
 
 
 def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
-             steps: int = 20, cfg: float = 1.5, callback=None, solver: str = "euler",
+             steps: int = 11, cfg: float = 1.5, callback=None, solver: str = "euler",
              cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1) -> dict:
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
     size = pipe.default_size
