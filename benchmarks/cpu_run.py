@@ -61,7 +61,7 @@ def _cli(model: str, context: str, queries: list[str], out: Path, args) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
-    parser.add_argument("--context", default=str(ROOT / "examples" / "invert_colors"))
+    parser.add_argument("--context", default=str(ROOT / "examples" / "depth_estimation"))
     parser.add_argument("--size", type=int)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -2,7 +2,7 @@
 is at hand (predictions are noise).
 
     python examples/make_random_model.py /tmp/tiny-random
-    lavin run --model /tmp/tiny-random --task invert_colors --query examples/queries/q0.png -o out.png
+    lavin run --model /tmp/tiny-random --task depth_estimation --query examples/depth_estimation/queries/q0.png -o out.png
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ def commands(out: Path, clips: Path) -> list[tuple[str, list[str], str | None]]:
     runs = [
         ("depth", ["run", "--task", "depth_estimation", "--query", f"{ex}/depth_estimation/queries/q0.png",
                    "-o", f"{out}/depth.png"], None),
-        ("masks", ["run", "--task", "foreground_segmentation", "--query",
-                   f"{ex}/foreground_segmentation/queries/*.png", "-o", f"{out}/masks/", "--json"], None),
+        ("edges", ["run", "--task", "edge_detection", "--query",
+                   f"{ex}/edge_detection/queries/*.png", "-o", f"{out}/edges/", "--json"], None),
         ("normals", ["run", "-c", f"{ex}/surface_normals", "-i", f"{ex}/surface_normals/queries/q1.png",
                      "-o", f"{out}/normals.png", "--grid"], None),
         ("video_predict", ["video", "--context", f"{clips}/frame_prediction", "--query",
@@ -56,8 +56,8 @@ def commands(out: Path, clips: Path) -> list[tuple[str, list[str], str | None]]:
                          "-o", f"{out}/depth_frames", "--pairs", "2", "--select", "nearest"], None),
     ]
     for task in sorted(p for p in ex.iterdir() if p.is_dir() and any(p.glob("*_input.*"))):
-        queries = task / "queries" if (task / "queries").is_dir() else ex / "queries"
-        runs.append((f"all_{task.name}", ["run", "--context", str(task), "--query", str(queries),
+        command = "video" if '"video"' in (task / "task.json").read_text() else "run"
+        runs.append((f"all_{task.name}", [command, "--context", str(task), "--query", str(task / "queries"),
                                           "-o", f"{out}/all/{task.name}", "--overwrite", "--quiet"], None))
     runs.append(("stdin", ["run", "--task", "denoising", "-i", "-", "-o", "-"], str(ex / "denoising/queries/q0.png")))
     return runs

@@ -81,9 +81,12 @@ def test_readme_quick_start_runs(tmp_path):
     res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "depth.png").is_file() and (tmp_path / "normals_grid.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["q0.png", "q1.png"]
+    assert sorted(p.name for p in (tmp_path / "edges").iterdir()) == ["q0.png", "q1.png"]
+    from lavin_cli.io.video import read_video
+
+    assert read_video(tmp_path / "depth.mp4").frames.shape == (5, 64, 64, 3)
     assert (tmp_path / "clean.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(list((tmp_path / "all").iterdir())) >= 5
+    assert len(list((tmp_path / "all").iterdir())) >= 8
     python = _block_after("From Python, everything the CLI does", "python").replace("/tmp/", f"{tmp_path}/")
     python += "\nassert result.predictions[0].image.shape == (64, 64, 3) and len(result.predictions[0].pairs) == 4\n"
     res = subprocess.run([sys.executable, "-c", python], cwd=ROOT, capture_output=True, text=True, timeout=300)
