@@ -129,6 +129,8 @@ def time_lavin(folder: Path, ctx: Path, query: Path, size: int, setting: dict, r
 
 
 def speed_table(models: list[str], sizes: list[int], repeats: int) -> None:
+    from lavin_cli.runtime.device import pick_dtype
+
     rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
     official_dir = os.environ.get("LAVIN_OFFICIAL_DIR")
     print(f"{torch.get_num_threads()} threads; matmul rate float32 {rates['float32'] / 1e9:.0f} GFLOP/s, "
@@ -143,7 +145,7 @@ def speed_table(models: list[str], sizes: list[int], repeats: int) -> None:
                 base = time_official(official, name, ctx, query, size, repeats)
                 for label, setting in settings().items():
                     seconds, flops = time_lavin(lavin, ctx, query, size, setting, repeats)
-                    dtype = "bfloat16" if setting["dtype"] == "bfloat16" else "float32"
+                    dtype = str(pick_dtype(setting["dtype"], torch.device("cpu"))).replace("torch.", "")
                     ratio = f"{base / seconds:.2f}x" if base else "-"
                     print(f"| {name} | {size} | {base if base else 'n/a':} | {label} | {seconds:.3f} | {ratio} | "
                           f"{100 * flops / seconds / rates[dtype]:.0f}% |", flush=True)

@@ -100,3 +100,13 @@ def test_run_all_examples_script(tmp_path, tiny_model):
     tasks = sorted(p.name for p in ROOT.joinpath("examples").iterdir() if p.is_dir() and any(p.glob("*_input.*")))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == tasks
     assert all(any((tmp_path / "out" / t).iterdir()) for t in tasks)
+
+
+def test_readme_video_commands_run_as_written(tmp_path):
+    from lavin_cli.io.video import read_video
+
+    script = _block_after("## Video: `lavin video`", "bash").replace("/tmp/", f"{tmp_path}/")
+    res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert read_video(tmp_path / "vdepth.mp4").frames.shape[0] == 5 and (tmp_path / "vdepth_grid.png").is_file()
+    assert read_video(tmp_path / "next.mp4").frames.shape[0] == 12
