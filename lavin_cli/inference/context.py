@@ -7,7 +7,6 @@ A context folder holds pairs in one of two layouts:
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lavin_cli.errors import InputError
+from lavin_cli.io.files import read_json_file
 from lavin_cli.io.images import ImageLike, is_image_path
 from lavin_cli.io.video import is_video_path
 
@@ -41,12 +41,9 @@ def read_task_json(folder: Path) -> dict:
     """A task folder's optional task.json: {"target": "gray" | "rgb", "kind": "image" | "video"}.
     Gray targets (depth, masks, edges) are written as 16-bit PNGs by default."""
     path = folder / "task.json"
-    if not path.is_file():
+    meta = read_json_file(path, InputError)
+    if meta is None:
         return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(meta, dict) or meta.get("target", "rgb") not in TARGETS:
         raise InputError(f"{path}: 'target' must be one of {', '.join(TARGETS)}")
     if meta.get("kind", "image") not in ("image", "video"):

@@ -103,6 +103,17 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_json_file(path: Path, error: type[Exception]):
+    """A JSON file's value, or None where the file is absent; unreadable or invalid JSON raises
+    `error` naming the file (callers check the value's fields)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise error(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+
+
 def sha256(path: Path, progress: HashProgress = None, cache: Path | None = None) -> str:
     """sha256 of a file. With `cache` (a JSON file), the digest is remembered by (path, size,
     mtime), so that big checkpoints are hashed once; a cache that cannot be read or written only

@@ -11,7 +11,6 @@ directory, e.g. ~/.local/share/lavin), and the model bundled with the package.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +52,9 @@ def read_model_json(folder: Path) -> dict:
     """model.json, checked field by field: {"name", "description", "size", "sizes", "dit", "vae",
     "tasks_dir", "tasks" (trained task names; a folder name in older folders)}; others are kept."""
     path = folder / "model.json"
-    if not path.is_file():
+    meta = files.read_json_file(path, CheckpointError)
+    if meta is None:
         return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: must hold a JSON object")
     for key in ("name", "description"):
