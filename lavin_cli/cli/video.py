@@ -122,6 +122,16 @@ def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
     from lavin_cli.io.files import write_atomic
     from lavin_cli.io.video import read_video, write_frames, write_video
 
+    pairs = {pair.id: pair for pair in grid_context.pairs} if grid_context is not None else {}
+    pair_rows: dict[str, list] = {}  # pair id -> its grid row, decoded once for the whole run
+
+    def pair_row(pair_id: str) -> list:
+        if pair_id not in pair_rows:
+            pair = pairs[pair_id]
+            pair_rows[pair_id] = [*read_video(pair.input, max_pixels=max_pixels).frames,
+                                  *read_video(pair.target, max_pixels=max_pixels).frames]
+        return pair_rows[pair_id]
+
     def write(pred, entry: dict) -> None:
         dest = Path(the_plan.outputs[pred.index])
         if the_plan.fmt == "npy":
@@ -132,12 +142,10 @@ def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
             write_video(dest, pred.clip, overwrite)
         entry["output"] = str(dest)
         if grid_context is not None:
-            used = {pair.id: pair for pair in grid_context.pairs}
-            rows = [[*read_video(used[i].input, max_pixels=max_pixels).frames,
-                     *read_video(used[i].target, max_pixels=max_pixels).frames] for i in pred.pairs]
+            grid_rows = [pair_row(i) for i in pred.pairs]
             predicted = pred.clip.frames if pred.clip is not None else (pred.raw * 255 + 0.5).clip(0, 255).astype("uint8")
-            rows.append([*read_video(the_plan.queries[pred.index], max_pixels=max_pixels).frames, *predicted])
-            image_io.write_image(Path(_grid_path(str(dest))), image_io.grid(rows, cell=96), overwrite)
+            grid_rows.append([*read_video(the_plan.queries[pred.index], max_pixels=max_pixels).frames, *predicted])
+            image_io.write_image(Path(_grid_path(str(dest))), image_io.grid(grid_rows, cell=96), overwrite)
             entry["grid"] = _grid_path(str(dest))
 
     return write
