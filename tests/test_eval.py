@@ -61,6 +61,7 @@ def test_eval_covers_frame_prediction(cli, tiny_model):
     report = json.loads(stdout)
     fp = report["tasks"]["frame_prediction"]
     assert "psnr_db" in fp["metrics"] and "psnr_db" in fp["baseline"]
+    assert 0 < fp["vae_ceiling_db"] < 100  # the true new frames through the VAE
     assert set(fp["continuity"]) == {"within_chunk_db", "across_chunks_db"}  # 12 frames: three chunks of 4
     assert report["task_switch_accuracy"] is None and "NaN" not in stdout
     assert set(report["vae_ceiling"]) == {"image_psnr_db", "clip_psnr_db"} and report["vae_ceiling"]["image_psnr_db"] > 0

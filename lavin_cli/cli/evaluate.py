@@ -67,6 +67,8 @@ def evaluate(
     out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "
               f"{ceiling['clip_psnr_db']} dB clips")
     for name, r in report["tasks"].items():
+        if "vae_ceiling_db" in r:
+            out.print(f"{name} VAE ceiling (its own reconstruction of the true new frames): {r['vae_ceiling_db']} dB")
         if "continuity" in r:
             c = r["continuity"]
             out.print(f"{name} continuity (PSNR of each frame against the one before): {c['within_chunk_db']} dB within "

@@ -11,7 +11,9 @@ in-context from `pairs` held-out pairs, and scored against the exact ground trut
     foreground_segmentation  IoU of (prediction > 0.5) with the object mask
     edge_detection           F1 of (prediction > 0.5) against the edge map, 1-pixel tolerance
     restoration tasks        PSNR (dB) against the clean picture
-    frame_prediction         PSNR of the 4 new frames; baseline: repeating the last input frame
+    frame_prediction         PSNR of the 4 new frames; baseline: repeating the last input frame;
+                             also the VAE's own reconstruction PSNR of those frames (no prediction
+                             through the VAE can score above it)
     video_depth              AbsRel and delta1 over the clip after one alignment per clip
 The baseline answers every query with the mean of the context targets (frame prediction: with
 its last input frame repeated). Task switching: the same
@@ -126,9 +128,11 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
         result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
         longer = pipe.video(root / "ctx", paths, frames=12, pairs=pairs, seed=seed, size=size, **sampling) \
             if task == "frame_prediction" else None
+    ceiling = []
     for pred, (frames, depth) in zip(result.predictions, truths):
         p = pred.clip.frames.astype(np.float32) / 255
         if task == "frame_prediction":
+            ceiling.append(psnr(_reconstruct(pipe, frames[4:9])[1:], frames[5:9]))  # the target clip, coded
             ours.append({"psnr_db": psnr(p, frames[5:9])})
             base.append({"psnr_db": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9])})
         else:
@@ -136,6 +140,8 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
             base.append(depth_metrics(np.mean(targets, axis=0).mean(-1), depth))  # the mean context target
     metrics, base_metrics = _mean(ours), _mean(base)
     report = {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+    if ceiling:
+        report["vae_ceiling_db"] = round(float(np.mean(ceiling)), 2)
     if longer is not None:
         report["continuity"] = continuity([p.clip.frames for p in longer.predictions], chunk=4)
     return report
@@ -155,20 +161,22 @@ def continuity(clips: list[np.ndarray], chunk: int) -> dict[str, float]:
 def vae_ceiling(pipe, seed: int, queries: int, size: int) -> dict[str, float]:
     """The VAE's own reconstruction PSNR (posterior mean, decoded) on clean held-out scenes and
     5-frame clips: the best any prediction through this VAE can do."""
-    import torch
-
     pictures, clips = [], []
     for i in range(queries):
         pictures.append(tasks.render_scene(heldout_rng(seed, "colorization", 900_000 + i), size).rgb[None])
         clips.append(np.stack([r.rgb for r in tasks.clip_renders(heldout_rng(seed, "video_depth", 900_000 + i), size, 5)]))
     scores = {}
     for name, items in (("image_psnr_db", pictures), ("clip_psnr_db", clips)):
-        values = []
-        for frames in items:
-            _, mean = pipe.engine.encode(tasks.to_uint8(frames)[None], [torch.Generator().manual_seed(0)])
-            values.append(psnr(pipe.engine.decode(mean)[0].astype(np.float32) / 255, frames))
-        scores[name] = round(float(np.mean(values)), 2)
+        scores[name] = round(float(np.mean([psnr(_reconstruct(pipe, frames), frames) for frames in items])), 2)
     return scores
+
+
+def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
+    """Frames (F, H, W, 3) in [0, 1] through the VAE (posterior mean, decoded), in [0, 1]."""
+    import torch
+
+    _, mean = pipe.engine.encode(tasks.to_uint8(frames)[None], [torch.Generator().manual_seed(0)])
+    return pipe.engine.decode(mean)[0].astype(np.float32) / 255
 
 
 def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
