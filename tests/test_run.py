@@ -194,6 +194,8 @@ def test_shell_completion_knows_commands_and_options():
     env = {**os.environ, "_LAVIN_COMPLETE": "complete_bash", "COMP_WORDS": "lavin run --se", "COMP_CWORD": "2"}
     res = subprocess.run([sys.executable, "-m", "lavin_cli"], env=env, capture_output=True, text=True)
     assert {"--select", "--seed"} <= set(res.stdout.split())
-    res = subprocess.run([sys.executable, "-m", "lavin_cli", "--show-completion", "bash"], capture_output=True, text=True,
-                         env={**os.environ, "SHELL": "/bin/bash"})
+    # from a shell, as a user runs it: the shell is detected from the parent processes, so a test run
+    # with no shell among its ancestors (a detached job) must provide one
+    res = subprocess.run(["bash", "-c", f"'{sys.executable}' -m lavin_cli --show-completion; exit $?"], capture_output=True,
+                         text=True, env={**os.environ, "SHELL": "/bin/bash"})
     assert res.returncode == 0 and "_lavin_completion" in res.stdout
