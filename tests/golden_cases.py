@@ -41,6 +41,8 @@ def write_generator_clips(root: Path) -> dict[str, Path]:
 
 def commands(out: Path, clips: Path) -> list[tuple[str, list[str], str | None]]:
     """(name, lavin arguments, stdin file) for every golden run; outputs land under `out`."""
+    from lavin_cli.inference.context import read_task_json
+
     ex = EXAMPLES
     runs = [
         ("depth", ["run", "--task", "depth_estimation", "--query", f"{ex}/depth_estimation/queries/q0.png",
@@ -56,7 +58,7 @@ def commands(out: Path, clips: Path) -> list[tuple[str, list[str], str | None]]:
                          "-o", f"{out}/depth_frames", "--pairs", "2", "--select", "nearest"], None),
     ]
     for task in sorted(p for p in ex.iterdir() if p.is_dir() and any(p.glob("*_input.*"))):
-        command = "video" if '"video"' in (task / "task.json").read_text() else "run"
+        command = "video" if read_task_json(task).get("kind") == "video" else "run"
         runs.append((f"all_{task.name}", [command, "--context", str(task), "--query", str(task / "queries"),
                                           "-o", f"{out}/all/{task.name}", "--overwrite", "--quiet"], None))
     runs.append(("stdin", ["run", "--task", "denoising", "-i", "-", "-o", "-"], str(ex / "denoising/queries/q0.png")))
