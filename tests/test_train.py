@@ -124,6 +124,29 @@ def test_train_dit_fine_tunes_on_folder_data(cli, trained_vae, tmp_path):
     assert code == 2 and "--vae" in err
 
 
+def test_task_weights_shift_the_mix_and_bad_ones_are_refused(cli, trained_vae, tmp_path):
+    from lavin_cli.training.dit_trainer import task_probabilities
+
+    names = ["depth_estimation", "edge_detection", "denoising"]
+    assert task_probabilities(names, ()) is None
+    assert task_probabilities(names, (("frame_prediction", 3.0),)) is None  # a video weight leaves images uniform
+    p = task_probabilities(names, (("edge_detection", 4.0),))
+    assert np.allclose(p, [1 / 6, 4 / 6, 1 / 6])
+    rng = np.random.default_rng(0)
+    draws = [rng.choice(names, p=p) for _ in range(3000)]
+    assert 0.62 < draws.count("edge_detection") / 3000 < 0.71
+    for bad, words in (("edges=2", "not among the training tasks"), ("denoising=0", "above 0"),
+                       ("denoising", "not TASK=WEIGHT"), ("denoising=x", "not TASK=WEIGHT")):
+        code, _, err = cli("train", "dit", "--out", tmp_path / "w", "--vae", trained_vae, "--steps", "1",
+                           "--data", "generator:denoising,colorization", "--task-weights", bad, *DIT_ARGS)
+        assert code == 2 and words in err and "Traceback" not in err, err
+        assert not (tmp_path / "w").exists()
+    code, _, err = cli("train", "dit", "--out", tmp_path / "w", "--vae", trained_vae, "--steps", "1", "--save-every", "1",
+                       "--data", "generator:denoising,colorization", "--task-weights", "denoising=3", *DIT_ARGS)
+    assert code == 0, err
+    assert json.loads((tmp_path / "w" / "model.json").read_text())["training"]["task_weights"] == [["denoising", 3.0]]
+
+
 def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path):
     import os
     import shutil

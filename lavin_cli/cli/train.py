@@ -34,6 +34,22 @@ def _source(data: str):
     return Folders(Path(data))
 
 
+def _task_weights(text: str) -> tuple[tuple[str, float], ...]:
+    """'a=4,b=0.5' -> (('a', 4.0), ('b', 0.5))."""
+    from lavin_cli.errors import UsageError
+
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, sep, value = item.partition("=")
+        try:
+            pairs.append((task.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep or not task.strip():
+            raise UsageError(f"--task-weights: {item!r} is not TASK=WEIGHT (e.g. edge_detection=4)")
+    return tuple(pairs)
+
+
 def _prepare(size: int, threads: int | None) -> None:
     import torch
 
@@ -108,6 +124,9 @@ def dit(
     video_fraction: float = typer.Option(0.15, "--video-fraction", help="Share of batches made of video tasks."),
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
+    task_weights: str = typer.Option("", "--task-weights", metavar="TASK=W,...",
+                                     help="Draw some tasks more often, e.g. 'edge_detection=4' (others weigh 1; image "
+                                          "and video tasks are weighed within their own share)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
@@ -133,7 +152,8 @@ def dit(
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
                          seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
-                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16, lr_final=lr_final)
+                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16, lr_final=lr_final,
+                         task_weights=_task_weights(task_weights))
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         _with_progress(quiet or rank != 0, steps, lambda cb: train_dit(

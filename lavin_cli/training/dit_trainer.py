@@ -58,6 +58,7 @@ class DiTTrainConfig:
     bank_period: int = 400
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
+    task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
 
 
 @dataclass
@@ -81,9 +82,11 @@ def make_batch(bank: LatentBank, vae: STVAE, source: Source, cfg: DiTTrainConfig
     images = [t for t in bank.tasks if source.kind(t) == "image"]
     names = videos if videos and (not images or rng.random() < cfg.video_fraction) else images
     k = int(rng.integers(1, cfg.max_pairs + 1))
+    p = task_probabilities(names, cfg.task_weights)
     conds, targets = [], []
     for _ in range(cfg.batch):
-        pairs = [tuple(_latent(m, vae, gen) for m in pair) for pair in bank.draw(str(rng.choice(names)), rng, k + 1)]
+        task = str(rng.choice(names) if p is None else rng.choice(names, p=p))
+        pairs = [tuple(_latent(m, vae, gen) for m in pair) for pair in bank.draw(task, rng, k + 1)]
         conds.append(codec.condition(pairs[:-1], pairs[-1][0]))  # the last pair: (query, its target)
         targets.append(pairs[-1][1])
     cond, target = torch.stack(conds), torch.stack(targets)
@@ -92,6 +95,23 @@ def make_batch(bank: LatentBank, vae: STVAE, source: Source, cfg: DiTTrainConfig
     keep = torch.from_numpy(np.setdiff1d(np.arange(cfg.batch), drop.numpy()))
     null = codec.null_condition(cond[drop], target.shape[2])
     return Batch(cond[keep], target[keep], null, target[drop])
+
+
+def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...]) -> np.ndarray | None:
+    """Draw probabilities of `names` under the relative task weights (None: uniform, as without)."""
+    table = dict(weights)
+    if not any(n in table for n in names):
+        return None
+    w = np.array([table.get(n, 1.0) for n in names], dtype=np.float64)
+    return w / w.sum()
+
+
+def check_task_weights(weights: tuple[tuple[str, float], ...], names: list[str]) -> None:
+    for task, w in weights:
+        if task not in names:
+            raise UsageError(f"--task-weights names {task!r}, which is not among the training tasks ({', '.join(names)})")
+        if not w > 0:
+            raise UsageError(f"--task-weights {task}={w}: a weight must be above 0")
 
 
 def flow_loss(model, cond: torch.Tensor, x1: torch.Tensor, gen: torch.Generator, bf16: bool) -> torch.Tensor:
@@ -125,6 +145,7 @@ def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str, device
 
 def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | None = None, init: Path | None = None,
               resume: bool = False, callback: loop.Callback = None, device: str = "cpu") -> Path:
+    check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
