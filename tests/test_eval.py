@@ -51,6 +51,11 @@ def test_eval_json_report(cli, tiny_model):
     assert set(fg) == {"metrics", "baseline", "better_than_baseline"} and "iou" in fg["metrics"]
     assert set(report["tasks"]["depth_estimation"]["metrics"]) == {"abs_rel", "delta1"}
     assert 0.0 <= report["task_switch_accuracy"] <= 1.0
+    answers = report["task_switch_answers"]  # per context task: which truth each answer was closest to
+    assert set(answers) == {"foreground_segmentation", "depth_estimation"}
+    assert all(sum(row.values()) == 2 for row in answers.values())
+    right = sum(row[task] for task, row in answers.items())
+    assert report["task_switch_accuracy"] == round(right / 4, 4)
     assert set(report["tasks"]) >= {"video_depth"} and set(report["tasks"]["video_depth"]["metrics"]) == {"abs_rel", "delta1"}
 
 
@@ -63,7 +68,7 @@ def test_eval_covers_frame_prediction(cli, tiny_model):
     assert "psnr_db" in fp["metrics"] and "psnr_db" in fp["baseline"]
     assert 0 < fp["vae_ceiling_db"] < 100  # the true new frames through the VAE
     assert set(fp["continuity"]) == {"within_chunk_db", "across_chunks_db"}  # 12 frames: three chunks of 4
-    assert report["task_switch_accuracy"] is None and "NaN" not in stdout
+    assert report["task_switch_accuracy"] is None and report["task_switch_answers"] is None and "NaN" not in stdout
     assert set(report["vae_ceiling"]) == {"image_psnr_db", "clip_psnr_db"} and report["vae_ceiling"]["image_psnr_db"] > 0
 
 
@@ -74,3 +79,16 @@ def test_continuity_sees_a_jump_between_chunks():
     a = ev.continuity([(np.clip(smooth, 0, 1) * 255).astype(np.uint8)], chunk=4)
     b = ev.continuity([(np.clip(jumpy, 0, 1) * 255).astype(np.uint8)], chunk=4)
     assert abs(a["within_chunk_db"] - a["across_chunks_db"]) < 1.0 and b["across_chunks_db"] < b["within_chunk_db"] - 5
+
+
+def test_the_table_names_the_contexts_that_switch_wrong(cli, tiny_model):
+    from lavin_cli.cli.evaluate import _switch_line
+
+    line = _switch_line(0.75, {"depth_estimation": {"depth_estimation": 4, "edge_detection": 0},
+                               "edge_detection": {"depth_estimation": 2, "edge_detection": 2}})
+    assert line == "task switch accuracy: 0.750 (edge_detection 2/4 right, answered as depth_estimation 2)"
+    assert _switch_line(1.0, {"a": {"a": 3, "b": 0}, "b": {"a": 0, "b": 3}}).endswith("(every context right)")
+    code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
+                            "-t", "depth_estimation", "-t", "edge_detection", "-q")
+    assert code == 0, err
+    assert "task switch accuracy: " in stdout

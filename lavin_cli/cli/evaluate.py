@@ -27,7 +27,7 @@ def evaluate(
     cond_refresh: int = options.COND_REFRESH,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per-task metrics, baseline, task_switch_accuracy."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per-task metrics, baseline, task_switch_accuracy and task_switch_answers."),
     quiet: bool = options.QUIET,
 ) -> None:
     """Measure a model on held-out generated scenes: per-task metrics, a trivial baseline, task switching."""
@@ -61,8 +61,7 @@ def evaluate(
         for metric, value in r["metrics"].items():
             table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
     out.print(table)
-    accuracy = report["task_switch_accuracy"]
-    out.print(f"task switch accuracy: {'n/a (needs two of depth, normals, foreground, edges)' if accuracy is None else f'{accuracy:.3f}'}")
+    out.print(_switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
     ceiling = report["vae_ceiling"]
     out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "
               f"{ceiling['clip_psnr_db']} dB clips")
@@ -75,3 +74,17 @@ def evaluate(
                       f"chunks, {c['across_chunks_db']} dB across chunk boundaries")
     for name, why in report["skipped"].items():
         log(f"skipped {name}: {why}")
+
+
+def _switch_line(accuracy: float | None, answers: dict | None) -> str:
+    """'task switch accuracy: 0.828 (edge_detection 10/32, answered as depth_estimation 10, ...)'."""
+    if accuracy is None:
+        return "task switch accuracy: n/a (needs two of depth, normals, foreground, edges)"
+    misses = []
+    for task, row in answers.items():
+        wrong = {k: v for k, v in row.items() if k != task and v}
+        if wrong:
+            total = sum(row.values())
+            misses.append(f"{task} {row[task]}/{total} right, answered as "
+                          + ", ".join(f"{k} {v}" for k, v in sorted(wrong.items(), key=lambda kv: -kv[1])))
+    return f"task switch accuracy: {accuracy:.3f}" + (f" ({'; '.join(misses)})" if misses else " (every context right)")

@@ -18,7 +18,8 @@ in-context from `pairs` held-out pairs, and scored against the exact ground trut
 The baseline answers every query with the mean of the context targets (frame prediction: with
 its last input frame repeated). Task switching: the same
 clean-RGB query under the contexts of depth, normals, foreground and edges (the tasks that share
-that input) must give, each time, the prediction closest (MSE) to that context's task.
+that input) must give, each time, the prediction closest (MSE) to that context's task; the report keeps,
+per context task, which task's truth each answer was closest to.
 """
 
 from __future__ import annotations
@@ -179,25 +180,31 @@ def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
     return pipe.engine.decode(mean)[0].astype(np.float32) / 255
 
 
-def task_switch_accuracy(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
-                         **sampling) -> float | None:
-    """Share of (query, task) where the answer under task T's context is closest to T's truth
-    (None when fewer than two of the evaluated tasks share the clean-picture input)."""
+def task_switch(pipe, names: list[str], seed: int, queries: int, pairs: int, size: int,
+                **sampling) -> dict[str, dict[str, int]] | None:
+    """For each context task T (of those sharing the clean-picture input), how many answers under
+    T's context were closest (MSE) to each task's truth: {T: {answered: count}}; the diagonal is
+    what switched right (None when fewer than two of the evaluated tasks share that input)."""
     names = [n for n in SWITCH_TASKS if n in names]
     if len(names) < 2:
         return None
     renders = [tasks.render_scene(heldout_rng(seed, "depth_estimation", 500_000 + i), size) for i in range(queries)]
     truths = {n: [np.broadcast_to(np.atleast_3d(tasks.SCENE_TARGETS[n](r)), r.rgb.shape) for r in renders] for n in names}
-    correct = total = 0
+    answers: dict[str, dict[str, int]] = {}
     for task in names:
         context = [(_u8(a), _u8(b)) for a, b in _context(task, seed, pairs, size)]
         result = pipe(context, [_u8(r.rgb) for r in renders], pairs=pairs, seed=seed, size=size, **sampling)
+        answers[task] = dict.fromkeys(names, 0)
         for i, pred in enumerate(result.predictions):
             p = pred.image.astype(np.float32) / 255
             errors = {n: float(np.mean((p - truths[n][i]) ** 2)) for n in names}
-            correct += min(errors, key=errors.get) == task
-            total += 1
-    return correct / total
+            answers[task][min(errors, key=errors.get)] += 1
+    return answers
+
+
+def switch_accuracy(answers: dict[str, dict[str, int]]) -> float:
+    """Share of all answers that were closest to their own context's task."""
+    return sum(row[task] for task, row in answers.items()) / sum(sum(row.values()) for row in answers.values())
 
 
 def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
@@ -223,8 +230,9 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
             report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, **sampling)
         if callback:
             callback(n + 1, len(names) + 1)
-    accuracy = task_switch_accuracy(pipe, names, seed, queries, pairs, size, **sampling)
-    report["task_switch_accuracy"] = None if accuracy is None else round(accuracy, 4)
+    answers = task_switch(pipe, names, seed, queries, pairs, size, **sampling)
+    report["task_switch_accuracy"] = None if answers is None else round(switch_accuracy(answers), 4)
+    report["task_switch_answers"] = answers
     report["vae_ceiling"] = vae_ceiling(pipe, seed, queries, size)
     if callback:
         callback(len(names) + 1, len(names) + 1)
