@@ -77,7 +77,7 @@ def evaluate(
 
 
 def _switch_line(accuracy: float | None, answers: dict | None) -> str:
-    """'task switch accuracy: 0.828 (edge_detection 10/32, answered as depth_estimation 10, ...)'."""
+    """'task switch accuracy: 0.828 (edge_detection 10/32 right, answered as depth_estimation 10, ...)'."""
     if accuracy is None:
         return "task switch accuracy: n/a (needs two of depth, normals, foreground, edges)"
     misses = []

@@ -107,7 +107,10 @@ def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...])
 
 
 def check_task_weights(weights: tuple[tuple[str, float], ...], names: list[str]) -> None:
+    seen = [task for task, _ in weights]
     for task, w in weights:
+        if seen.count(task) > 1:
+            raise UsageError(f"--task-weights names {task} {seen.count(task)} times: give each task once")
         if task not in names:
             raise UsageError(f"--task-weights names {task!r}, which is not among the training tasks ({', '.join(names)})")
         if not w > 0:
