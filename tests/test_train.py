@@ -135,8 +135,8 @@ def test_task_weights_shift_the_mix_and_bad_ones_are_refused(cli, trained_vae, t
     rng = np.random.default_rng(0)
     draws = [rng.choice(names, p=p) for _ in range(3000)]
     assert 0.62 < draws.count("edge_detection") / 3000 < 0.71
-    for bad, words in (("edges=2", "not among the training tasks"), ("denoising=0", "above 0"),
-                       ("denoising", "not TASK=WEIGHT"), ("denoising=x", "not TASK=WEIGHT"),
+    for bad, words in (("edges=2", "not among the training tasks"), ("denoising=0", "above 0"), ("denoising=inf", "finite"), ("denoising=nan", "finite"),
+                       ("denoising", "not TASK=WEIGHT"), ("denoising=x", "not TASK=WEIGHT"), ("=2", "not TASK=WEIGHT"),
                        ("denoising=2,denoising=3", "give each task once")):
         code, _, err = cli("train", "dit", "--out", tmp_path / "w", "--vae", trained_vae, "--steps", "1",
                            "--data", "generator:denoising,colorization", "--task-weights", bad, *DIT_ARGS)

@@ -40,13 +40,14 @@ def _task_weights(text: str) -> tuple[tuple[str, float], ...]:
 
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        task, sep, value = item.partition("=")
+        task, _, value = (part.strip() for part in item.partition("="))
         try:
-            pairs.append((task.strip(), float(value)))
+            weight = float(value)  # '' when there is no '=': refused below
         except ValueError:
-            sep = ""
-        if not sep or not task.strip():
+            weight = None
+        if not task or weight is None:
             raise UsageError(f"--task-weights: {item!r} is not TASK=WEIGHT (e.g. edge_detection=4)")
+        pairs.append((task, weight))
     return tuple(pairs)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,14 +108,16 @@ def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...])
 
 
 def check_task_weights(weights: tuple[tuple[str, float], ...], names: list[str]) -> None:
+    """Refuse, before anything is written, weights that name a task twice or one not trained, or
+    that are not a finite number above 0 (inf would turn the draw probabilities into NaN)."""
     seen = [task for task, _ in weights]
     for task, w in weights:
         if seen.count(task) > 1:
             raise UsageError(f"--task-weights names {task} {seen.count(task)} times: give each task once")
         if task not in names:
             raise UsageError(f"--task-weights names {task!r}, which is not among the training tasks ({', '.join(names)})")
-        if not w > 0:
-            raise UsageError(f"--task-weights {task}={w}: a weight must be above 0")
+        if not (math.isfinite(w) and w > 0):
+            raise UsageError(f"--task-weights {task}={w}: a weight must be a finite number above 0")
 
 
 def flow_loss(model, cond: torch.Tensor, x1: torch.Tensor, gen: torch.Generator, bf16: bool) -> torch.Tensor:
