@@ -11,7 +11,7 @@ from conftest import make_pairs
 
 from lavin_cli.store import weights
 from lavin_cli.training import tasks
-from lavin_cli.training.data import Folders, Generator
+from lavin_cli.training.data import Folders, Generator, Source
 
 
 @pytest.mark.parametrize("name", list(tasks.TASKS))
@@ -125,7 +125,7 @@ def test_train_dit_fine_tunes_on_folder_data(cli, trained_vae, tmp_path):
 
 
 def test_task_weights_shift_the_mix_and_bad_ones_are_refused(cli, trained_vae, tmp_path):
-    from lavin_cli.training.dit_trainer import task_probabilities
+    from lavin_cli.training.data import task_probabilities
 
     names = ["depth_estimation", "edge_detection", "denoising"]
     assert task_probabilities(names, ()) is None
@@ -146,6 +146,36 @@ def test_task_weights_shift_the_mix_and_bad_ones_are_refused(cli, trained_vae, t
                        "--data", "generator:denoising,colorization", "--task-weights", "denoising=3", *DIT_ARGS)
     assert code == 0, err
     assert json.loads((tmp_path / "w" / "model.json").read_text())["training"]["task_weights"] == [["denoising", 3.0]]
+
+
+class _TwoTasks(Source):
+    """A data source whose every picture shows which of its two tasks it came from (its value)."""
+
+    task_names = ["bright", "dark"]
+
+    def kind(self, task):
+        return "image"
+
+    def pair(self, task, rng, size):
+        value = 0.9 if task == "bright" else 0.1
+        return np.full((1, size, size, 3), value, np.float32), np.full((1, size, size, 3), value, np.float32)
+
+
+def test_vae_task_weights_draw_the_vae_pictures_and_bad_ones_are_refused(cli, tmp_path):
+    rng = np.random.default_rng(0)
+    assert 0.4 < (_TwoTasks().images(rng, 600, 8)[:, 0, 0, 0] < 0.5).mean() < 0.6
+    dark = (_TwoTasks().images(rng, 600, 8, (("dark", 3.0),))[:, 0, 0, 0] < 0.5).mean()
+    assert 0.7 < dark < 0.8
+    args = ["--steps", "1", "--batch", "2", "--size", "32", "--save-every", "1", "-q",
+            "--data", "generator:denoising,low_light_enhancement"]
+    for bad, words in (("deblurring=2", "not among the training tasks"), ("denoising=-1", "above 0"), ("x", "not TASK=WEIGHT")):
+        code, _, err = cli("train", "vae", "--out", tmp_path / "v", "--task-weights", bad, *args)
+        assert code == 2 and words in err and "Traceback" not in err, err
+        assert not (tmp_path / "v").exists()
+    code, _, err = cli("train", "vae", "--out", tmp_path / "v", "--task-weights", "low_light_enhancement=9", *args)
+    assert code == 0, err
+    meta = json.loads(torch.load(tmp_path / "v" / "vae_state.pt", weights_only=True)["meta"])
+    assert meta["task_weights"] == [["low_light_enhancement", 9.0]]
 
 
 def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path):

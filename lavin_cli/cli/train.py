@@ -24,6 +24,10 @@ LR_FINAL = typer.Option(1.0, "--lr-final", help="Learning rate at the last step 
 DATA = typer.Option("generator", "--data", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
                                                 "or a folder of task folders in the `lavin run` context format.")
 
+TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
+                            help="Draw some tasks more often, e.g. 'edge_detection=4' (others weigh 1; image and video "
+                                 "tasks are weighed within their own share).")
+
 
 def _source(data: str):
     from lavin_cli.training.data import Folders, Generator
@@ -84,6 +88,7 @@ def vae(
                                                                   "them), multiples of 32."),
     layers: int = typer.Option(1, "--layers", help="Residual blocks per level."),
     lr_final: float = LR_FINAL,
+    task_weights: str = TASK_WEIGHTS,
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
@@ -100,7 +105,8 @@ def vae(
     except ValueError:
         raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
-                         save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final)
+                         save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
+                         task_weights=_task_weights(task_weights))
     _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
     log(f"wrote {out / 'vae.safetensors'}")
 
@@ -125,9 +131,7 @@ def dit(
     video_fraction: float = typer.Option(0.15, "--video-fraction", help="Share of batches made of video tasks."),
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
-    task_weights: str = typer.Option("", "--task-weights", metavar="TASK=W,...",
-                                     help="Draw some tasks more often, e.g. 'edge_detection=4' (others weigh 1; image "
-                                          "and video tasks are weighed within their own share)."),
+    task_weights: str = TASK_WEIGHTS,
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),

@@ -5,12 +5,13 @@ A source hands out whole (input, target) pairs of one task, and loose images/cli
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError
+from lavin_cli.errors import InputError, UsageError
 from lavin_cli.inference.context import find_pairs
 from lavin_cli.io import images as image_io
 from lavin_cli.training import tasks as gen
@@ -26,25 +27,52 @@ class Source:
         """(input, target) frames (F, H, W, 3) float32 in [0, 1]."""
         raise NotImplementedError
 
-    def images(self, rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-        """n single images (n, H, W, 3) drawn from inputs and targets of the image tasks."""
+    def images(self, rng: np.random.Generator, n: int, size: int,
+               weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
+        """n single images (n, H, W, 3) drawn from inputs and targets of the image tasks (tasks
+        drawn under the relative `weights`, see task_probabilities)."""
         names = [t for t in self.task_names if self.kind(t) == "image"]
+        p = task_probabilities(names, weights)
         out = []
         for _ in range(n):
-            inp, tgt = self.pair(str(rng.choice(names)), rng, size)
+            inp, tgt = self.pair(str(rng.choice(names, p=p)), rng, size)
             out.append((inp if rng.random() < 0.5 else tgt)[0])
         return np.stack(out)
 
-    def clips(self, rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    def clips(self, rng: np.random.Generator, n: int, size: int,
+              weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
         """n 5-frame clips (n, 5, H, W, 3) from the video tasks (still images repeated if none)."""
         names = [t for t in self.task_names if self.kind(t) == "video"]
         if not names:
-            return np.repeat(self.images(rng, n, size)[:, None], 5, axis=1)
+            return np.repeat(self.images(rng, n, size, weights)[:, None], 5, axis=1)
+        p = task_probabilities(names, weights)
         out = []
         for _ in range(n):
-            inp, tgt = self.pair(str(rng.choice(names)), rng, size)
+            inp, tgt = self.pair(str(rng.choice(names, p=p)), rng, size)
             out.append(inp if rng.random() < 0.5 else tgt)
         return np.stack(out)
+
+
+def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...]) -> np.ndarray | None:
+    """Draw probabilities of `names` under the relative task weights (None: uniform, as without)."""
+    table = dict(weights)
+    if not any(n in table for n in names):
+        return None
+    w = np.array([table.get(n, 1.0) for n in names], dtype=np.float64)
+    return w / w.sum()
+
+
+def check_task_weights(weights: tuple[tuple[str, float], ...], names: list[str]) -> None:
+    """Refuse, before anything is written, weights that name a task twice or one not trained, or
+    that are not a finite number above 0 (inf would turn the draw probabilities into NaN)."""
+    seen = [task for task, _ in weights]
+    for task, w in weights:
+        if seen.count(task) > 1:
+            raise UsageError(f"--task-weights names {task} {seen.count(task)} times: give each task once")
+        if task not in names:
+            raise UsageError(f"--task-weights names {task!r}, which is not among the training tasks ({', '.join(names)})")
+        if not (math.isfinite(w) and w > 0):
+            raise UsageError(f"--task-weights {task}={w}: a weight must be a finite number above 0")
 
 
 class Generator(Source):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import folders, weights
 from lavin_cli.training import loop
 from lavin_cli.training.bank import LatentBank
-from lavin_cli.training.data import Source
+from lavin_cli.training.data import Source, check_task_weights, task_probabilities
 from lavin_cli.training.examples import write_task_folders
 
 
@@ -96,28 +95,6 @@ def make_batch(bank: LatentBank, vae: STVAE, source: Source, cfg: DiTTrainConfig
     keep = torch.from_numpy(np.setdiff1d(np.arange(cfg.batch), drop.numpy()))
     null = codec.null_condition(cond[drop], target.shape[2])
     return Batch(cond[keep], target[keep], null, target[drop])
-
-
-def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...]) -> np.ndarray | None:
-    """Draw probabilities of `names` under the relative task weights (None: uniform, as without)."""
-    table = dict(weights)
-    if not any(n in table for n in names):
-        return None
-    w = np.array([table.get(n, 1.0) for n in names], dtype=np.float64)
-    return w / w.sum()
-
-
-def check_task_weights(weights: tuple[tuple[str, float], ...], names: list[str]) -> None:
-    """Refuse, before anything is written, weights that name a task twice or one not trained, or
-    that are not a finite number above 0 (inf would turn the draw probabilities into NaN)."""
-    seen = [task for task, _ in weights]
-    for task, w in weights:
-        if seen.count(task) > 1:
-            raise UsageError(f"--task-weights names {task} {seen.count(task)} times: give each task once")
-        if task not in names:
-            raise UsageError(f"--task-weights names {task!r}, which is not among the training tasks ({', '.join(names)})")
-        if not (math.isfinite(w) and w > 0):
-            raise UsageError(f"--task-weights {task}={w}: a weight must be a finite number above 0")
 
 
 def flow_loss(model, cond: torch.Tensor, x1: torch.Tensor, gen: torch.Generator, bf16: bool) -> torch.Tensor:

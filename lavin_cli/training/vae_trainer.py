@@ -21,7 +21,7 @@ from lavin_cli.config import VAEConfig
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
 from lavin_cli.training import loop
-from lavin_cli.training.data import Source
+from lavin_cli.training.data import Source, check_task_weights
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class VAETrainConfig:
     layers_per_block: int = 1
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
+    task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -63,9 +64,9 @@ def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight:
 
 def _batch(source: Source, rng: np.random.Generator, cfg: VAETrainConfig, video: bool) -> torch.Tensor:
     if video:
-        frames = source.clips(rng, max(1, cfg.batch // 4), cfg.size)  # (n, 5, H, W, 3)
+        frames = source.clips(rng, max(1, cfg.batch // 4), cfg.size, cfg.task_weights)  # (n, 5, H, W, 3)
     else:
-        frames = source.images(rng, cfg.batch, cfg.size)[:, None]  # (n, 1, H, W, 3)
+        frames = source.images(rng, cfg.batch, cfg.size, cfg.task_weights)[:, None]  # (n, 1, H, W, 3)
     return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() * 2 - 1
 
 
@@ -80,6 +81,7 @@ def latent_stats(vae: STVAE, source: Source, size: int, seed: int = 12345, n: in
 
 def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = False, init: Path | None = None,
               callback: loop.Callback = None) -> Path:
+    check_task_weights(cfg.task_weights, source.task_names)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
