@@ -3,7 +3,7 @@
 Loss = L1 reconstruction + 0.5 x L1 of image gradients (keeps edges and masks crisp)
        + kl_weight x KL to N(0, I) (per latent element).
 Pictures are inputs and targets of the source's tasks, drawn uniformly or under `task_weights`
-(more dark pictures, say: they are what a VAE trained on the uniform mix reconstructs worst).
+(more dark pictures, say: the uniform mix shows the VAE few of them).
 The VAE is strictly causal (`causal_norm=True`). The checkpoint written is the EMA of the
 weights; the latent normalisation (shift, scale) is measured on generated data at each save so
 that normalised latents have mean 0 and unit variance, as the DiT expects.
