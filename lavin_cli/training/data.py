@@ -31,27 +31,25 @@ class Source:
                weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
         """n single images (n, H, W, 3) drawn from inputs and targets of the image tasks (tasks
         drawn under the relative `weights`, see task_probabilities)."""
-        names = [t for t in self.task_names if self.kind(t) == "image"]
-        p = task_probabilities(names, weights)
-        out = []
-        for _ in range(n):
-            inp, tgt = self.pair(str(rng.choice(names, p=p)), rng, size)
-            out.append((inp if rng.random() < 0.5 else tgt)[0])
-        return np.stack(out)
+        return self._pictures("image", rng, n, size, weights)[:, 0]
 
     def clips(self, rng: np.random.Generator, n: int, size: int,
               weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
         """n 5-frame clips (n, 5, H, W, 3) from the video tasks (still images repeated if none)."""
-        names = [t for t in self.task_names if self.kind(t) == "video"]
-        if not names:
+        if not any(self.kind(t) == "video" for t in self.task_names):
             return np.repeat(self.images(rng, n, size, weights)[:, None], 5, axis=1)
+        return self._pictures("video", rng, n, size, weights)
+
+    def _pictures(self, kind: str, rng: np.random.Generator, n: int, size: int,
+                  weights: tuple[tuple[str, float], ...]) -> np.ndarray:
+        """n inputs or targets (n, F, H, W, 3), each of a task of `kind` drawn under `weights`."""
+        names = [t for t in self.task_names if self.kind(t) == kind]
         p = task_probabilities(names, weights)
         out = []
         for _ in range(n):
             inp, tgt = self.pair(str(rng.choice(names, p=p)), rng, size)
             out.append(inp if rng.random() < 0.5 else tgt)
         return np.stack(out)
-
 
 def task_probabilities(names: list[str], weights: tuple[tuple[str, float], ...]) -> np.ndarray | None:
     """Draw probabilities of `names` under the relative task weights (None: uniform, as without)."""
