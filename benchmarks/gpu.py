@@ -27,15 +27,15 @@ from lavin_cli.runtime import device as devices
 from lavin_cli.store import weights
 
 
-def random_models(dit_name: str, vae_name: str, dtype: torch.dtype):
-    """Built on meta, materialised on the CPU with small random weights (no download, no slow init)."""
+def random_models(dit_name: str, vae_name: str, dtype: torch.dtype, device="cpu"):
+    """Built on meta, materialised on `device` with small random weights (no download, no slow init)."""
     models = []
     for cfg in (dit_preset(dit_name), vae_preset(vae_name)):
-        model = weights.build(cfg, init=False).to_empty(device="cpu")
-        gen = torch.Generator().manual_seed(0)
+        model = weights.build(cfg, init=False).to_empty(device=device)
+        gen = torch.Generator(device=device).manual_seed(0)
         with torch.no_grad():
             for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if p.dim() > 1 else 0.1) + (1.0 if p.dim() == 1 else 0.0))
+                p.normal_(generator=gen).mul_(0.02 if p.dim() > 1 else 0.1).add_(1.0 if p.dim() == 1 else 0.0)
         models.append(model.to(dtype).eval().requires_grad_(False))
     return models
 
@@ -91,6 +91,29 @@ def measure(pipe: Pipeline, context, query, size, pairs, steps, cfg, repeats, de
     return statistics.median(times), peak
 
 
+def official_row(dit, vae, context, query, size: int, pairs: int, steps: int, cfg: float, repeats: int,
+                 device: torch.device) -> tuple[float, int]:
+    """The official code's numerics on the same weights: its model and VAE classes, bf16 weights under
+    autocast, two passes for guidance (as its inference.py runs, without torch.compile)."""
+    import official
+
+    o = official.modules()
+    dit_o, vae_o = official.official_dit(o, dit).to(device), official.official_vae(o, vae).to(device)
+    images = [img for pair in context for img in pair] + query
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)[:, :, None].float().div(127.5).sub(1).to(device)
+    h = size // 8
+    post_noise = torch.randn(len(images), dit.cfg.in_channels, 1, h, h)
+    noise = torch.randn(1, dit.cfg.in_channels, 1, h, h, device=device)
+    sample_fn = official.sampler(o, steps)
+    run = lambda: official.predict(dit_o, vae_o, sample_fn, pixels, post_noise, noise, cfg)  # noqa: E731
+    run()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = [_timed(run, device) for _ in range(repeats)]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return statistics.median(times), peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="3.4B")
@@ -103,6 +126,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", default="auto", help="comma list of backends, or auto: every one that works here")
     parser.add_argument("--offload", default="none,model,sequential")
+    parser.add_argument("--official", action="store_true",
+                        help="also time the official code's numerics (needs $LAVIN_OFFICIAL_DIR: benchmarks/official.py)")
     args = parser.parse_args()
 
     device = devices.pick_device(args.device)
@@ -111,11 +136,13 @@ def main() -> None:
         if args.attention == "auto" else args.attention.split(",")
     rate = matmul_rate(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}; {str(dtype).replace('torch.', '')} matmul rate {rate / 1e12:.1f} TFLOP/s; "
-          f"J-DiT {args.preset} + VAE {args.vae}, random weights; {args.steps} steps, cfg {args.cfg}, one query")
-    print("| size | pairs | attention | offload | s / prediction | peak GPU GB | TFLOP | floor s | x floor |")
-    print("| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    dit, vae = random_models(args.preset, args.vae, dtype)
+    print(f"device: {name}; torch {torch.__version__}; {str(dtype).replace('torch.', '')} matmul rate "
+          f"{rate / 1e12:.1f} TFLOP/s; J-DiT {args.preset} + VAE {args.vae}, random weights; {args.steps} steps, "
+          f"cfg {args.cfg}, one query")
+    print("| size | pairs | code | attention | offload | s / prediction | peak GPU GB | TFLOP | floor s | x floor |")
+    print("| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    dit, vae = random_models(args.preset, args.vae, dtype, device)
+    dit, vae = dit.cpu(), vae.cpu()  # each mode places the weights itself
     for size, pairs in zip(map(int, args.sizes.split(",")), map(int, args.pairs.split(","))):
         context, query = inputs(size, pairs)
         flops = None
@@ -125,12 +152,20 @@ def main() -> None:
                 if flops is None:
                     flops = count_flops(pipe, context, query, size, pairs, args.steps, args.cfg)
                 seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
-                floor = flops / rate
-                print(f"| {size} | {pairs} | {backend} | {mode} | {seconds:.3f} | {peak / 2**30:.2f} | "
-                      f"{flops / 1e12:.2f} | {floor:.3f} | {seconds / floor:.2f} |", flush=True)
-                dit.to("cpu"), vae.to("cpu")  # the next mode places the weights itself
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+                print(_row(size, pairs, "lavin", backend, mode, seconds, peak, flops, rate), flush=True)
+                pipe.engine.offload.release(vae, dit)
+        if args.official:
+            seconds, peak = official_row(dit, vae, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
+            print(_row(size, pairs, "official numerics", "SDPA (for flash-attn)", "none", seconds, peak, flops, rate),
+                  flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def _row(size, pairs, code, backend, mode, seconds, peak, flops, rate) -> str:
+    floor = flops / rate
+    return (f"| {size} | {pairs} | {code} | {backend} | {mode} | {seconds:.3f} | {peak / 2**30:.2f} | "
+            f"{flops / 1e12:.2f} | {floor:.3f} | {seconds / floor:.2f} |")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,16 @@ def test_auto_offload_and_estimates():
     assert bigger["none"] > needs["none"]
 
 
+def test_releasing_sequential_offload_leaves_a_plain_model(dit):
+    """A benchmark that tries every mode on one model must not keep the block-streaming hooks."""
+    vae = weights.build(vae_preset("tiny"))
+    mode = offload.make("sequential", torch.device("cpu"))
+    mode.place(vae, dit)
+    assert all(block._forward_pre_hooks and block._forward_hooks for block in dit.blocks)
+    mode.release(vae, dit)
+    assert not any(block._forward_pre_hooks or block._forward_hooks for block in dit.blocks)
+
+
 def test_auto_offload_is_none_on_cpu(tiny_model):
     assert Pipeline.from_pretrained(str(tiny_model), offload="auto").offload.name == "none"
 

@@ -38,6 +38,13 @@ class Offload:
     def using(self, module: nn.Module):
         yield module
 
+    def release(self, vae: nn.Module, dit: nn.Module) -> None:
+        """Undo `place`: every weight back in main memory, no hooks left, device memory freed."""
+        vae.to(CPU)
+        dit.to(CPU)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
 
 class ModelOffload(Offload):
     name = "model"
@@ -114,6 +121,15 @@ class SequentialOffload(ModelOffload):
             for p in block.parameters():  # weights are frozen: drop the device copy
                 p.data = self._home[p]
         return hook
+
+    def release(self, vae: nn.Module, dit: nn.Module) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+        for p, home in self._home.items():
+            p.data = home
+        self._home.clear()
+        super().release(vae, dit)
 
     @contextmanager
     def using(self, module: nn.Module):

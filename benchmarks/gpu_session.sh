@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Everything the GPU checks need, in stages that each fit one 10-minute command on a lent GPU
+# machine (a bare image with CUDA torch, no xformers, no network).
+#
+#   here, once:   bash benchmarks/gpu_session.sh prepare      # wheels into .whl/, the official code,
+#                                                             # shims and parity fixtures into .gpu/
+#   on the GPU:   bash benchmarks/gpu_session.sh setup tests gputests      (carry .whl and .gpu)
+#                 bash benchmarks/gpu_session.sh setup parity profile
+#                 bash benchmarks/gpu_session.sh setup bench
+#
+# Each stage writes $OUT/<stage>.log (OUT defaults to ./gpu-results); `setup` writes env.log.
+# .whl/ and .gpu/ are git-ignored: the official source never enters the project.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+OFFICIAL_SOURCE=${LAVIN_OFFICIAL_DIR:-}  # prepare: where the fetched official repository is
+
+stage_prepare() {  # here, with network: what the bare GPU image lacks
+    mkdir -p .whl .gpu/parity .gpu/shims .gpu/official
+    $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl "xformers==${XFORMERS_VERSION:-0.0.35}" platformdirs
+    cp -r ../shared/parity/. .gpu/parity/
+    cp ../shared/official/*.py .gpu/shims/
+    [ -n "$OFFICIAL_SOURCE" ] || { echo "set LAVIN_OFFICIAL_DIR to a copy of DerrickWang005/LaVin-DiT"; return 1; }
+    (cd "$OFFICIAL_SOURCE" && cp --parents inference.py lib/model/*.py lib/transport/*.py "$OLDPWD/.gpu/official/")
+    du -sh .whl .gpu
+}
+
+stage_setup() {  # on the GPU machine: carried wheels, lavin importable and on PATH, fixtures in place
+    if ls .whl/*.whl >/dev/null 2>&1; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    fi
+    mkdir -p /tmp/bin ../shared
+    printf '#!/bin/sh\nexec %s -m lavin_cli "$@"\n' "$PY" > /tmp/bin/lavin && chmod +x /tmp/bin/lavin
+    [ -e ../shared/parity ] || ln -s "$PWD/.gpu/parity" ../shared/parity
+    [ -e ../shared/official ] || ln -s "$PWD/.gpu/shims" ../shared/official
+    {
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+        $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+        $PY -c "import xformers; print('xformers', xformers.__version__)" 2>&1 | tail -1
+        $PY -c "from lavin_cli.runtime.attention import xformers_status; print('xformers in lavin:', xformers_status(0))"
+        command -v ffmpeg || echo "no ffmpeg binary (video tests need imageio-ffmpeg)"
+        lavin info
+    } 2>&1 | tee "$OUT/env.log"
+}
+
+stage_tests() { timeout 480 $PY -m pytest -q -p no:cacheprovider -rfE 2>&1 | tail -60 > "$OUT/tests.log"; }
+stage_gputests() { timeout 300 $PY -m pytest -q -p no:cacheprovider -rA tests/test_gpu.py 2>&1 | tail -40 > "$OUT/gputests.log"; }
+stage_parity() { timeout 420 $PY benchmarks/gpu_parity.py --json "$OUT/parity.json" > "$OUT/parity.log" 2>&1; }
+stage_profile() { timeout 180 $PY benchmarks/gpu_profile.py --out "$OUT/profile" > "$OUT/profile.log" 2>&1; }
+stage_bench() { timeout 560 $PY benchmarks/gpu.py --official --repeats 2 > "$OUT/bench.log" 2>&1; }
+
+export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" PATH="/tmp/bin:$PATH"
+export LAVIN_OFFICIAL_DIR=${LAVIN_OFFICIAL_DIR:-$PWD/.gpu/official} LAVIN_OFFICIAL_SHIMS=${LAVIN_OFFICIAL_SHIMS:-$PWD/.gpu/shims}
+for stage in "$@"; do
+    start=$(date +%s)
+    "stage_$stage"
+    rc=$?
+    echo "stage $stage: exit $rc, $(( $(date +%s) - start )) s" | tee -a "$OUT/stages.log"
+done

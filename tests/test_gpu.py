@@ -1,0 +1,131 @@
+"""CUDA checks: attention kernels at the 3.4B block shapes, offload modes, bf16 and --compile on a GPU.
+
+Every test here needs a CUDA device and is skipped without one (CI has none); run them on a GPU
+with `python -m pytest -q tests/test_gpu.py` (the whole suite runs them too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lavin_cli import Pipeline
+from lavin_cli.config import dit_preset
+from lavin_cli.models import ops
+from lavin_cli.runtime import attention as attention_policy
+from lavin_cli.runtime import offload
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+
+BF16_MEAN_ABS_TOLERANCE = 2.0  # of 255, as README and tests/test_performance.py say
+
+
+def _block_qkv(tokens: int, seed: int = 0):
+    """q, k, v of one 3.4B block's joint attention: 32 query heads, 8 key/value heads of 72."""
+    cfg = dit_preset("3.4B")
+    heads, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads
+    kv = heads // cfg.kv_group
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    make = lambda h: torch.randn(2, tokens, h, d, device="cuda", generator=gen, dtype=torch.bfloat16)  # noqa: E731
+    return make(heads), make(kv), make(kv)
+
+
+def _reference(q, k, v, chunk: int = 1024) -> torch.Tensor:
+    """The float32 math reference, a chunk of queries at a time (the full score matrix is GBs)."""
+    return torch.cat([ops.attention_math(q[:, i:i + chunk].float(), k.float(), v.float())
+                      for i in range(0, q.shape[1], chunk)], dim=1)
+
+
+# 512 px with 4 pairs: 10 latent frames of 32 x 32 tokens; 256 px with 8 pairs: 18 of 16 x 16
+@pytest.mark.parametrize("tokens", [10 * 32 * 32, 18 * 16 * 16])
+def test_every_attention_kernel_matches_the_math_reference_at_3_4b_shapes(tokens):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = _block_qkv(tokens)
+    ref = _reference(q, k, v)
+    scale = ref.abs().max().item()
+    results = {}
+    kernels = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "math": SDPBackend.MATH}
+    for name, kernel in kernels.items():
+        try:
+            with sdpa_kernel([kernel]):
+                results[f"sdpa-{name}"] = ops.attention(q, k, v, "sdpa")
+        except RuntimeError as exc:  # a kernel that does not take these shapes says so; flash must
+            assert name != "flash", f"SDPA flash refused the 3.4B shapes: {exc}"
+    if attention_policy.xformers_status(0)[0]:
+        results["xformers"] = ops.attention(q, k, v, "xformers")
+    results["lavin-math"] = ops.attention(q, k, v, "math")
+    assert "sdpa-flash" in results
+    for name, out in results.items():
+        err = (out.float() - ref).abs()
+        assert err.max().item() < 2e-2 * max(scale, 1.0) and err.mean().item() < 2e-3, (name, err.max().item())
+
+
+def test_auto_attention_picks_xformers_where_it_works():
+    works, reason = attention_policy.xformers_status(0)
+    expected = "xformers" if works else "sdpa"
+    assert attention_policy.resolve_backend("auto", torch.device("cuda")) == expected, reason
+
+
+def _predict(model, pairs_dir, queries, **load):
+    pipe = Pipeline.from_pretrained(str(model), device="cuda", **load)
+    result = pipe(pairs_dir, [str(q) for q in queries], steps=5)
+    assert all(p.error is None for p in result.predictions)
+    return [p.image for p in result.predictions]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_offload_modes_give_identical_predictions(tiny_model, pairs_dir, queries, dtype):
+    base = _predict(tiny_model, pairs_dir, queries, dtype=dtype, offload="none")
+    for mode in ("model", "sequential"):
+        for a, b in zip(base, _predict(tiny_model, pairs_dir, queries, dtype=dtype, offload=mode)):
+            assert np.array_equal(a, b), mode
+
+
+def test_sequential_offload_waits_for_a_late_prefetch(tiny_model, pairs_dir, queries, monkeypatch):
+    """The side-stream copy of each prefetched block is made late and poisoned: its device memory
+    is filled with NaN, a long sleep kernel is queued, then the real copy. If the compute stream
+    did not wait for the side stream, a block would read NaN (or a stale block) and the
+    prediction would differ or fail."""
+    base = _predict(tiny_model, pairs_dir, queries, offload="none")
+    real = offload.SequentialOffload._fetch
+
+    def late_fetch(self, block):
+        if self._stream is None or torch.cuda.current_stream(self.device) != self._stream:
+            return real(self, block)
+        moving = [p for p in block.parameters() if p.device != self.device]
+        poisoned = [torch.full_like(self._home[p], float("nan"), device=self.device) for p in moving]
+        torch.cuda._sleep(50_000_000)  # tens of ms of GPU cycles queued ahead of the copies
+        for p, t in zip(moving, poisoned):
+            p.data = t.copy_(self._home[p], non_blocking=True)
+
+    monkeypatch.setattr(offload.SequentialOffload, "_fetch", late_fetch)
+    for a, b in zip(base, _predict(tiny_model, pairs_dir, queries, offload="sequential")):
+        assert np.array_equal(a, b)
+
+
+def test_sequential_offload_keeps_block_weights_off_the_gpu(tiny_model, pairs_dir, queries):
+    pipe = Pipeline.from_pretrained(str(tiny_model), device="cuda", offload="sequential")
+    pipe(pairs_dir, [str(queries[0])], steps=3)
+    assert all(p.device.type == "cpu" and p.is_pinned() for p in pipe.dit.blocks.parameters())
+    assert all(p.device.type == "cuda" for p in pipe.dit.final.parameters())
+
+
+def test_bf16_matches_float32_on_cuda(tiny_model, pairs_dir, queries):
+    f32 = _predict(tiny_model, pairs_dir, queries, dtype="float32")
+    bf16 = _predict(tiny_model, pairs_dir, queries, dtype="bfloat16")
+    for a, b in zip(f32, bf16):
+        assert np.abs(a.astype(float) - b).mean() <= BF16_MEAN_ABS_TOLERANCE
+
+
+def test_auto_dtype_is_bf16_on_cuda(tiny_model):
+    assert Pipeline.from_pretrained(str(tiny_model), device="cuda").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype,bound", [("float32", 1), ("bfloat16", 8)])
+def test_compiled_matches_eager_on_cuda(tiny_model, pairs_dir, queries, dtype, bound):
+    eager = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype)
+    compiled = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype, compile=True)
+    assert np.abs(compiled[0].astype(int) - eager[0]).max() <= bound
