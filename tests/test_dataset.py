@@ -19,7 +19,7 @@ from PIL import Image
 
 from lavin_cli import Pipeline
 
-COMMON = ["--steps", "2", "--batch-size", "4", "-q"]
+COMMON = ["--steps", "2", "--batch-size", "4", "--device", "cpu", "-q"]  # cpu: the same outputs on a GPU machine too
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,25 @@ def test_shards_cover_the_list_exactly_once(cli, dataset, tiny_model, tmp_path, 
     code, _, err = cli("run", "-m", tiny_model, "-c", _pairs(tiny_model), "-i", dataset, "-o", tmp_path / "z",
                        "--shard", "3/3")
     assert code == 2 and "--shard 3/3" in err
+
+
+def test_torchrun_with_more_processes_than_gpus_is_told_the_fix(monkeypatch):
+    """A 1-GPU machine given two processes (simulated: CI has no GPU): one line with the fix."""
+    import torch
+
+    from lavin_cli.cli import distributed
+    from lavin_cli.errors import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    ranks = distributed.Ranks(1, 2, 1)
+    for requested in ("auto", "cuda"):
+        with pytest.raises(DeviceError, match=r"2 processes on this machine, which has 1 GPU.*--nproc_per_node 1"):
+            distributed.device(ranks, requested)
+    assert distributed.device(ranks, "cpu") == "cpu" and distributed.device(ranks, "cuda:0") == "cuda:0"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert distributed.device(distributed.Ranks(0, 2, 0), "auto") == distributed.device(None, "cuda:0") == "cuda:0"
 
 
 def test_torchrun_two_processes_match_one(dataset, tiny_model, tmp_path, single):

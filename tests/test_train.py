@@ -190,7 +190,8 @@ def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lavin_cli",
                           "train", "dit", "--out", str(tmp_path / "ddp"), "--vae", str(trained_vae), "--steps", "2",
-                          "--save-every", "2", *DIT_ARGS], capture_output=True, text=True, timeout=300, env=env)
+                          "--save-every", "2", "--device", "cpu", *DIT_ARGS], capture_output=True, text=True,
+                         timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "ddp" / "dit_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2]  # rank 0 alone writes

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lavin_cli.errors import OutputError
+from lavin_cli.errors import DeviceError, OutputError
 from lavin_cli.io.files import describe_os_error, write_atomic
 
 
@@ -45,20 +45,36 @@ def start() -> Optional[Ranks]:
 
     ranks = Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        cuda = torch.cuda.is_available()
+        cuda = _gpu_per_process()  # the same answer on every rank of a machine: one backend for all
         if cuda:
             torch.cuda.set_device(ranks.local_rank)
         dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
     return ranks
 
 
+def _gpu_per_process() -> bool:
+    """Whether CUDA is here with a GPU for each of torchrun's processes on this machine."""
+    import torch
+
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return torch.cuda.is_available() and local_world <= torch.cuda.device_count()
+
+
 def device(ranks: Optional[Ranks], requested: str) -> str:
-    """Each rank on its own GPU: 'auto' becomes cuda:LOCAL_RANK where CUDA is present."""
-    if ranks is None or requested != "auto":
+    """Each rank on its own GPU: 'auto' (where CUDA is present) and 'cuda' become cuda:LOCAL_RANK;
+    more processes than GPUs on a machine is refused with the fix, before any weights are read."""
+    if ranks is None or requested not in ("auto", "cuda"):
         return requested
     import torch
 
-    return f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu" if requested == "auto" else requested  # 'cuda' without CUDA: the device check says so
+    if not _gpu_per_process():
+        gpus = torch.cuda.device_count()
+        raise DeviceError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', '?')} processes on this machine, "
+                          f"which has {gpus} GPU(s): start one per GPU (--nproc_per_node {gpus}) or pass "
+                          "{{device=cpu}}")
+    return f"cuda:{ranks.local_rank}"
 
 
 def worst(ranks: Optional[Ranks], code: int) -> int:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lavin_cli.cli import options
+from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log
 from lavin_cli.cli.progress import Progress
 
@@ -139,35 +139,24 @@ def dit(
     quiet: bool = QUIET,
 ) -> None:
     """Train the J-DiT by conditional flow matching on in-context task samples (works under torchrun)."""
-    import os
-
-    import torch
-    import torch.distributed as dist
-
     from lavin_cli.runtime import device as devices
     from lavin_cli.training.dit_trainer import DiTTrainConfig, train_dit
 
     _prepare(size, threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = devices.pick_device(device)
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
-                         seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
-                         bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16, lr_final=lr_final,
-                         task_weights=_task_weights(task_weights))
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    ranks = distributed.start()
+    main_rank = ranks is None or ranks.main
     try:
-        _with_progress(quiet or rank != 0, steps, lambda cb: train_dit(
+        dev = devices.pick_device(distributed.device(ranks, device))
+        cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
+                             seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
+                             bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
+                             lr_final=lr_final, task_weights=_task_weights(task_weights))
+        _with_progress(quiet or not main_rank, steps, lambda cb: train_dit(
             out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
             device=str(dev)))
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if rank == 0:
+        distributed.stop(ranks)
+    if main_rank:
         log(f"wrote model folder {out}")
 
 
