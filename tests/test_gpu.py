@@ -46,8 +46,10 @@ def test_every_attention_kernel_matches_the_math_reference_at_3_4b_shapes(tokens
     ref = _reference(q, k, v)
     scale = ref.abs().max().item()
     results = {}
-    kernels = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-               "math": SDPBackend.MATH}
+    kernels = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    small = tokens < 5000  # the math kernels hold the whole score matrix: 27 GB in float32 at 10240 tokens
+    if small:
+        kernels["math"] = SDPBackend.MATH
     for name, kernel in kernels.items():
         try:
             with sdpa_kernel([kernel]):
@@ -56,7 +58,8 @@ def test_every_attention_kernel_matches_the_math_reference_at_3_4b_shapes(tokens
             assert name != "flash", f"SDPA flash refused the 3.4B shapes: {exc}"
     if attention_policy.xformers_status(0)[0]:
         results["xformers"] = ops.attention(q, k, v, "xformers")
-    results["lavin-math"] = ops.attention(q, k, v, "math")
+    if small:
+        results["lavin-math"] = ops.attention(q, k, v, "math")
     assert "sdpa-flash" in results
     for name, out in results.items():
         err = (out.float() - ref).abs()
