@@ -132,3 +132,19 @@ def test_compiled_matches_eager_on_cuda(tiny_model, pairs_dir, queries, dtype, b
     eager = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype)
     compiled = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype, compile=True)
     assert np.abs(compiled[0].astype(int) - eager[0]).max() <= bound
+
+
+def test_too_little_gpu_memory_is_answered_with_the_offload_advice(tiny_model, pairs_dir, queries):
+    """The GPU filled up to 256 MB by another tensor: a 2048 px run is refused (or its real
+    out-of-memory error turned into advice), and the same pipeline works once memory is back."""
+    from lavin_cli.errors import DeviceError
+
+    pipe = Pipeline.from_pretrained(str(tiny_model), device="cuda")
+    blocker = torch.empty(torch.cuda.mem_get_info()[0] - 256 * 2**20, dtype=torch.uint8, device="cuda")
+    try:
+        with pytest.raises(DeviceError, match="offload"):
+            pipe(pairs_dir, [str(queries[0])], size=2048, steps=2)
+    finally:
+        del blocker
+        torch.cuda.empty_cache()
+    assert pipe(pairs_dir, [str(queries[0])], steps=2).predictions[0].error is None
