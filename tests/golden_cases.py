@@ -79,6 +79,18 @@ def bundled_dit_sha256() -> str:
     return sha256(bundled_dir() / "dit.safetensors")
 
 
+def machine() -> dict[str, str]:
+    """What the recorded bytes depend on besides the code: torch and the device and dtype that
+    `auto` picks here (CPU bf16 where native, CUDA where present: other kernels, other bytes)."""
+    import torch
+
+    from lavin_cli.runtime import device as devices
+
+    dev = devices.pick_device("auto")
+    return {"torch": torch.__version__, "device": dev.type,
+            "dtype": devices.dtype_name(devices.pick_dtype("auto", dev))}
+
+
 def run_process(args: list[str], stdin: str | None, stdout_file: Path | None) -> None:
     """One `lavin` process, as a user would start it."""
     env = {**os.environ, "COLUMNS": "200"}
@@ -102,5 +114,6 @@ if __name__ == "__main__" and sys.argv[1:] == ["record"]:
 
     with tempfile.TemporaryDirectory() as tmp:
         found = run_all(Path(tmp) / "out", Path(tmp) / "clips")
-    HASHES.write_text(json.dumps({"bundled_dit_sha256": bundled_dit_sha256(), "files": found}, indent=1) + "\n")
+    HASHES.write_text(json.dumps({"bundled_dit_sha256": bundled_dit_sha256(), "machine": machine(), "files": found},
+                                 indent=1) + "\n")
     print(f"{len(found)} output files recorded in {HASHES}")
