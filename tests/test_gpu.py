@@ -1,7 +1,8 @@
-"""CUDA checks: attention kernels at the 3.4B block shapes, offload modes, bf16 and --compile on a GPU.
+"""CUDA checks: attention kernels at the 3.4B block shapes, offload modes, out-of-memory advice.
 
 Every test here needs a CUDA device and is skipped without one (CI has none); run them on a GPU
-with `python -m pytest -q tests/test_gpu.py` (the whole suite runs them too).
+with `python -m pytest -q tests/test_gpu.py` (the whole suite runs them too). bf16 against float32
+and --compile against eager run on every device in tests/test_performance.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import offload
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
-
-BF16_MEAN_ABS_TOLERANCE = 2.0  # of 255, as README and tests/test_performance.py say
-
 
 def _block_qkv(tokens: int, seed: int = 0):
     """q, k, v of one 3.4B block's joint attention: 32 query heads, 8 key/value heads of 72."""
@@ -116,22 +114,8 @@ def test_sequential_offload_keeps_block_weights_off_the_gpu(tiny_model, pairs_di
     assert all(p.device.type == "cuda" for p in pipe.dit.final.parameters())
 
 
-def test_bf16_matches_float32_on_cuda(tiny_model, pairs_dir, queries):
-    f32 = _predict(tiny_model, pairs_dir, queries, dtype="float32")
-    bf16 = _predict(tiny_model, pairs_dir, queries, dtype="bfloat16")
-    for a, b in zip(f32, bf16):
-        assert np.abs(a.astype(float) - b).mean() <= BF16_MEAN_ABS_TOLERANCE
-
-
 def test_auto_dtype_is_bf16_on_cuda(tiny_model):
     assert Pipeline.from_pretrained(str(tiny_model), device="cuda").dtype == torch.bfloat16
-
-
-@pytest.mark.parametrize("dtype,bound", [("float32", 1), ("bfloat16", 8)])
-def test_compiled_matches_eager_on_cuda(tiny_model, pairs_dir, queries, dtype, bound):
-    eager = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype)
-    compiled = _predict(tiny_model, pairs_dir, queries[:1], dtype=dtype, compile=True)
-    assert np.abs(compiled[0].astype(int) - eager[0]).max() <= bound
 
 
 def test_too_little_gpu_memory_is_answered_with_the_offload_advice(tiny_model, pairs_dir, queries):

@@ -53,18 +53,28 @@ def test_guidance_runs_one_model_call_per_step(dit):
     assert len(calls) == 19
 
 
+# every device this machine has: the CPU, and CUDA where present (tests/test_gpu.py has the rest of the GPU checks)
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                    reason="no CUDA device")])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,bound", [("float32", 1), ("bfloat16", 8)])
-def test_compiled_pipeline_matches_eager(tiny_model, pairs_dir, queries, dtype, bound):
+def test_compiled_pipeline_matches_eager(tiny_model, pairs_dir, queries, dtype, bound, device):
     """float32: the same to a level; bf16: compiled kernels fuse and round differently (README)."""
-    eager = Pipeline.from_pretrained(str(tiny_model), dtype=dtype)(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
-    compiled = Pipeline.from_pretrained(str(tiny_model), dtype=dtype, compile=True)
+    eager = Pipeline.from_pretrained(str(tiny_model), device=device, dtype=dtype)
+    expected = eager(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
+    compiled = Pipeline.from_pretrained(str(tiny_model), device=device, dtype=dtype, compile=True)
     result = compiled(pairs_dir, [str(queries[0])], steps=3).predictions[0].image
-    assert np.abs(result.astype(int) - eager).max() <= bound
+    assert np.abs(result.astype(int) - expected).max() <= bound
 
 
-def test_bf16_matches_float32_within_the_documented_tolerance(tiny_model, pairs_dir, queries):
-    f32 = Pipeline.from_pretrained(str(tiny_model))(pairs_dir, [str(q) for q in queries], steps=5)
-    bf16 = Pipeline.from_pretrained(str(tiny_model), dtype="bfloat16")(pairs_dir, [str(q) for q in queries], steps=5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_matches_float32_within_the_documented_tolerance(tiny_model, pairs_dir, queries, device):
+    f32 = Pipeline.from_pretrained(str(tiny_model), device=device, dtype="float32")(pairs_dir, [str(q) for q in queries],
+                                                                                    steps=5)
+    bf16 = Pipeline.from_pretrained(str(tiny_model), device=device, dtype="bfloat16")(pairs_dir,
+                                                                                      [str(q) for q in queries], steps=5)
     for a, b in zip(f32.predictions, bf16.predictions):
         assert np.abs(a.image.astype(float) - b.image).mean() <= BF16_MEAN_ABS_TOLERANCE
 
