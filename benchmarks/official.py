@@ -110,8 +110,7 @@ def predict(dit, vae, sample_fn, frames: torch.Tensor, posterior_noise: torch.Te
         cond = latent.permute(2, 1, 0, 3, 4)  # (1, C, T, h, w)
         null = torch.cat([torch.zeros_like(cond[:, :, :1]), cond[:, :, -1:]], dim=2)
         x = noise.repeat(2, 1, 1, 1, 1).to(noise.device, dit_dtype)
-        autocast = torch.bfloat16 if dit_dtype == torch.bfloat16 else torch.float32
-        with torch.autocast(noise.device.type, dtype=torch.bfloat16, enabled=autocast == torch.bfloat16):
+        with torch.autocast(noise.device.type, dtype=torch.bfloat16, enabled=dit_dtype == torch.bfloat16):
             z = sample_fn(x, dit.forward_with_cfg, conds=(cond, null), cfg_scale=cfg)[-1][:1]
         image = vae.decode(z.to(vae_dtype).div(SCALE).add(SHIFT))
         image = ((image / 2 + 0.5).clamp(0, 1).float() * 255.0).to(torch.uint8)

@@ -52,12 +52,16 @@ def start() -> Optional[Ranks]:
     return ranks
 
 
+def _local_world() -> int:
+    """How many of torchrun's processes run on this machine."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+
+
 def _gpu_per_process() -> bool:
     """Whether CUDA is here with a GPU for each of torchrun's processes on this machine."""
     import torch
 
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return torch.cuda.is_available() and local_world <= torch.cuda.device_count()
+    return torch.cuda.is_available() and _local_world() <= torch.cuda.device_count()
 
 
 def device(ranks: Optional[Ranks], requested: str) -> str:
@@ -71,7 +75,7 @@ def device(ranks: Optional[Ranks], requested: str) -> str:
         return "cpu" if requested == "auto" else requested  # 'cuda' without CUDA: the device check says so
     if not _gpu_per_process():
         gpus = torch.cuda.device_count()
-        raise DeviceError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', '?')} processes on this machine, "
+        raise DeviceError(f"torchrun started {_local_world()} processes on this machine, "
                           f"which has {gpus} GPU(s): start one per GPU (--nproc_per_node {gpus}) or pass "
                           "{{device=cpu}}")
     return f"cuda:{ranks.local_rank}"
