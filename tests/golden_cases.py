@@ -3,8 +3,9 @@
 Every command of README's quick start, `examples/run_all.sh` and two `lavin video` runs on the
 generator's clips, with the bundled model. `python tests/golden_cases.py record` runs them as
 separate `lavin` processes and writes the sha256 of every output file to golden_hashes.json;
-tests/test_golden.py runs them again and compares. The hashes belong to one bundled model (its
-DiT's sha256 is stored with them): a new bundled model means recording them again.
+tests/test_golden.py runs them again and compares. The hashes belong to one bundled model folder
+(one sha256 over all its files, DiT, VAE, task pairs and model.json, is stored with them): a new
+bundled model, or a new VAE or task folder alone, means recording them again.
 """
 
 from __future__ import annotations
@@ -73,10 +74,13 @@ def hashes_under(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def bundled_dit_sha256() -> str:
+def bundled_sha256() -> str:
+    """One sha256 over every file of the bundled model folder (names and contents)."""
     from lavin_cli.store.home import bundled_dir
 
-    return sha256(bundled_dir() / "dit.safetensors")
+    root = bundled_dir()
+    listing = "".join(f"{name} {digest}\n" for name, digest in hashes_under(root).items())
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def machine() -> dict[str, str]:
@@ -114,6 +118,6 @@ if __name__ == "__main__" and sys.argv[1:] == ["record"]:
 
     with tempfile.TemporaryDirectory() as tmp:
         found = run_all(Path(tmp) / "out", Path(tmp) / "clips")
-    HASHES.write_text(json.dumps({"bundled_dit_sha256": bundled_dit_sha256(), "machine": machine(), "files": found},
+    HASHES.write_text(json.dumps({"bundled_sha256": bundled_sha256(), "machine": machine(), "files": found},
                                  indent=1) + "\n")
     print(f"{len(found)} output files recorded in {HASHES}")
