@@ -95,8 +95,8 @@ class SamplingOptions:
     """How the target latents are sampled: the flow solver, its grid, guidance and the seed."""
 
     # 11 time points = 10 model evaluations per branch: on lavin-small's eval (every task, two
-    # fresh seeds) as good as the official 20-point grid: equal or better on every metric, low-light
-    # 0.01 dB lower on v7 (README, "CPU speed: fewer steps, bf16")
+    # fresh seeds) as good as the official 20-point grid: equal or better on every metric on v8
+    # (README, "CPU speed: fewer steps, bf16")
     steps: int = 11
     cfg: float = 1.5
     seed: int = 0
