@@ -16,6 +16,16 @@ from lavin_cli.store import weights
 TINY_SIZE = 32
 
 
+def pytest_collection_modifyitems(config, items):
+    """The `gpu` marker means "needs a CUDA device": such tests are skipped where torch sees none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def make_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A lavin model folder with tiny random weights (the output layer perturbed so that
     predictions depend on their inputs), working size 32."""

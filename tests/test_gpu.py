@@ -17,7 +17,7 @@ from lavin_cli.models import ops
 from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import offload
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+pytestmark = pytest.mark.gpu  # skipped without CUDA (tests/conftest.py)
 
 def _block_qkv(tokens: int, seed: int = 0):
     """q, k, v of one 3.4B block's joint attention: 32 query heads, 8 key/value heads of 72."""

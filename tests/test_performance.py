@@ -54,8 +54,7 @@ def test_guidance_runs_one_model_call_per_step(dit):
 
 
 # every device this machine has: the CPU, and CUDA where present (tests/test_gpu.py has the rest of the GPU checks)
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                                    reason="no CUDA device")])]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
