@@ -34,6 +34,24 @@ def test_too_few_steps_and_unknown_solver_are_refused():
         sampling.sample(lambda x, t: x, torch.zeros(1), 5, solver="rk4")
 
 
+@pytest.mark.parametrize("solver", ["euler", "heun", "adams"])
+def test_pinned_frames_follow_the_straight_path_to_what_is_known(solver):
+    noise = torch.randn(2, 4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    known = torch.randn(2, 4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    seen = []
+
+    def v(x, t):  # a field that mixes frames, so the free ones depend on what the pinned one holds
+        seen.append((x[:, :, :1].clone(), t[0].item()))
+        return torch.sin(x) - x.mean(dim=2, keepdim=True)
+
+    out = sampling.sample(sampling.pinned(v, known, noise), noise, 11, solver)
+    assert torch.allclose(out[:, :, :1], known, atol=1e-5)
+    for x, t in seen:  # the model always sees the pinned frame on its way to the known latent
+        assert torch.allclose(x, t * known + (1 - t) * noise[:, :, :1], atol=1e-5)
+    free = sampling.sample(v, noise, 11, solver)
+    assert not torch.allclose(free[:, :, 1:], out[:, :, 1:])  # ...and the other frames attend to it
+
+
 @pytest.mark.parametrize("solver", ["euler", "heun"])
 @pytest.mark.parametrize("steps", [2, 20, 33])
 def test_solvers_are_exact_on_a_constant_velocity_field(solver, steps):

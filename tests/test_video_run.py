@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from lavin_cli import Pipeline
 from lavin_cli.io import video as video_io
@@ -39,6 +40,19 @@ def test_prediction_produces_exactly_n_frames(tiny_model, clips, n):
     pred = result.predictions[0]
     assert pred.error is None and result.record["mode"] == "predict"
     assert pred.clip.frames.shape == (n, 32, 32, 3) and pred.clip.fps == 7
+
+
+def test_prediction_holds_the_known_first_target_frame(tiny_model, clips):
+    """The target's first frame is the query's last: its latent is the VAE's code of that frame
+    alone, held while the new frames are sampled, not left to the model to redraw."""
+    run = Pipeline.from_pretrained(str(tiny_model)).video_stream(clips["predict"], [str(clips["query"])], steps=3, pairs=2)
+    run.prepare()
+    window = np.stack(video_io.read_video(clips["query"]).frames[-5:])
+    z, _ = run._generate(window, 2, 0, anchored=True)
+    anchor = run.engine.encode(window[None, -1:], [torch.Generator()])[1]
+    assert torch.allclose(z[:, :, :1], anchor.float(), atol=1e-5)
+    free, _ = run._generate(window, 2, 0)
+    assert not torch.allclose(free[:, :, :1], anchor.float(), atol=1e-2)
 
 
 def test_clip_to_clip_chunks_a_long_query(tiny_model, clips):

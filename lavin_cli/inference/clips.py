@@ -3,7 +3,8 @@
 Two kinds of task, told apart by the context alone (see lavin_cli/inference/frames.py for the
 frame rules):
     clip     every input frame has a target frame (video depth, normals, segmentation...)
-    predict  the target continues the input; its first frame repeats the last input frame
+    predict  the target continues the input; its first frame repeats the last input frame (the
+             anchor: known, so held while the new frames are sampled)
 A context pair whose target starts with (nearly) its input's last frame is a prediction pair.
 """
 
@@ -192,14 +193,18 @@ class VideoRun:
             yield pred
             self.notify(Progress("query", n + 1, len(self.queries)))
 
-    def _generate(self, window: np.ndarray, target_latents: int, noise_seed: int):
-        """Encode a query window, choose its pairs, sample `target_latents` latents; (latents, ids)."""
+    def _generate(self, window: np.ndarray, target_latents: int, noise_seed: int, anchored: bool = False):
+        """Encode a query window, choose its pairs, sample `target_latents` latents; (latents, ids).
+        `anchored` (prediction): the target's first frame is the window's last, known, so its
+        latent (coded alone, as a causal VAE codes a clip's first frame) is held while sampling."""
         o = self.options
         q, mean = self.engine.encode(window[None], [torch.Generator().manual_seed(o.seed)])
+        known = self.engine.encode(window[None, -1:], [torch.Generator().manual_seed(o.seed)])[1] if anchored else None
         seen = for_query(self.context, mean[0, :, 0], o.pairs, o.select, o.seed)
         cond = codec.condition(seen.latents, q[0])[None]
         z = self.engine.generate(cond, target_latents, [torch.Generator().manual_seed(noise_seed)], o.sampling,
-                                 query_frames=q.shape[2], progress=lambda d, t: self.notify(Progress("sample", d, t)))
+                                 query_frames=q.shape[2], progress=lambda d, t: self.notify(Progress("sample", d, t)),
+                                 known=known)
         return z, seen.ids
 
     def _decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
@@ -243,7 +248,7 @@ class VideoRun:
             window = np.stack(history[-c.input_frames:])
             if len(window) < c.input_frames:  # a short query: repeat its first frame in front
                 window = np.concatenate([np.repeat(window[:1], c.input_frames - len(window), 0), window])
-            z, ids = self._generate(window, plan.chunk_latents, self.options.seed + n)
+            z, ids = self._generate(window, plan.chunk_latents, self.options.seed + n, anchored=True)
             used = used or ids
             pixels, floats = self._decode(z)
             fresh = slice(1, 1 + plan.chunk_new_frames)  # frame 0 is the anchor

@@ -152,15 +152,20 @@ class Engine:
         return torch.cat(samples), torch.cat(means)
 
     def generate(self, cond: torch.Tensor, target_frames: int, generators: Sequence[torch.Generator],
-                 options: SamplingOptions, query_frames: int = 1, progress: StepProgress = None) -> torch.Tensor:
+                 options: SamplingOptions, query_frames: int = 1, progress: StepProgress = None,
+                 known: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised target latents (B, C, target_frames, h, w) sampled for conditions (B, C, T_c, h, w)
-        whose last `query_frames` frames are the query; sample i's noise comes from generators[i]."""
+        whose last `query_frames` frames are the query; sample i's noise comes from generators[i].
+        `known` (B, C, k, h, w): normalised latents of the first k target frames, held there while
+        the rest is sampled (sampling.pinned)."""
         shape = (1, cond.shape[1], target_frames, *cond.shape[-2:])
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         cond = cond.to(self.device, self.dtype)
         with torch.no_grad(), self.offload.using(self.dit):
             velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames),
                                        interval=options.cfg_interval, refresh=options.cond_refresh)
+            if known is not None:
+                velocity = sampling.pinned(velocity, known.to(self.device), noise.float())
             z = sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
         check_latents(z, options)
         return z

@@ -112,6 +112,22 @@ def adams(velocity: Velocity, x: torch.Tensor, grid: torch.Tensor, callback: Ste
     return _integrate(step, x, grid, callback, trajectory)
 
 
+def pinned(velocity: Velocity, known: torch.Tensor, noise: torch.Tensor) -> Velocity:
+    """Hold the first k target frames to latents already known, `known` (B, C, k, h, w): their
+    velocity is replaced by `known - noise`, the straight path's own, so every solver keeps them at
+    x_t = t * known + (1 - t) * noise and ends exactly on `known`, while the model sees them, at
+    each step, as they would be on the way to that data (replacement conditioning). The other
+    frames are integrated as usual, attending to the known ones."""
+    k = known.shape[2]
+    path = known.to(noise.dtype) - noise[:, :, :k]
+
+    def held(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v = velocity(x, t)
+        return torch.cat([path.to(v.dtype), v[:, :, k:]], dim=2)
+
+    return held
+
+
 SOLVERS = {"euler": euler, "heun": heun, "adams": adams}
 EVALUATIONS = {"euler": 1, "heun": 2, "adams": 1}  # model evaluations per solver step
 
