@@ -52,6 +52,13 @@ def test_pinned_frames_follow_the_straight_path_to_what_is_known(solver):
     assert not torch.allclose(free[:, :, 1:], out[:, :, 1:])  # ...and the other frames attend to it
 
 
+def test_a_bfloat16_model_does_not_round_the_pinned_path():
+    noise = torch.randn(1, 4, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    known = torch.randn(1, 4, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    out = sampling.sample(sampling.pinned(lambda x, t: x.bfloat16(), known, noise), noise, 20)
+    assert out.dtype == torch.float32 and torch.allclose(out[:, :, :1], known, atol=1e-6)
+
+
 @pytest.mark.parametrize("solver", ["euler", "heun"])
 @pytest.mark.parametrize("steps", [2, 20, 33])
 def test_solvers_are_exact_on_a_constant_velocity_field(solver, steps):

@@ -165,7 +165,7 @@ class Engine:
             velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames),
                                        interval=options.cfg_interval, refresh=options.cond_refresh)
             if known is not None:
-                velocity = sampling.pinned(velocity, known.to(self.device), noise.float())
+                velocity = sampling.pinned(velocity, known.to(self.device), noise)
             z = sampling.sample(velocity, noise, options.steps, options.solver, callback=progress)
         check_latents(z, options)
         return z

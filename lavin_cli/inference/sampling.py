@@ -123,7 +123,8 @@ def pinned(velocity: Velocity, known: torch.Tensor, noise: torch.Tensor) -> Velo
 
     def held(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         v = velocity(x, t)
-        return torch.cat([path.to(v.dtype), v[:, :, k:]], dim=2)
+        dtype = torch.promote_types(v.dtype, path.dtype)  # a bf16 model must not round the known path
+        return torch.cat([path.to(dtype), v[:, :, k:].to(dtype)], dim=2)
 
     return held
 
