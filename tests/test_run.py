@@ -199,3 +199,32 @@ def test_shell_completion_knows_commands_and_options():
     res = subprocess.run(["bash", "-c", f"'{sys.executable}' -m lavin_cli --show-completion; exit $?"], capture_output=True,
                          text=True, env={**os.environ, "SHELL": "/bin/bash"})
     assert res.returncode == 0 and "_lavin_completion" in res.stdout
+
+
+def test_pairs_default_to_what_the_model_was_trained_with(cli, tmp_path, pairs_dir, queries):
+    """A model trained with at most K pairs gets K by default (a longer prompt than it ever saw
+    degrades it); asking for more, or for a working size it was not trained at, warns."""
+    import shutil
+
+    from conftest import make_tiny_model
+
+    from lavin_cli.store import folders
+
+    model = make_tiny_model(tmp_path / "model")
+    meta = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**meta, "sizes": [TINY_SIZE], "training": {"max_pairs": 2}}))
+    args = ["run", "-m", model, "-c", pairs_dir, "-i", queries[0], "--steps", 2, "--json"]
+    code, stdout, err = cli(*args, "-o", tmp_path / "a.png")
+    assert code == 0, err
+    assert json.loads(stdout)["pairs_used"] == 2 and "warning" not in err
+    code, stdout, err = cli(*args, "-o", tmp_path / "b.png", "--pairs", 3, "--size", 2 * TINY_SIZE)
+    assert code == 0 and json.loads(stdout)["pairs_used"] == 3
+    assert "trained with at most 2 pairs; with 3" in err and "--pairs 2 is its default" in err
+    assert f"trained at {TINY_SIZE} px" in err
+    assert Pipeline.from_pretrained(str(model))(pairs_dir, [str(queries[0])], steps=2).record["pairs_used"] == 2
+    assert folders.open_folder(folders.bundled_dir(), "lavin-small").default_pairs == 3  # trained with 1..3
+    # a value model.json cannot mean is refused when the folder is opened, naming the file
+    (model / "model.json").write_text(json.dumps({**meta, "max_pairs": 0}))
+    code, _, err = cli(*args, "-o", tmp_path / "c.png")
+    assert code != 0 and "model.json: 'max_pairs' must be a positive whole number, got 0" in err
+    shutil.rmtree(model)

@@ -19,7 +19,7 @@ def evaluate(
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Evaluate only these tasks (repeatable; default: the model's)."),
     seed: int = typer.Option(0, "--seed", help="Chooses the held-out scenes (never used in training)."),
     queries: int = typer.Option(8, "--queries", help="Held-out queries per task."),
-    pairs: int = options.PAIRS,
+    pairs: Optional[int] = options.PAIRS,
     steps: int = options.STEPS,
     cfg: float = options.CFG,
     solver: str = options.SOLVER,
@@ -53,7 +53,7 @@ def evaluate(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {pairs} pairs, "
+    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {report['pairs']} pairs, "
                         f"{steps} steps ({solver}), {report['dtype']}")
     for column in ("task", "metric", "model", "baseline", "better"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")

@@ -57,7 +57,9 @@ CONTEXT = typer.Option(None, "--context", "-c", metavar="DIR",
                        help="Folder of example pairs: <id>_input.<ext>/<id>_target.<ext>, or input/ and target/.")
 TASK = typer.Option(None, "--task", "-t", metavar="NAME",
                     help="A task folder installed with the model or shipped in examples/ (see `lavin tasks`).")
-PAIRS = typer.Option(4, "--pairs", "-n", metavar="N", help="How many example pairs go into the prompt.")
+PAIRS = typer.Option(None, "--pairs", "-n", metavar="N",
+                     help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
+                          "with if fewer: 3 for lavin-small).")
 SELECT = typer.Option("first", "--select", metavar=choices("first", "random", "nearest"),
                       help="Which pairs: the first ones, random (seeded) or nearest (closest inputs to each query).")
 SIZE = typer.Option(None, "--size", metavar="N|WxH",

@@ -32,7 +32,7 @@ def run(
     root: Optional[str] = options.ROOT,
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
-    pairs: int = options.PAIRS,
+    pairs: Optional[int] = options.PAIRS,
     select: str = options.SELECT,
     size: Optional[str] = options.SIZE,
     fit: str = options.FIT,
@@ -80,6 +80,7 @@ def run(
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
     folder = folders.resolve(model, home)
+    run_options = run_options.for_model(folder.default_pairs)
     found = resolve_context(context, task, folder, quiet=quiet)
     the_plan = make_plan(files, batch_size, found.target == "gray", clips=False)
     if the_plan.fmt != "png":
@@ -97,7 +98,7 @@ def run(
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
-        pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), pairs, batch_size))
+        pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), run_options.pairs, batch_size))
         if not quiet and (ranks is None or ranks.main):
             log(model_line(pipe))
 

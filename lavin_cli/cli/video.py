@@ -31,7 +31,7 @@ def video(
                              help="auto (told by the context), clip (a target frame per input frame) or predict."),
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
-    pairs: int = options.PAIRS,
+    pairs: Optional[int] = options.PAIRS,
     select: str = options.SELECT,
     size: Optional[str] = options.SIZE,
     fit: str = options.FIT,
@@ -76,6 +76,7 @@ def video(
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     folder = folders.resolve(model, home)
+    video_options = video_options.for_model(folder.default_pairs)
     found = resolve_context(context, task, folder, clips=True, quiet=quiet)
     the_plan = make_plan(files, 1, gray_target=False, clips=True)  # clips default to a video file
     if the_plan.fmt != "video":
@@ -93,7 +94,7 @@ def video(
     ranks = distributed.start()
     try:
         load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
-        pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), pairs, frames=5))
+        pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), video_options.pairs, frames=5))
         main = ranks is None or ranks.main
         if not quiet and main:
             log(model_line(pipe))

@@ -207,11 +207,13 @@ def switch_accuracy(answers: dict[str, dict[str, int]]) -> float:
     return sum(row[task] for task, row in answers.items()) / sum(sum(row.values()) for row in answers.values())
 
 
-def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int = 3,
+def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int | None = None,
              steps: int = 11, cfg: float = 1.5, callback=None, solver: str = "euler",
              cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1) -> dict:
-    """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`."""
+    """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`; `pairs`
+    defaults to the model's (Pipeline.default_pairs)."""
     size = pipe.default_size
+    pairs = pairs or pipe.default_pairs
     unknown = [n for n in names or [] if n not in tasks.TASKS]
     if unknown:
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(tasks.TASKS)}")

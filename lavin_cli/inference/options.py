@@ -120,7 +120,7 @@ class SamplingOptions:
 class ContextOptions:
     """Which context pairs each query sees and how images meet the working size."""
 
-    pairs: int = 4
+    pairs: Optional[int] = None  # None: the model's default (folders.ModelFolder.default_pairs)
     select: str = "first"
     size: Size = None
     fit: str = "squash"
@@ -128,7 +128,8 @@ class ContextOptions:
     raw: bool = False  # also return the decoded float32 values (Prediction.raw) besides uint8 pixels
 
     def __post_init__(self) -> None:
-        _int("pairs", self.pairs, 1, 1024)
+        if self.pairs is not None:
+            _int("pairs", self.pairs, 1, 1024)
         _int("max_pixels", self.max_pixels, 1)
         if not isinstance(self.raw, bool):
             raise OptionError("raw", f"must be True or False, got {self.raw!r}")
@@ -138,6 +139,10 @@ class ContextOptions:
 
     def working_size(self, default: int) -> tuple[int, int]:
         return self.size or (default, default)
+
+    def for_model(self, default_pairs: int):
+        """These options with `pairs` settled: the model's default where none was asked for."""
+        return self if self.pairs is not None else dataclasses.replace(self, pairs=default_pairs)
 
 
 @dataclass(frozen=True)

@@ -71,14 +71,15 @@ class Pipeline:
         """Load a model by name or folder (else $LAVIN_MODEL, else the bundled model).
 
         offload="auto" picks the fastest mode whose estimated peak memory fits the free GPU memory
-        for `plan` (a MemoryPlan, or {"size": (h, w) or N, "pairs": 4, "batch": 1, "frames": 1}).
+        for `plan` (a MemoryPlan, or {"size": (h, w) or N, "pairs": N, "batch": 1, "frames": 1}; pairs
+        default to the model's).
         """
         load = LoadOptions(device, dtype, attention, offload, compile)
         folder = name_or_path if isinstance(name_or_path, folders.ModelFolder) else \
             folders.resolve(str(name_or_path) if name_or_path else None, home)
         if isinstance(plan, dict):
             size = opts.parse_size(plan.get("size")) or (folder.size, folder.size)
-            plan = MemoryPlan(size, plan.get("pairs", 4), plan.get("batch", 1), plan.get("frames", 1))
+            plan = MemoryPlan(size, plan.get("pairs", folder.default_pairs), plan.get("batch", 1), plan.get("frames", 1))
         return cls.load(folder, load, plan)
 
     @classmethod
@@ -98,6 +99,10 @@ class Pipeline:
     def default_size(self) -> int:
         return self.model.size if self.model else folders.OFFICIAL_SIZE
 
+    @property
+    def default_pairs(self) -> int:
+        return self.model.default_pairs if self.model else folders.DEFAULT_PAIRS
+
     def memory_estimate(self, size, pairs: int, batch: int = 1, frames: int = 1) -> dict[str, int]:
         working = opts.parse_size(size) or (self.default_size, self.default_size)
         return self.engine.memory_estimate(working, pairs, batch, frames)
@@ -108,7 +113,7 @@ class Pipeline:
                indices: Sequence[int] | None = None, **keywords) -> ImageRun:
         """An iterable run: predictions as their batch finishes, in query order (see ImageRun).
         `indices`: the queries' positions in a larger list (a shard), which fix their batches."""
-        options = opts.build(RunOptions, options, **keywords)
+        options = opts.build(RunOptions, options, **keywords).for_model(self.default_pairs)
         return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback, indices,
                         self.context_cache)
 
@@ -126,7 +131,7 @@ class Pipeline:
     def video_stream(self, context, queries, options: VideoOptions | None = None, callback: ProgressCallback = None,
                      indices: Sequence[int] | None = None, **keywords) -> VideoRun:
         """An iterable clip run; `run.prepare()` encodes the context and returns the record header."""
-        options = opts.build(VideoOptions, options, **keywords)
+        options = opts.build(VideoOptions, options, **keywords).for_model(self.default_pairs)
         return VideoRun(self.engine, self.model, as_context(context, clips=True), as_queries(queries), options, callback,
                         indices)
 

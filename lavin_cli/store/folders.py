@@ -21,6 +21,8 @@ from lavin_cli.store import registry
 from lavin_cli.store.home import bundled_dir, examples_dir, hash_cache, home
 from lavin_cli.store.registry import OFFICIAL_SIZE
 
+DEFAULT_PAIRS = 4  # context pairs per prompt when neither the user nor the model says otherwise
+
 
 @dataclass(frozen=True)
 class ModelFolder:
@@ -34,6 +36,13 @@ class ModelFolder:
     extra: dict = field(default_factory=dict)
     trained_tasks: tuple[str, ...] | None = None  # what it was trained for, when model.json says
     sizes: tuple[int, ...] | None = None  # working sizes it was trained at, when model.json says
+    max_pairs: int | None = None  # the most context pairs it was trained with, when model.json says
+
+    @property
+    def default_pairs(self) -> int:
+        """Context pairs when none are asked for: 4 (the official code's), or fewer for a model
+        trained with fewer (a longer prompt than it ever saw degrades it, video most)."""
+        return min(DEFAULT_PAIRS, self.max_pairs) if self.max_pairs else DEFAULT_PAIRS
 
 
 def _check_size(value, where: str) -> int:
@@ -48,9 +57,16 @@ def _check_inside(folder: Path, value, where: str) -> Path:
     return folder / value
 
 
+def max_pairs(meta: dict):
+    """model.json's "max_pairs", else the "max_pairs" `lavin train` records under "training"."""
+    training = meta.get("training")
+    return meta.get("max_pairs", training.get("max_pairs") if isinstance(training, dict) else None)
+
+
 def read_model_json(folder: Path) -> dict:
     """model.json, checked field by field: {"name", "description", "size", "sizes", "dit", "vae",
-    "tasks_dir", "tasks" (trained task names; a folder name in older folders)}; others are kept."""
+    "tasks_dir", "tasks" (trained task names; a folder name in older folders), "max_pairs" (or
+    "training": {"max_pairs"}: the most context pairs it was trained with)}; others are kept."""
     path = folder / "model.json"
     meta = files.read_json_file(path, CheckpointError)
     if meta is None:
@@ -72,6 +88,9 @@ def read_model_json(folder: Path) -> dict:
     for key in ("dit", "vae", "tasks_dir"):
         if key in meta:
             _check_inside(folder, meta[key], f"{path}: {key!r}")
+    pairs = max_pairs(meta)
+    if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1):
+        raise CheckpointError(f"{path}: 'max_pairs' must be a positive whole number, got {pairs!r}")
     tasks = meta.get("tasks")
     if tasks is not None and not isinstance(tasks, str) and not (isinstance(tasks, list) and all(isinstance(t, str) for t in tasks)):
         raise CheckpointError(f"{path}: 'tasks' must be a list of task names, got {tasks!r}")
@@ -107,7 +126,7 @@ def open_folder(path: Path, name: str | None = None, dit: Path | None = None) ->
             raise CheckpointError(f"{path}: model file {f.name} is missing")
     return ModelFolder(name, path, files[0], files[1], size, tasks if tasks.is_dir() else None,
                        meta.get("description", ""), meta, tuple(listed) if isinstance(listed, list) else None,
-                       tuple(meta["sizes"]) if "sizes" in meta else None)
+                       tuple(meta["sizes"]) if "sizes" in meta else None, max_pairs(meta))
 
 
 def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> ModelFolder:
