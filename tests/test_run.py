@@ -223,6 +223,13 @@ def test_pairs_default_to_what_the_model_was_trained_with(cli, tmp_path, pairs_d
     assert f"trained at {TINY_SIZE} px" in err
     assert Pipeline.from_pretrained(str(model))(pairs_dir, [str(queries[0])], steps=2).record["pairs_used"] == 2
     assert folders.open_folder(folders.bundled_dir(), "lavin-small").default_pairs == 3  # trained with 1..3
+    # trained with more than 4: the default stays 4, and the warning names that default
+    (model / "model.json").write_text(json.dumps({**meta, "max_pairs": 6}))
+    many = make_pairs(tmp_path / "many", count=7)
+    code, stdout, err = cli("run", "-m", model, "-c", many, "-i", queries[0], "--steps", 2, "--json", "--pairs", 7,
+                            "-o", tmp_path / "d.png")
+    assert code == 0 and json.loads(stdout)["pairs_used"] == 7
+    assert "trained with at most 6 pairs; with 7" in err and "--pairs 4 is its default" in err
     # a value model.json cannot mean is refused when the folder is opened, naming the file
     (model / "model.json").write_text(json.dumps({**meta, "max_pairs": 0}))
     code, _, err = cli(*args, "-o", tmp_path / "c.png")

@@ -50,7 +50,7 @@ def warnings(model: ModelFolder | None, options, working: tuple[int, int], avail
     used = min(options.pairs, available_pairs)
     if model is not None and model.max_pairs and used > model.max_pairs:
         out.append(f"{model.name} was trained with at most {model.max_pairs} pairs; with {used} (a longer prompt than it "
-                   f"has seen) expect poor results, clips most: {{{{pairs={model.max_pairs}}}}} is its default")
+                   f"has seen) expect poor results, clips most: {{{{pairs={model.default_pairs}}}}} is its default")
     if model is not None and model.sizes and max(working) not in model.sizes and min(working) not in model.sizes:
         trained = ", ".join(f"{s} px" for s in model.sizes)
         out.append(f"{model.name} was trained at {trained}; at {working[1]}x{working[0]} expect poor results "
