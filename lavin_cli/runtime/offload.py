@@ -47,21 +47,59 @@ class Offload:
 
 
 class ModelOffload(Offload):
+    """Weights wait in main memory (pinned on CUDA, so a copy in is fast and asynchronous); a
+    stage's module is copied in for the stage and its device copy dropped afterwards. The
+    weights are frozen, so nothing is copied back: the module points at its home copy again."""
+
     name = "model"
 
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+        self._home: dict[torch.Tensor, torch.Tensor] = {}  # parameter or buffer -> its main-memory copy
+
     def place(self, vae: nn.Module, dit: nn.Module) -> None:
-        vae.to(CPU)
-        dit.to(CPU)
+        self._keep_home(vae)
+        self._keep_home(dit)
+
+    def _keep_home(self, module: nn.Module) -> None:
+        for t in _tensors(module):
+            if t not in self._home:
+                self._home[t] = _pinned(t.data.to(CPU), self.device)
+                t.data = self._home[t]
 
     @contextmanager
     def using(self, module: nn.Module):
-        module.to(self.device)
+        self._keep_home(module)
+        for t in _tensors(module):
+            t.data = self._home[t].to(self.device, non_blocking=True)
         try:
             yield module
         finally:
-            module.to(CPU)
+            for t in _tensors(module):
+                t.data = self._home[t]
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def release(self, vae: nn.Module, dit: nn.Module) -> None:
+        for t, home in self._home.items():
+            t.data = home
+        self._home.clear()
+        super().release(vae, dit)
+
+
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *(b for b in module.buffers() if b is not None)]
+
+
+def _pinned(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Page-locked where the device is CUDA (fast asynchronous copies); pageable if the system
+    refuses to lock that much memory."""
+    if device.type != "cuda":
+        return t
+    try:
+        return t.pin_memory()
+    except RuntimeError:
+        return t
 
 
 class SequentialOffload(ModelOffload):
@@ -70,17 +108,13 @@ class SequentialOffload(ModelOffload):
     def __init__(self, device: torch.device):
         super().__init__(device)
         self._hooks: list = []
-        self._home: dict[nn.Parameter, torch.Tensor] = {}  # each block weight's CPU copy (pinned on CUDA)
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def place(self, vae: nn.Module, dit: nn.Module) -> None:
-        vae.to(CPU)
+        self._keep_home(vae)
         blocks = list(dit.blocks)
         for block in blocks:
-            for p in block.parameters():
-                cpu = p.data.to(CPU)
-                self._home[p] = cpu.pin_memory() if self.device.type == "cuda" else cpu
-                p.data = self._home[p]
+            self._keep_home(block)
         for name, child in dit.named_children():
             if name != "blocks":
                 child.to(self.device)
@@ -93,7 +127,7 @@ class SequentialOffload(ModelOffload):
             self._hooks.append(block.register_forward_hook(self._leave(block)))
 
     def _fetch(self, block: nn.Module) -> None:
-        for p in block.parameters():
+        for p in _tensors(block):
             if p.device != self.device:
                 p.data = self._home[p].to(self.device, non_blocking=True)
 
@@ -102,7 +136,7 @@ class SequentialOffload(ModelOffload):
             if self._stream is not None:
                 compute = torch.cuda.current_stream(self.device)
                 compute.wait_stream(self._stream)
-                for p in block.parameters():
+                for p in _tensors(block):
                     if p.device == self.device:
                         # copied on the side stream, read on this one: the allocator must not reuse
                         # the memory until this stream's queued work is done, even once we drop it
@@ -118,7 +152,7 @@ class SequentialOffload(ModelOffload):
 
     def _leave(self, block: nn.Module):
         def hook(_module, _args, _output):
-            for p in block.parameters():  # weights are frozen: drop the device copy
+            for p in _tensors(block):  # weights are frozen: drop the device copy
                 p.data = self._home[p]
         return hook
 
@@ -126,9 +160,6 @@ class SequentialOffload(ModelOffload):
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-        for p, home in self._home.items():
-            p.data = home
-        self._home.clear()
         super().release(vae, dit)
 
     @contextmanager
