@@ -44,7 +44,8 @@ DTYPE = typer.Option("auto", "--dtype", metavar=choices("auto", "float32", "bflo
                      help="Precision: auto is bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), "
                           "else float32.")
 ATTENTION = typer.Option("auto", "--attention", metavar=choices("auto", "sdpa", "xformers", "math"),
-                         help="Attention kernel: xformers is CUDA only, math is the reference.")
+                         help="Attention kernel: auto is torch SDPA on a CPU or a Hopper or newer GPU, xformers "
+                              "on an older GPU where it works; xformers is CUDA only, math is the reference.")
 OFFLOAD = typer.Option("none", "--offload", metavar=choices("none", "model", "sequential", "auto"),
                        help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
                             "auto (the fastest that fits the free GPU memory).")

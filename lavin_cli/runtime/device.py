@@ -80,12 +80,15 @@ class Environment:
 
 
 def describe(device: str = "auto", attention: str = "auto") -> Environment:
-    """What lavin would use here and why (xformers is only probed when a CUDA device is present)."""
+    """What lavin would use here and why (xformers is only probed on a CUDA GPU: older than
+    Hopper, or when asked for)."""
     dev = pick_device(device)
     gpus = tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
     backend = attention_policy.resolve_backend(attention, dev)
     if dev.type == "cuda":
-        reason = attention_policy.xformers_status(dev.index or 0)[1]
+        index = dev.index or 0
+        reason = (attention_policy.xformers_status(index) if backend == "xformers" else
+                  attention_policy.auto_choice(index))[1]
     else:
         reason = "CPU: torch scaled_dot_product_attention (xformers has no CPU kernels and is not imported)"
     return Environment(
