@@ -164,12 +164,15 @@ def test_an_interrupted_run_resumes_with_only_the_missing_outputs(cli, dataset, 
 
 
 def test_raw_formats_round_trip(cli, tiny_model, queries, tmp_path):
-    base = ["run", "-m", tiny_model, "-c", _pairs(tiny_model), "-i", queries[0], "--steps", "2", "-q"]
+    """On the CPU, where two runs give the same float32 values to the bit (on an H100 the raw
+    values of two CUDA runs compared unequal; not yet diagnosed)."""
+    base = ["run", "-m", tiny_model, "-c", _pairs(tiny_model), "-i", queries[0], "--steps", "2", "-q", "--device", "cpu"]
     assert cli(*base, "-o", tmp_path / "p.npy")[0] == 0  # the extension says npy
     assert cli(*base, "-o", tmp_path / "p16.png", "--format", "png16")[0] == 0
     assert cli(*base, "-o", tmp_path / "p8.png")[0] == 0
     values = np.load(tmp_path / "p.npy")
-    reference = Pipeline.from_pretrained(str(tiny_model))(_pairs(tiny_model), [str(queries[0])], steps=2, raw=True)
+    reference = Pipeline.from_pretrained(str(tiny_model), device="cpu")(_pairs(tiny_model), [str(queries[0])], steps=2,
+                                                                         raw=True)
     assert values.dtype == np.float32 and values.shape == (*Image.open(queries[0]).size[::-1], 3)
     assert np.array_equal(values, reference.predictions[0].raw)  # the decoded float output, at the query's size
     gray = np.asarray(Image.open(tmp_path / "p16.png"))

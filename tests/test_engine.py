@@ -180,7 +180,8 @@ def test_a_training_batch_condition_equals_the_pipelines(tiny_model, monkeypatch
     monkeypatch.setattr(Posterior, "sample", lambda self, noise=None, generator=None: self.mean)  # noise aside
     rng = np.random.default_rng(0)
     pixels = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(6)]  # in1, tg1, in2, tg2, query, its target
-    pipe = Pipeline.from_pretrained(str(tiny_model), dtype="float32")  # training encodes its bank in float32
+    # training encodes its bank in float32 on the CPU
+    pipe = Pipeline.from_pretrained(str(tiny_model), device="cpu", dtype="float32")
     seen = {}
     real = pipe.engine.generate
     pipe.engine.generate = lambda cond, *a, **k: seen.setdefault("cond", cond) is None or real(cond, *a, **k)
