@@ -72,10 +72,22 @@ def inputs(size: int, pairs: int):
     return [(img(), img()) for _ in range(pairs)], [img()]
 
 
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """q @ k^T and p @ v for grouped-query shapes (b, heads, tokens, dim); torch before 2.12 rejects
+    fewer key/value heads than query heads."""
+    b, heads, q_len, dim = query_shape
+    kv_len, v_dim = key_shape[2], value_shape[3]
+    return 2 * b * heads * q_len * kv_len * (dim + v_dim)
+
+
 def count_flops(pipe: Pipeline, context, query, size: int, pairs: int, steps: int, cfg: float) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    aten = torch.ops.aten
+    kernels = [getattr(aten, n) for n in ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+                                          "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu")
+               if hasattr(aten, n)]
+    counter = FlopCounterMode(display=False, custom_mapping={k: _attention_flops for k in kernels})
     with counter:
         pipe(context, query, pairs=pairs, size=size, steps=steps, cfg=cfg)
     return counter.get_total_flops()
@@ -89,6 +101,17 @@ def measure(pipe: Pipeline, context, query, size, pairs, steps, cfg, repeats, de
     times = [_timed(run, device) for _ in range(repeats)]
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
     return statistics.median(times), peak
+
+
+def compiled_row(dit, vae, device, dtype, backend, context, query, size, pairs, args) -> tuple[float, int]:
+    """Like the offload-none row with the blocks compiled (compiled in the warm-up run), then eager again."""
+    pipe = Pipeline(Engine(dit, vae, device, dtype, backend, "none", compile=True))
+    try:
+        return measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
+    finally:
+        pipe.engine.offload.release(vae, dit)
+        for block in dit.blocks:
+            block._compiled_call_impl = None  # nn.Module.compile's wrapper: back to eager for later rows
 
 
 def official_row(dit, vae, context, query, size: int, pairs: int, steps: int, cfg: float, repeats: int,
@@ -126,6 +149,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", default="auto", help="comma list of backends, or auto: every one that works here")
     parser.add_argument("--offload", default="none,model,sequential")
+    parser.add_argument("--compile", action="store_true", help="also time --compile (first backend, offload none)")
     parser.add_argument("--official", action="store_true",
                         help="also time the official code's numerics (needs $LAVIN_OFFICIAL_DIR: benchmarks/official.py)")
     args = parser.parse_args()
@@ -154,6 +178,9 @@ def main() -> None:
                 seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
                 print(_row(size, pairs, "lavin", backend, mode, seconds, peak, flops, rate), flush=True)
                 pipe.engine.offload.release(vae, dit)
+        if args.compile:
+            seconds, peak = compiled_row(dit, vae, device, dtype, backends[0], context, query, size, pairs, args)
+            print(_row(size, pairs, "lavin --compile", backends[0], "none", seconds, peak, flops, rate), flush=True)
         if args.official:
             seconds, peak = official_row(dit, vae, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
             print(_row(size, pairs, "official numerics", "SDPA (for flash-attn)", "none", seconds, peak, flops, rate),
