@@ -79,10 +79,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float = 1e-6) ->
     if weight is None or weight.dtype == x.dtype:
         return F.rms_norm(x, (x.shape[-1],), weight=weight, eps=eps)
     xf = upcast(x)
-    y = F.rms_norm(xf, (x.shape[-1],), eps=eps)
-    if weight is not None:
-        y = y * weight.to(xf.dtype)
-    return y.to(x.dtype)
+    return (F.rms_norm(xf, (x.shape[-1],), eps=eps) * weight.to(xf.dtype)).to(x.dtype)
 
 
 def grid_positions(frames: int, rows: int, cols: int, device=None) -> torch.Tensor:

@@ -88,7 +88,7 @@ class ModelOffload(Offload):
 
 
 def _tensors(module: nn.Module) -> list[torch.Tensor]:
-    return [*module.parameters(), *(b for b in module.buffers() if b is not None)]
+    return [*module.parameters(), *module.buffers()]
 
 
 def _pinned(t: torch.Tensor, device: torch.device) -> torch.Tensor:
