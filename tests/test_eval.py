@@ -59,6 +59,12 @@ def test_eval_json_report(cli, tiny_model):
     assert set(report["tasks"]) >= {"video_depth"} and set(report["tasks"]["video_depth"]["metrics"]) == {"abs_rel", "delta1"}
 
 
+def test_eval_refuses_zero_pairs_as_run_does(cli, tiny_model):
+    """0 pairs is an error, not "the model's default" (a falsy check once made it run with that)."""
+    code, _, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "0", "-t", "depth_estimation")
+    assert code == 2 and "--pairs must be at least 1, got 0" in err, err
+
+
 def test_eval_covers_frame_prediction(cli, tiny_model):
     code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
                             "-t", "frame_prediction", "--json", "-q")

@@ -213,7 +213,7 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`; `pairs`
     defaults to the model's (Pipeline.default_pairs)."""
     size = pipe.default_size
-    pairs = pairs or pipe.default_pairs
+    pairs = pipe.default_pairs if pairs is None else pairs
     unknown = [n for n in names or [] if n not in tasks.TASKS]
     if unknown:
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(tasks.TASKS)}")
