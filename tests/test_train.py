@@ -178,6 +178,27 @@ def test_vae_task_weights_draw_the_vae_pictures_and_bad_ones_are_refused(cli, tm
     assert meta["task_weights"] == [["low_light_enhancement", 9.0]]
 
 
+def test_tone_term_weights_dark_errors_and_bad_weights_are_refused(cli, tmp_path):
+    from lavin_cli.training.vae_trainer import mu_law
+
+    black, white = torch.full((4,), -1.0), torch.full((4,), 1.0)
+    err = 0.02
+    dark = (mu_law(black + err) - mu_law(black)).abs().mean()
+    bright = (mu_law(white) - mu_law(white - err)).abs().mean()
+    assert dark > 40 * bright  # slope 12.7 at black against 0.25 at white
+    args = ["--steps", "1", "--batch", "2", "--size", "32", "--save-every", "1", "-q", "--data", "generator:low_light_enhancement"]
+    for bad in ("-1", "nan", "inf"):
+        code, _, err_text = cli("train", "vae", "--out", tmp_path / "v", "--tone-weight", bad, *args)
+        assert code == 2 and "--tone-weight" in err_text and "Traceback" not in err_text, err_text
+        assert not (tmp_path / "v").exists()
+    code, _, err_text = cli("train", "vae", "--out", tmp_path / "v", "--tone-weight", "2", *args)
+    assert code == 0, err_text
+    meta = json.loads(torch.load(tmp_path / "v" / "vae_state.pt", weights_only=True)["meta"])
+    assert meta["tone_weight"] == 2.0
+    logged = json.loads((tmp_path / "v" / "vae_log.jsonl").read_text().splitlines()[-1])
+    assert logged["tone"] > 0
+
+
 def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path):
     import os
     import shutil

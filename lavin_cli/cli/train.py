@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -89,13 +90,15 @@ def vae(
     layers: int = typer.Option(1, "--layers", help="Residual blocks per level."),
     lr_final: float = LR_FINAL,
     task_weights: str = TASK_WEIGHTS,
+    tone_weight: float = typer.Option(0.0, "--tone-weight", help="Weight of an L1 term on mu-law compressed pixels "
+                                      "(errors at black count 13x, at white 0.25x): keeps dark inputs precise."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
 ) -> None:
-    """Train the ST-VAE: L1 + gradient reconstruction and a small KL, EMA weights, strictly causal."""
+    """Train the ST-VAE: L1 + gradient (+ dark-weighted tone) reconstruction, a small KL, EMA weights, strictly causal."""
     from lavin_cli.errors import OptionError
     from lavin_cli.training.vae_trainer import VAETrainConfig, train_vae
 
@@ -104,9 +107,11 @@ def vae(
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
+    if not (math.isfinite(tone_weight) and tone_weight >= 0):
+        raise OptionError("tone_weight", f"{tone_weight} must be a finite number, 0 or more (0: no tone term)")
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
-                         task_weights=_task_weights(task_weights))
+                         task_weights=_task_weights(task_weights), tone_weight=tone_weight)
     _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
     log(f"wrote {out / 'vae.safetensors'}")
 

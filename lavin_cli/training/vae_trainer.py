@@ -1,6 +1,8 @@
 """`lavin train vae`: train an ST-VAE on generated (or folder) images and clips.
 
 Loss = L1 reconstruction + 0.5 x L1 of image gradients (keeps edges and masks crisp)
+       + tone_weight x L1 of mu-law compressed pixels (an error at black counts 13x, at white 0.25x:
+         dark pictures, low-light inputs, keep the detail a task must recover from them)
        + kl_weight x KL to N(0, I) (per latent element).
 Pictures are inputs and targets of the source's tasks, drawn uniformly or under `task_weights`
 (more dark pictures, say: the uniform mix shows the VAE few of them).
@@ -42,6 +44,7 @@ class VAETrainConfig:
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
+    tone_weight: float = 0.0  # weight of the mu-law (dark-weighted) L1 term
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -50,8 +53,17 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
 
 
+MU = 50.0  # mu-law strength: slope 12.8 at black, 0.25 at white, relative to the mean slope 1
+
+
+def mu_law(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] pixels -> [0, 1] mu-law compressed (dark values spread out, as the eye and a gain do)."""
+    u = ((x + 1) / 2).clamp(0, 1)
+    return torch.log1p(MU * u) / torch.log1p(torch.tensor(MU))
+
+
 def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
-             bf16: bool = False) -> tuple[torch.Tensor, dict]:
+             bf16: bool = False, tone_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """x: (B, 3, F, H, W) in [-1, 1]; the networks under bf16 autocast with `bf16`, the loss in float32."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         post = Posterior(vae.encoder(x).float())
@@ -61,7 +73,13 @@ def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight:
     grad = _grad_l1(rec, x)
     kl = post.kl().mean() / z[0].numel()
     loss = l1 + 0.5 * grad + kl_weight * kl
-    return loss, {"l1": l1.item(), "grad": grad.item(), "kl": kl.item()}
+    parts = {"l1": l1.item(), "grad": grad.item(), "kl": kl.item()}
+    if tone_weight:
+        # mu_law clamps rec to [-1, 1] as decoding does: no pull on values the output clips anyway
+        tone = (mu_law(rec) - mu_law(x)).abs().mean() * 2  # x2: the same scale as l1 on [-1, 1]
+        loss = loss + tone_weight * tone
+        parts["tone"] = tone.item()
+    return loss, parts
 
 
 def _batch(source: Source, rng: np.random.Generator, cfg: VAETrainConfig, video: bool) -> torch.Tensor:
@@ -102,7 +120,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
         for group in opt.param_groups:
             group["lr"] = loop.learning_rate(cfg.lr, step, cfg.steps, 200, cfg.lr_final)
         loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight,
-                               cfg.bf16)
+                               cfg.bf16, cfg.tone_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
