@@ -91,7 +91,7 @@ def vae(
     lr_final: float = LR_FINAL,
     task_weights: str = TASK_WEIGHTS,
     tone_weight: float = typer.Option(0.0, "--tone-weight", help="Weight of an L1 term on mu-law compressed pixels "
-                                      "(errors at black count 13x, at white 0.25x): keeps dark inputs precise."),
+                                      "(errors at black count 13x, at white 0.25x), aimed at dark inputs."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),

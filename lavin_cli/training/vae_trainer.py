@@ -1,8 +1,8 @@
 """`lavin train vae`: train an ST-VAE on generated (or folder) images and clips.
 
 Loss = L1 reconstruction + 0.5 x L1 of image gradients (keeps edges and masks crisp)
-       + tone_weight x L1 of mu-law compressed pixels (an error at black counts 13x, at white 0.25x:
-         dark pictures, low-light inputs, keep the detail a task must recover from them)
+       + tone_weight x L1 of mu-law compressed pixels (an error at black counts 13x, at white 0.25x;
+         aimed at the detail of dark pictures, low-light inputs, that a task must recover)
        + kl_weight x KL to N(0, I) (per latent element).
 Pictures are inputs and targets of the source's tasks, drawn uniformly or under `task_weights`
 (more dark pictures, say: the uniform mix shows the VAE few of them).
