@@ -191,6 +191,13 @@ def test_tone_term_weights_dark_errors_and_bad_weights_are_refused(cli, tmp_path
         code, _, err_text = cli("train", "vae", "--out", tmp_path / "v", "--tone-weight", bad, *args)
         assert code == 2 and "--tone-weight" in err_text and "Traceback" not in err_text, err_text
         assert not (tmp_path / "v").exists()
+    from lavin_cli.errors import UsageError
+    from lavin_cli.training.data import Generator
+    from lavin_cli.training.vae_trainer import VAETrainConfig, train_vae
+
+    with pytest.raises(UsageError, match="tone_weight"):  # the library refuses it too, not only the CLI
+        train_vae(tmp_path / "lib", Generator(), VAETrainConfig(steps=1, batch=2, size=32, tone_weight=-1.0))
+    assert not (tmp_path / "lib").exists()
     code, _, err_text = cli("train", "vae", "--out", tmp_path / "v", "--tone-weight", "2", *args)
     assert code == 0, err_text
     meta = json.loads(torch.load(tmp_path / "v" / "vae_state.pt", weights_only=True)["meta"])

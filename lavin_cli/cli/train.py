@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -107,8 +106,6 @@ def vae(
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
-    if not (math.isfinite(tone_weight) and tone_weight >= 0):
-        raise OptionError("tone_weight", f"{tone_weight} must be a finite number, 0 or more (0: no tone term)")
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
                          task_weights=_task_weights(task_weights), tone_weight=tone_weight)

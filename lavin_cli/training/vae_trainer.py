@@ -14,6 +14,7 @@ that normalised latents have mean 0 and unit variance, as the DiT expects.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from lavin_cli.config import VAEConfig
+from lavin_cli.errors import OptionError
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
 from lavin_cli.training import loop
@@ -53,13 +55,13 @@ def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
 
 
-MU = 50.0  # mu-law strength: slope 12.8 at black, 0.25 at white, relative to the mean slope 1
+MU = 50.0  # mu-law strength: slope 12.7 at black, 0.25 at white, relative to the mean slope 1
 
 
 def mu_law(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] pixels -> [0, 1] mu-law compressed (dark values spread out, as the eye and a gain do)."""
     u = ((x + 1) / 2).clamp(0, 1)
-    return torch.log1p(MU * u) / torch.log1p(torch.tensor(MU))
+    return torch.log1p(MU * u) / math.log1p(MU)
 
 
 def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
@@ -102,6 +104,8 @@ def latent_stats(vae: STVAE, source: Source, size: int, seed: int = 12345, n: in
 def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = False, init: Path | None = None,
               callback: loop.Callback = None) -> Path:
     check_task_weights(cfg.task_weights, source.task_names)
+    if not (math.isfinite(cfg.tone_weight) and cfg.tone_weight >= 0):
+        raise OptionError("tone_weight", f"{cfg.tone_weight} must be a finite number, 0 or more (0: no tone term)")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
