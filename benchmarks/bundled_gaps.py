@@ -24,12 +24,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lavin_cli import Pipeline
-from lavin_cli.evaluation.evaluate import heldout_rng, make_case
+from lavin_cli.evaluation.evaluate import context_pairs, heldout_rng, make_case, reconstruct, write_video_case
 from lavin_cli.evaluation.metrics import psnr
-from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training import tasks
 
 RESTORATIONS = ("low_light_enhancement", "denoising", "deblurring")
@@ -40,12 +38,11 @@ def restoration_rows(pipe, task: str, seed: int, queries: int, samples: int) -> 
     """Per query: model PSNR, PSNR after the best brightness gain, that gain's log, the truth's
     mean, statistics of the input (features for the regression), and the PSNR of the mean of
     `samples` predictions drawn with different noise."""
-    context = [make_case(task, heldout_rng(seed, task, 100_000 + j), SIZE) for j in range(PAIRS)]
+    context = [(tasks.to_uint8(a), tasks.to_uint8(b)) for a, b in context_pairs(task, seed, PAIRS, SIZE)]
     cases = [make_case(task, heldout_rng(seed, task, i), SIZE) for i in range(queries)]
     outputs = []
     for k in range(samples):
-        result = pipe([(tasks.to_uint8(c.input), tasks.to_uint8(c.target)) for c in context],
-                      [tasks.to_uint8(c.input) for c in cases], pairs=PAIRS, seed=seed + 1000 * k, size=SIZE,
+        result = pipe(context, [tasks.to_uint8(c.input) for c in cases], pairs=PAIRS, seed=seed + 1000 * k, size=SIZE,
                       steps=STEPS)
         outputs.append([p.image.astype(np.float32) / 255 for p in result.predictions])
     rows = []
@@ -92,24 +89,15 @@ def restorations(pipe, seeds: list[int], queries: int, samples: int) -> None:
 
 def frame_rows(pipe, seed: int, queries: int) -> list[dict]:
     """Per clip: PSNR of the new frames on still and on moving pixels, for model, repeat and VAE."""
-    task = "frame_prediction"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for j in range(PAIRS):
-            inp, tgt = tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), SIZE)
-            write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
-            write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
-        truths, paths = [], []
-        for i in range(queries):
-            frames = np.stack([r.rgb for r in tasks.clip_renders(heldout_rng(seed, task, i), SIZE, 9)])
-            write_video(root / f"q{i}", Clip(tasks.to_uint8(frames[:5]), 8))
-            paths.append(str(root / f"q{i}"))
-            truths.append(frames)
+        _, paths, renders = write_video_case(root, "frame_prediction", seed, PAIRS, queries, SIZE)
         result = pipe.video(root / "ctx", paths, frames=4, pairs=PAIRS, seed=seed, size=SIZE, steps=STEPS)
+    truths = [np.stack([r.rgb for r in clip]) for clip in renders]
     rows = []
     for pred, frames in zip(result.predictions, truths):
         truth, repeat = frames[5:9], np.repeat(frames[4:5], 4, axis=0)
-        coded = _coded(pipe, frames[4:9])[1:]  # the anchor and the new frames, as the model's target
+        coded = reconstruct(pipe, frames[4:9])[1:]  # the anchor and the new frames, as the model's target
         moving = np.repeat(np.abs(truth - repeat).max(-1, keepdims=True) > 2 / 255, 3, -1)
         answers = {"model": pred.clip.frames.astype(np.float32) / 255, "repeat": repeat, "vae": coded}
         rows.append({f"{name} {part}": _masked_psnr(a, truth, mask)
@@ -118,15 +106,8 @@ def frame_rows(pipe, seed: int, queries: int) -> list[dict]:
     return rows
 
 
-def _coded(pipe, frames: np.ndarray) -> np.ndarray:
-    """Frames (F, H, W, 3) in [0, 1] through the VAE (posterior mean), decoded, in [0, 1]."""
-    _, mean = pipe.engine.encode(tasks.to_uint8(frames)[None], [torch.Generator().manual_seed(0)])
-    return pipe.engine.decode(mean)[0].astype(np.float32) / 255
-
-
 def _masked_psnr(a: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    err = float(((a - truth) ** 2)[mask].mean()) if mask.any() else 0.0
-    return 10 * np.log10(1 / max(err, 1e-10))
+    return psnr(a[mask], truth[mask]) if mask.any() else 99.0  # 99: metrics.psnr's value for no error
 
 
 def frame_prediction(pipe, seeds: list[int], queries: int) -> None:

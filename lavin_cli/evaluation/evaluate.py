@@ -79,7 +79,7 @@ def _u8(x: np.ndarray) -> np.ndarray:
     return tasks.to_uint8(x)
 
 
-def _context(task: str, seed: int, pairs: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def context_pairs(task: str, seed: int, pairs: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for j in range(pairs):
         case = make_case(task, heldout_rng(seed, task, 100_000 + j), size)
@@ -92,7 +92,7 @@ def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
-    context = _context(task, seed, pairs, size)
+    context = context_pairs(task, seed, pairs, size)
     cases = [make_case(task, heldout_rng(seed, task, i), size) for i in range(queries)]
     result = pipe([(_u8(a), _u8(b)) for a, b in context], [_u8(c.input) for c in cases], pairs=pairs, seed=seed,
                   size=size, **sampling)
@@ -112,28 +112,16 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
     sampling.pop("batch_size", None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        targets = []
-        for j in range(pairs):
-            inp, tgt = tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), size)
-            targets.append(tgt)
-            write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
-            write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
-        ours, base, paths, truths = [], [], [], []
-        for i in range(queries):
-            rng = heldout_rng(seed, task, i)
-            renders = tasks.clip_renders(rng, size, 9 if task == "frame_prediction" else 5)
-            frames = np.stack([r.rgb for r in renders])
-            write_video(root / f"q{i}", Clip(tasks.to_uint8(frames[:5]), 8))
-            paths.append(str(root / f"q{i}"))
-            truths.append((frames, np.stack([r.depth for r in renders])))
+        targets, paths, renders = write_video_case(root, task, seed, pairs, queries, size)
+        truths = [(np.stack([r.rgb for r in clip]), np.stack([r.depth for r in clip])) for clip in renders]
         result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
         longer = pipe.video(root / "ctx", paths, frames=12, pairs=pairs, seed=seed, size=size, **sampling) \
             if task == "frame_prediction" else None
-    ceiling = []
+    ours, base, ceiling = [], [], []
     for pred, (frames, depth) in zip(result.predictions, truths):
         p = pred.clip.frames.astype(np.float32) / 255
         if task == "frame_prediction":
-            ceiling.append(psnr(_reconstruct(pipe, frames[4:9])[1:], frames[5:9]))  # the target clip, coded
+            ceiling.append(psnr(reconstruct(pipe, frames[4:9])[1:], frames[5:9]))  # the target clip, coded
             ours.append({"psnr_db": psnr(p, frames[5:9])})
             base.append({"psnr_db": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9])})
         else:
@@ -146,6 +134,24 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
     if longer is not None:
         report["continuity"] = continuity([p.clip.frames for p in longer.predictions], chunk=4)
     return report
+
+
+def write_video_case(root: Path, task: str, seed: int, pairs: int, queries: int, size: int):
+    """Held-out context clip pairs (root/ctx/<j>_input, _target) and 5-frame query clips (root/q<i>)
+    of a video task, as files; returns (the context targets, the query paths, each query's renders:
+    9 frames for frame_prediction, whose last 4 are the truth, else 5)."""
+    targets, paths, renders = [], [], []
+    for j in range(pairs):
+        inp, tgt = tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), size)
+        targets.append(tgt)
+        write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
+        write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
+    for i in range(queries):
+        clip = tasks.clip_renders(heldout_rng(seed, task, i), size, 9 if task == "frame_prediction" else 5)
+        write_video(root / f"q{i}", Clip(tasks.to_uint8(np.stack([r.rgb for r in clip[:5]])), 8))
+        paths.append(str(root / f"q{i}"))
+        renders.append(clip)
+    return targets, paths, renders
 
 
 def continuity(clips: list[np.ndarray], chunk: int) -> dict[str, float]:
@@ -168,11 +174,11 @@ def vae_ceiling(pipe, seed: int, queries: int, size: int) -> dict[str, float]:
         clips.append(np.stack([r.rgb for r in tasks.clip_renders(heldout_rng(seed, "video_depth", 900_000 + i), size, 5)]))
     scores = {}
     for name, items in (("image_psnr_db", pictures), ("clip_psnr_db", clips)):
-        scores[name] = round(float(np.mean([psnr(_reconstruct(pipe, frames), frames) for frames in items])), 2)
+        scores[name] = round(float(np.mean([psnr(reconstruct(pipe, frames), frames) for frames in items])), 2)
     return scores
 
 
-def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
+def reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
     """Frames (F, H, W, 3) in [0, 1] through the VAE (posterior mean, decoded), in [0, 1]."""
     import torch
 
@@ -192,7 +198,7 @@ def task_switch(pipe, names: list[str], seed: int, queries: int, pairs: int, siz
     truths = {n: [np.broadcast_to(np.atleast_3d(tasks.SCENE_TARGETS[n](r)), r.rgb.shape) for r in renders] for n in names}
     answers: dict[str, dict[str, int]] = {}
     for task in names:
-        context = [(_u8(a), _u8(b)) for a, b in _context(task, seed, pairs, size)]
+        context = [(_u8(a), _u8(b)) for a, b in context_pairs(task, seed, pairs, size)]
         result = pipe(context, [_u8(r.rgb) for r in renders], pairs=pairs, seed=seed, size=size, **sampling)
         answers[task] = dict.fromkeys(names, 0)
         for i, pred in enumerate(result.predictions):
