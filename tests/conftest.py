@@ -16,6 +16,16 @@ from lavin_cli.store import weights
 TINY_SIZE = 32
 
 
+def pytest_configure(config):
+    """Compiled kernels (torch.compile) are cached per kernel choice: inductor's cache does not
+    tell apart kernels built for another ATEN_CPU_CAPABILITY, and running them crashes."""
+    import os
+    import tempfile
+
+    key = f"{torch.__version__}-{torch.backends.cpu.get_cpu_capability()}-{os.environ.get('ONEDNN_MAX_CPU_ISA', 'all')}"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"lavin-tests-inductor-{key}"))
+
+
 def pytest_collection_modifyitems(config, items):
     """The `gpu` marker means "needs a CUDA device": such tests are skipped where torch sees none."""
     if torch.cuda.is_available():

@@ -7,6 +7,7 @@ error.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -39,16 +40,38 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+# oneDNN's ISA names below the first with bf16 dot products (ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA)
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags /proc/cpuinfo lists (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = re.search(r"^(?:flags|Features)\s*:(.*)$", text, re.M)
+    return frozenset(line.group(1).split()) if line else frozenset()
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA the user capped oneDNN at (ONEDNN_MAX_CPU_ISA, or its old name DNNL_MAX_CPU_ISA)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap else None
+
+
 @lru_cache(maxsize=None)
 def native_cpu_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX): there bf16
-    runs the bundled model about 1.6x faster than float32 with the same eval metrics (README);
-    elsewhere bf16 is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    """Whether this CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX) and oneDNN,
+    which runs torch's bf16 matrix products, may use it: there bf16 runs the bundled model about
+    1.6x faster than float32 with the same eval metrics (README); elsewhere, a CPU without the
+    instructions or oneDNN capped below them (ONEDNN_MAX_CPU_ISA=AVX2), bf16 is emulated and
+    several times slower. ATen's own kernels must run at AVX512 too (ATEN_CPU_CAPABILITY=avx2
+    on an AMX CPU makes torch's bf16 attention fail: 'pack_vnni2 is only supported when avx512
+    is supported')."""
+    if onednn_isa_cap() in ISAS_WITHOUT_BF16 or torch.backends.cpu.get_cpu_capability() != "AVX512":
         return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
