@@ -10,6 +10,7 @@ Exit codes (documented in README and man/lavin.1):
     6  output problem (exists without --overwrite, not writable, disk full)
     7  some items of a batch failed, the others were written
   130  interrupted (SIGINT); 143 terminated (SIGTERM); finished outputs are kept
+  141  the reader of stdout went away (a closed pipe, as `| head`): nothing is said, as Unix tools do
 
 Messages speak of options by name, written `{{steps}}` or `{{offload=sequential}}` in the
 source: `str(error)` shows them as Python keywords (`steps`, `offload='sequential'`), and the CLI
@@ -42,6 +43,7 @@ class LavinError(Exception):
     """Base class: `str(err)` is one line that names the problem and, where known, the fix."""
 
     exit_code = 1
+    silent = False  # stops the run without a message (a closed pipe)
 
     def __init__(self, message: str = "", *, option: str | None = None):
         super().__init__(message)
@@ -91,3 +93,10 @@ class OutputError(LavinError):
 
 class PartialFailure(LavinError):
     exit_code = 7
+
+
+class BrokenPipe(OutputError):
+    """The reader of stdout closed it (`lavin run -o - | head -c 10`): the run stops, quietly."""
+
+    exit_code = 141
+    silent = True

@@ -145,7 +145,7 @@ def exact_hashes(recorded: dict, here: dict) -> dict | None:
     return next((entry["files"] for entry in recorded.get("machines", []) if entry["machine"] == here), None)
 
 
-def decoded(path: Path) -> "np.ndarray":
+def decoded(path: Path):
     """An output's pixels as float levels of 255 (16-bit PNGs scaled down, videos frame by frame)."""
     import imageio.v3 as iio
     import numpy as np

@@ -1,9 +1,9 @@
 """Every bad input, fault and limit: one clear line (two at most), the documented exit code, no
 traceback, and nothing partial left behind.
 
-One table, run through the real CLI in-process on the tiny random model. Faults are injected at
-the deepest I/O lavin calls (file writes, renames, image and weight reads, the encoder, the
-network) with monkeypatch; everything else runs for real.
+One table, run through the real CLI in-process on the tiny random model; tests/faults.py holds
+what the cases are made of (faults injected at the deepest I/O lavin calls with monkeypatch;
+everything else runs for real).
 """
 
 from __future__ import annotations
@@ -14,312 +14,22 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Optional
+import time
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY_SIZE, make_pairs, random_image
-from PIL import Image
+from faults import (Case, World, animated_gif, appears_during_run, context_copy, error_first, fifo, files_at,
+                    nothing_created, output_holding, query_named, stdout_closed, unwritable_folder, whole_output, big_png, bug, chain, closed_port, dit_tensors, encoder_fault, env,
+                    file_with, first_tensor, installed_model, mixed_context, mixed_frames, model_copy, model_json,
+                    no_cuda, odd_clip, outputs, overflowing, read_fault, record_line_fault, remove_folder_after_first_write,
+                    short_targets, signal_after, truncate_dit, truncated_png, unchanged, video_frames, weights_fault,
+                    write_fault, no_files_written, oserror)
 
 from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training import tasks
-
-
-@dataclass
-class World:
-    """Everything a case may point at; `args` of a case are formatted with these fields."""
-
-    tmp: Path
-    model: Path
-    pairs: Path
-    query: Path
-    query2: Path
-    out: Path
-    clips: Path
-    clip_query: Path
-    monkeypatch: pytest.MonkeyPatch
-    extra: dict = field(default_factory=dict)
-
-    def __getitem__(self, key):
-        return self.extra[key] if key in self.extra else getattr(self, key)
-
-
-@dataclass
-class Case:
-    name: str
-    args: list
-    code: int
-    needle: str
-    setup: Optional[Callable[[World], None]] = None
-    check: Optional[Callable[[World], None]] = None  # what must (not) have been written
-    stdin: Optional[bytes] = None
-
-
-# ------------------------------------------------------------------ fault injection
-
-
-def _oserror(code: int, path="") -> OSError:
-    return OSError(code, os.strerror(code), str(path))
-
-
-def write_fault(code: int, when: Callable[[str, int], bool]):
-    """Make lavin's file writes (io/files.py, the record) fail with `code` for the n-th write
-    matching `when(path, n)`."""
-    def setup(w: World) -> None:
-        from lavin_cli.cli import results
-        from lavin_cli.io import files
-
-        count = [0]
-
-        def fake_open(path, mode="r", *args, **kwargs):
-            if "w" in mode or "a" in mode:
-                count[0] += 1
-                if when(str(path), count[0]):
-                    raise _oserror(code, path)
-            return open(path, mode, *args, **kwargs)
-
-        w.monkeypatch.setattr(files, "open", fake_open, raising=False)
-        w.monkeypatch.setattr(results, "open", fake_open, raising=False)
-    return setup
-
-
-def record_line_fault(code: int, after: int):
-    """The record's `after`-th line cannot be written: half of it reaches the disk, then it is full."""
-    def setup(w: World) -> None:
-        from lavin_cli.cli import results
-
-        class Filling(io.TextIOWrapper):
-            lines = 0
-
-            def write(self, text):
-                Filling.lines += 1
-                if Filling.lines == after:
-                    super().write(text[: len(text) // 2])
-                    raise _oserror(code, self.name)
-                return super().write(text)
-
-        w.monkeypatch.setattr(results, "open", lambda path, mode: Filling(open(path, mode + "b")), raising=False)
-    return setup
-
-
-def read_fault(code: int, match: str):
-    """Make image reads of paths containing `match` fail with `code`."""
-    def setup(w: World) -> None:
-        from lavin_cli.io import images
-
-        real = images._open
-        w.monkeypatch.setattr(images, "_open", lambda src: (_ for _ in ()).throw(_oserror(code, src))
-                              if match in str(src) else real(src))
-    return setup
-
-
-def weights_fault(w: World) -> None:
-    """Every tensor read from a safetensors file fails with EIO."""
-    from lavin_cli.store import checkpoints
-
-    real = checkpoints.safe_open
-
-    class Broken:
-        def __init__(self, *a, **k):
-            self.inner = real(*a, **k)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.inner.__exit__(*exc)
-
-        def get_tensor(self, name):
-            raise _oserror(errno.EIO)
-
-    w.monkeypatch.setattr(checkpoints, "safe_open", Broken)
-
-
-def encoder_fault(w: World) -> None:
-    import imageio.v3 as iio
-
-    w.monkeypatch.setattr(iio, "imwrite", lambda *a, **k: (_ for _ in ()).throw(_oserror(errno.ENOSPC)))
-
-
-def signal_after(sig: int, writes: int):
-    """Send `sig` to this process right after the n-th output file is written."""
-    def setup(w: World) -> None:
-        from lavin_cli.io import files
-
-        real, count = files.write_atomic, [0]
-
-        def write(path, data, overwrite=False):
-            real(path, data, overwrite)
-            count[0] += 1
-            if count[0] == writes:
-                os.kill(os.getpid(), sig)
-
-        w.monkeypatch.setattr(files, "write_atomic", write)
-    return setup
-
-
-def bug(w: World) -> None:
-    from lavin_cli.inference.images import ImageRun
-
-    w.monkeypatch.setattr(ImageRun, "_encode_context", lambda self: {}["a bug"])
-
-
-def env(**values):
-    def setup(w: World) -> None:
-        for key, value in values.items():
-            w.monkeypatch.setenv(key, str(value).format_map(w))
-    return setup
-
-
-def chain(*setups):
-    def setup(w: World) -> None:
-        for s in setups:
-            s(w)
-    return setup
-
-
-# ------------------------------------------------------------------ files and model folders
-
-
-def file_with(name: str, data: bytes):
-    def setup(w: World) -> None:
-        (w.tmp / name).parent.mkdir(parents=True, exist_ok=True)
-        (w.tmp / name).write_bytes(data)
-    return setup
-
-
-def big_png(w: World) -> None:
-    Image.new("L", (20000, 20000)).save(w.tmp / "big.png")  # 400 MP in a few hundred KB
-
-
-def animated_gif(w: World) -> None:
-    frames = [Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)) for i in range(3)]
-    frames[0].save(w.tmp / "anim.gif", save_all=True, append_images=frames[1:])
-
-
-def truncated_png(w: World) -> None:
-    data = w.query.read_bytes()
-    (w.tmp / "cut.png").write_bytes(data[: len(data) // 2])
-
-
-def model_copy(edit: Callable[[Path], None]):
-    """A copy of the tiny model folder (at tmp/m), changed by `edit`."""
-    def setup(w: World) -> None:
-        shutil.copytree(w.model, w.tmp / "m")
-        edit(w.tmp / "m")
-    return setup
-
-
-def model_json(text: str):
-    return model_copy(lambda m: (m / "model.json").write_text(text))
-
-
-def dit_tensors(change: Callable[[dict], None], metadata: Optional[dict] = None):
-    def edit(m: Path) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import save_file
-
-        with safe_open(str(m / "dit.safetensors"), "pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
-            meta = f.metadata()
-        change(state)
-        save_file(state, str(m / "dit.safetensors"), metadata={**meta, **(metadata or {})})
-    return model_copy(edit)
-
-
-def first_tensor(value: float):
-    def change(state: dict) -> None:
-        name = next(iter(sorted(state)))
-        state[name] = torch.full_like(state[name], value)
-    return change
-
-
-def overflowing(state: dict) -> None:
-    for name in state:
-        if name.startswith("final.proj"):
-            state[name] = torch.full_like(state[name], 1e30)
-
-
-def truncate_dit(m: Path) -> None:
-    data = (m / "dit.safetensors").read_bytes()
-    (m / "dit.safetensors").write_bytes(data[: len(data) // 3])
-
-
-def odd_clip(w: World) -> None:
-    frames = tasks.to_uint8(tasks.pair("frame_prediction", 5, 32)[0])[:, :31, :29]
-    write_video(w.tmp / "odd.gif", Clip(frames, 8))
-
-
-def mixed_frames(w: World) -> None:
-    random_image(w.tmp / "mixed" / "0.png", hw=(32, 32))
-    random_image(w.tmp / "mixed" / "1.png", hw=(32, 40))
-
-
-def mixed_context(w: World) -> None:
-    shutil.copytree(w.clips, w.tmp / "mix")
-    a, b = tasks.pair("video_depth", 3, 32)
-    write_video(w.tmp / "mix" / "9_input", Clip(tasks.to_uint8(a), 8))
-    write_video(w.tmp / "mix" / "9_target", Clip(tasks.to_uint8(b), 8))
-
-
-def short_targets(w: World) -> None:
-    a, b = tasks.pair("frame_prediction", 3, 32)
-    write_video(w.tmp / "short" / "0_input", Clip(tasks.to_uint8(a), 8))
-    write_video(w.tmp / "short" / "0_target", Clip(tasks.to_uint8(b)[:1], 8))
-
-
-def no_cuda(w: World) -> None:
-    """A torch that sees no GPU (already so on CI; on a GPU machine its answer is taken away)."""
-    import torch
-
-    w.monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-
-
-def closed_port(w: World) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    w.monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    w.monkeypatch.setenv("LAVIN_HOME", str(w.tmp / "home"))
-    w.monkeypatch.setenv("HF_HUB_CACHE", str(w.tmp / "hf"))
-    w.monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    entry = {"name": "remote", "source": {"type": "hf", "repo": "o/r", "files": [{"path": "dit.safetensors"}]},
-             "preset": "tiny", "size": 32}
-    (w.tmp / "home").mkdir()
-    (w.tmp / "home" / "registry.json").write_text(json.dumps({"format": "lavin-registry/1", "models": [entry]}))
-
-
-def installed_model(w: World) -> None:
-    """A model installed in a store, with its manifest (for verify)."""
-    from lavin_cli.io.files import sha256
-
-    folder = w.tmp / "home" / "models" / "inst"
-    shutil.copytree(w.model, folder)
-    files = {p.name: {"sha256": sha256(p), "size": p.stat().st_size} for p in folder.iterdir() if p.is_file()}
-    (folder / "manifest.json").write_text(json.dumps({"name": "inst", "files": files, "status": "ready"}))
-    w.monkeypatch.setenv("LAVIN_HOME", str(w.tmp / "home"))
-
-
-def no_files_written(w: World) -> None:
-    assert not w.out.exists() or not any(w.out.rglob("*")), sorted(w.out.rglob("*"))
-
-
-def outputs(*names: str):
-    """Exactly these files were written under the output folder (by name; the queries' tree is
-    mirrored there)."""
-    def check(w: World) -> None:
-        assert sorted(p.name for p in w.out.rglob("*") if p.is_file()) == sorted(names)
-    return check
-
 
 RUN = ["run", "-m", "{model}", "-c", "{pairs}", "--steps", "2", "-q"]
 VIDEO = ["video", "-m", "{model}", "-c", "{clips}", "--steps", "2", "-q"]
@@ -436,7 +146,7 @@ CASES = [
     Case("size-beyond-memory", RUN + ONE + ["--size", "8192", "--device", "cpu"], 5, "token sequence needs about"),
     # ---- disk and outputs: exit 6, or 7 when other items were written
     Case("output-exists", RUN + ONE, 6, "exists; pass --overwrite", setup=lambda w: random_image(w.out / "o.png", seed=42),
-         check=lambda w: _unchanged(w.out / "o.png", seed=42)),
+         check=lambda w: unchanged(w.out / "o.png", seed=42)),
     Case("record-is-folder", RUN + ONE + ["--record", "{out}", "--overwrite"], 6, "is a folder, where a file",
          setup=lambda w: w.out.mkdir()),
     Case("disk-full-2nd-of-3", RUN + ["-i", "{query}", "-i", "{query2}", "-i", "{tmp}/q3.png", "-o", "{out}/"], 7,
@@ -448,19 +158,19 @@ CASES = [
          setup=write_fault(errno.ENOSPC, lambda p, n: "run.jsonl" in p)),
     Case("record-disk-full", RUN + ONE + ["--record", "{tmp}/run.jsonl"], 6, "run.jsonl: could not be written (disk full)",
          setup=record_line_fault(errno.ENOSPC, after=2), check=outputs("o.png")),
-    Case("folder-vanishes", RUN + BOTH, 0, "", setup=lambda w: _remove_folder_after_first_write(w),
+    Case("folder-vanishes", RUN + BOTH, 0, "", setup=lambda w: remove_folder_after_first_write(w),
          check=outputs("q0.png", "q1.png")),
     Case("video-encoder-full", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4"], 6, "disk full", setup=encoder_fault),
     Case("video-odd-size", VIDEO + ["-i", "{tmp}/odd.gif", "-o", "{out}/v.mp4", "--frames", "4"], 0, "",
-         setup=odd_clip, check=lambda w: _video_frames(w.out / "v.mp4", 4)),
+         setup=odd_clip, check=lambda w: video_frames(w.out / "v.mp4", 4)),
     Case("convert-disk-full", ["convert", "--dit", "{model}/dit.safetensors", "-o", "{out}"], 6, "could not be written",
          setup=lambda w: w.monkeypatch.setattr("lavin_cli.store.checkpoints.save_file",
-                                               lambda *a, **k: (_ for _ in ()).throw(_oserror(errno.ENOSPC)))),
+                                               lambda *a, **k: (_ for _ in ()).throw(oserror(errno.ENOSPC)))),
     Case("convert-unreadable", ["convert", "--dit", "{model}/dit.safetensors", "-o", "{out}"], 4, "could not be read",
          setup=weights_fault),
     Case("train-disk-full", ["train", "vae", "-o", "{out}", "--steps", "1", "--batch", "2", "--size", "32", "-q"], 6,
          "could not be written", setup=lambda w: w.monkeypatch.setattr(
-             torch, "save", lambda *a, **k: (_ for _ in ()).throw(_oserror(errno.ENOSPC))),
+             torch, "save", lambda *a, **k: (_ for _ in ()).throw(oserror(errno.ENOSPC))),
          check=lambda w: not {"vae.safetensors", "vae_state.pt"} & {p.name for p in w.out.iterdir()} or pytest.fail("saved")),
     Case("train-dit-vae-unreadable", ["train", "dit", "-o", "{out}", "--vae", "{model}/vae.safetensors", "--steps", "1",
                                       "--preset", "tiny", "--size", "32", "-q"], 4, "could not be read",
@@ -470,7 +180,7 @@ CASES = [
     Case("verify-unreadable", ["verify", "inst"], 4, "unreadable (I/O error)",
          setup=chain(installed_model, write_fault(errno.EIO, lambda p, n: False),
                      lambda w: w.monkeypatch.setattr("lavin_cli.io.files.open",
-                                                     lambda p, m="r", *a, **k: (_ for _ in ()).throw(_oserror(errno.EIO, p))
+                                                     lambda p, m="r", *a, **k: (_ for _ in ()).throw(oserror(errno.EIO, p))
                                                      if "rb" in m else open(p, m, *a, **k), raising=False))),
     # ---- signals: the finished outputs stay, exit 130 / 143
     Case("sigint", RUN + ["-i", "{query}", "-i", "{query2}", "-i", "{tmp}/q3.png", "-o", "{out}/", "-b", "1"], 130,
@@ -483,32 +193,105 @@ CASES = [
     Case("internal-error", RUN + ONE, 1, "internal error (KeyError: 'a bug'); details in", setup=bug),
 ]
 
-
-def _remove_folder_after_first_write(w: World) -> None:
-    from lavin_cli.io import files
-
-    real = files.write_atomic
-
-    def write(path, arr, overwrite=False):
-        real(path, arr, overwrite)
-        if path.name == "q0.png":
-            kept = w.tmp / "kept.png"
-            shutil.move(str(path), kept)
-            shutil.rmtree(path.parent)  # the output folder vanishes under the run
-            path.parent.mkdir()
-            shutil.move(str(kept), path)
-
-    w.monkeypatch.setattr(files, "write_atomic", write)
-
-
-def _unchanged(path: Path, seed: int) -> None:
-    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(random_image(path.with_name("ref.png"), seed=seed))))
-
-
-def _video_frames(path: Path, count: int) -> None:
-    from lavin_cli.io.video import read_video
-
-    assert read_video(path).frames.shape[0] == count
+LONG = "x" * 246  # + "_grid.png" is 255 bytes, the longest name most file systems take
+CASES += [
+    # ---- issue 33: -o is a folder by one rule, whatever the format
+    Case("npy-into-new-folder", RUN + BOTH[:4] + ["-o", "{out}/raw", "--format", "npy"], 0, "",
+         check=files_at("raw/q0.npy", "raw/q1.npy")),
+    Case("png16-into-new-folder", RUN + BOTH[:4] + ["-o", "{out}/raw", "--format", "png16"], 0, "",
+         check=files_at("raw/q0.png", "raw/q1.png")),
+    Case("video-npy-into-new-folder", VIDEO + ["-i", "{clip_query}", "-i", "{tmp}/q2.gif", "-o", "{out}/raw",
+                                               "--format", "npy"], 0, "",
+         setup=lambda w: shutil.copy(w.clip_query, w.tmp / "q2.gif"),
+         check=lambda w: sorted(p.name for p in (w.out / "raw").rglob("*.npy")) == ["q.npy", "q2.npy"] or pytest.fail()),
+    Case("png16-named-jpg", RUN + ONE[:2] + ["-o", "{out}/o.jpg", "--format", "png16"], 2, "--format png16 writes .png"),
+    Case("npy-named-png", RUN + ONE[:2] + ["-o", "{out}/o.png", "--format", "npy"], 2, "--format npy writes .npy"),
+    Case("video-png16-named-mp4", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4", "--format", "png16"], 2,
+         "writes a folder of 16-bit frames"),
+    Case("two-queries-one-name", RUN + ["-i", "{tmp}/d", "-o", "{out}/"], 0, "",
+         setup=lambda w: [random_image(w.tmp / "d" / n, seed=i) for i, n in enumerate(("x.png", "x.jpg"))],
+         check=files_at("x.png", "x-1.png")),
+    # ---- names the file system cannot take
+    Case("grid-name-too-long", RUN + ["-i", "{long}", "-o", "{out}/", "--grid"], 0, "",
+         setup=query_named("long", "x" * 250 + ".png"),
+         check=lambda w: sorted(len(p.name) for p in w.out.iterdir()) == [254, 255] or pytest.fail("missing")),
+    Case("output-name-too-long", RUN + ["-i", "{long}", "-o", "{out}/", "--ext", "jpeg"], 6,
+         "its name is 256 bytes, the file system takes at most 255", setup=query_named("long", "y" * 251 + ".png")),
+    Case("temporary-name-too-long", RUN + ["-i", "{long}", "-o", "{out}/"], 0, "",
+         setup=query_named("long", "z" * 251 + ".png"), check=lambda w: len(next(w.out.iterdir()).name) == 255),
+    # ---- FIFOs, devices and sockets
+    Case("query-fifo", RUN + ["-i", "{tmp}/f.png", "-o", "{out}/o.png"], 3, "f.png: is a FIFO (named pipe), not a file",
+         setup=fifo("f.png")),
+    Case("query-fifo-among-others", RUN + ["-i", "{query}", "-i", "{tmp}/f.png", "-o", "{out}/"], 7,
+         "1 of 2 queries failed", setup=fifo("f.png"), check=files_at("q0.png")),
+    Case("query-dev-zero", RUN + ["-i", "/dev/zero", "-o", "{out}/o.png"], 3, "/dev/zero: is a character device"),
+    Case("video-query-fifo", VIDEO + ["-i", "{tmp}/f.mp4", "-o", "{out}/v.mp4"], 3, "is a FIFO", setup=fifo("f.mp4")),
+    Case("context-fifo-pair", ["run", "-m", "{model}", "-c", "{tmp}/ctx", "--steps", "2", "-q", "--record",
+                               "{tmp}/r.jsonl"] + ONE, 0, "",
+         setup=context_copy(lambda c: ((c / "004_target.png").unlink(), os.mkfifo(c / "004_target.png"))),
+         check=lambda w: "004_target.png (a FIFO (named pipe))" in json.loads(
+             (w.tmp / "r.jsonl").read_text().splitlines()[0])["skipped"] or pytest.fail("not listed")),
+    Case("output-dev-null", RUN + ["-i", "{query}", "-o", "/dev/null", "--overwrite"], 6,
+         "/dev/null is a character device; lavin writes regular files"),
+    Case("model-dev-null", ["run", "-m", "/dev/null", "-c", "{pairs}", "-q"] + ONE, 4, "is a character device, not a model"),
+    Case("convert-dev-zero", ["convert", "--dit", "/dev/zero", "-o", "{out}"], 4, "is a character device, not a DiT"),
+    # ---- stdout closed, or nobody reading it
+    Case("stdout-closed", RUN + ["-i", "{query}", "-o", "-"], 6, "-o -: stdout is closed", setup=stdout_closed),
+    Case("json-stdout-closed", RUN + ONE + ["--json"], 6, "--json prints the record on stdout, which is closed",
+         setup=stdout_closed),
+    Case("tasks-stdout-closed", ["tasks", "-m", "{model}", "--json"], 6, "stdout is closed", setup=stdout_closed),
+    # ---- resuming over files that are not whole outputs
+    Case("resume-empty-output", RUN + BOTH + ["--skip-existing"], 0, "", setup=output_holding("q0.png", b""),
+         check=whole_output("q0.png", "png")),
+    Case("resume-foreign-format", RUN + BOTH + ["--skip-existing"], 0, "",
+         setup=output_holding("q0.png", b"\xff\xd8\xff\xe0 a JPEG named .png"), check=whole_output("q0.png", "png")),
+    Case("resume-cut-npy", RUN + BOTH[:4] + ["-o", "{out}/", "--format", "npy", "--skip-existing"], 0, "",
+         setup=output_holding("q0.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (30, 45, 3), }"
+                                        + b" " * 51 + b"\n" + b"\x00" * 100),
+         check=whole_output("q0.npy", "npy")),
+    Case("resume-garbage-video", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4", "--skip-existing"], 0, "",
+         setup=output_holding("v.mp4", b"not a video"), check=whole_output("v.mp4", "video")),
+    # ---- lists
+    Case("list-with-missing-entry", RUN + ["--files-from", "{tmp}/list.txt", "-o", "{out}/"], 7, "1 of 2 queries failed",
+         setup=lambda w: (w.tmp / "list.txt").write_text(f"{w.query}\n/nonexistent/nope.png\n"), check=files_at("q0.png")),
+    Case("list-with-non-utf8-entry", RUN + ["--files-from", "{tmp}/list.txt", "-o", "{out}/"], 7, "1 of 2 queries failed",
+         setup=lambda w: (w.tmp / "list.txt").write_bytes(os.fsencode(str(w.query)) + b"\n/tmp/caf\xe9.png\n"),
+         check=files_at("q0.png")),
+    Case("list-nul-without-0", RUN + ["--files-from", "{tmp}/list.txt", "-o", "{out}/"], 2, "add -0",
+         setup=lambda w: (w.tmp / "list.txt").write_bytes(f"{w.query}\0{w.query2}\0".encode())),
+    Case("list-empty", RUN + ["--files-from", "{tmp}/list.txt", "-o", "{out}/"], 2, "no queries",
+         setup=lambda w: (w.tmp / "list.txt").write_text("\n\n")),
+    # ---- context entries that are not used say so
+    Case("context-odd-entries", ["run", "-m", "{model}", "-c", "{tmp}/ctx", "--steps", "2", "-q", "--record",
+                                 "{tmp}/r.jsonl"] + ONE, 0, "",
+         setup=context_copy(lambda c: ((c / "009_target.png").mkdir(), os.symlink("loop_input.png", c / "loop_input.png"),
+                                       os.symlink("nowhere.png", c / "x_target.png"))),
+         check=lambda w: json.loads((w.tmp / "r.jsonl").read_text().splitlines()[0])["skipped"] == [
+             "009_target.png (a folder, not an image)", "loop_input.png (a link loop)", "x_target.png (a broken link)"]
+         or pytest.fail("not listed")),
+    Case("context-truncated-target", ["run", "-m", "{model}", "-c", "{tmp}/ctx", "--steps", "2"] + ONE, 3,
+         "001_target.png: not a readable image",
+         setup=context_copy(lambda c: (c / "001_target.png").write_bytes((c / "001_target.png").read_bytes()[:200])),
+         err_check=error_first),
+    # ---- outputs and inputs
+    Case("output-is-the-query", RUN + ["-i", "{tmp}/q.png", "-o", "{tmp}/q.png", "--overwrite"], 6,
+         "is one of this run's inputs", setup=lambda w: shutil.copy(w.query, w.tmp / "q.png"),
+         check=lambda w: (w.tmp / "q.png").read_bytes() == w.query.read_bytes() or pytest.fail("overwritten")),
+    Case("record-is-a-context-file", RUN + ONE + ["--record", "{pairs}/000_input.png", "--overwrite"], 6,
+         "is one of this run's inputs"),
+    Case("record-folder-read-only", RUN + ONE + ["--record", "{tmp}/readonly-place/run.jsonl"], 6,
+         "run.jsonl: cannot be written, its folder", setup=chain(lambda w: (w.tmp / "readonly-place").mkdir(), unwritable_folder("readonly-place"))),
+    Case("output-inside-a-file", RUN + ["-i", "{query}", "-o", "{query}/x.png"], 6, "is a file, not a folder"),
+    Case("empty-output", RUN + ["-i", "{query}", "-o", ""], 2, "-o is empty"),
+    Case("empty-query", RUN + ["-i", "", "-o", "{out}/"], 2, "--query is empty"),
+    Case("missing-query-folder", RUN + ["-i", "{tmp}/data/missing", "-o", "{out}/", "--record", "{tmp}/d.jsonl"], 3,
+         "missing: file not found", check=nothing_created("{out}", "{tmp}/d.jsonl")),
+    # ---- runs that meet on one output folder
+    Case("output-written-meanwhile", RUN + BOTH + ["-b", "1"], 7, "written during this run by another process",
+         setup=appears_during_run("q1.png")),
+    Case("output-written-meanwhile-resume", RUN + BOTH + ["-b", "1", "--skip-existing"], 0, "",
+         setup=appears_during_run("q1.png"), check=files_at("q0.png", "q1.png")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -543,6 +326,8 @@ def test_bad_input(case: Case, cli, tiny_model, pairs_dir, queries, clips, tmp_p
     assert code == case.code, err
     assert case.needle in err, err
     assert "Traceback" not in err and len(lines) <= 2, err
+    if case.err_check:
+        case.err_check(err)
     assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name], "a partial file was left"
     (case.check or (no_files_written if case.code not in (0, 7, 130, 143) else (lambda w: None)))(world)
     _ = make_pairs  # (the shared fixtures build the pairs)
@@ -563,3 +348,65 @@ def test_messages_are_never_wrapped_and_progress_is_plain_off_a_terminal(cli, ti
     code, _, err = cli("run", "-m", tiny_model, "-c", pairs_dir, "-i", queries[0].parent, "-o", tmp_path / "out2",
                        "--steps", "2", "-b", "1", "-q")
     assert code == 0 and err == ""
+
+
+def _lavin(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lavin_cli", *map(str, args)]
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model, pairs_dir, queries, tmp_path):
+    """`lavin run -o - | head -c 0`: exit 141 (as a Unix tool killed by SIGPIPE) and nothing said."""
+    for extra in (["-o", "-"], ["-o", tmp_path / "o.png", "--json"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before lavin writes
+        res = subprocess.run(_lavin("run", "-m", tiny_model, "-c", pairs_dir, "-i", queries[0], "--steps", "2", "-q", *extra),
+                             stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+        os.close(write)
+        assert res.returncode == 141 and res.stderr == "", (extra, res.stderr)
+
+
+def test_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one(tiny_model, pairs_dir, tmp_path):
+    """SIGKILL (no chance to clean up) in the middle of a run, then --skip-existing: every
+    output exactly as one uninterrupted run writes it, and no partial file in the way."""
+    folder = tmp_path / "q"
+    for i in range(6):
+        random_image(folder / f"q{i}.png", seed=300 + i)
+    base = ["run", "-m", tiny_model, "-c", pairs_dir, "-i", folder, "--steps", "2", "-b", "2", "-q"]
+    subprocess.run(_lavin(*base, "-o", tmp_path / "whole"), check=True, timeout=300)
+    proc = subprocess.Popen(_lavin(*base, "-o", tmp_path / "cut", "--record", tmp_path / "cut.jsonl"))
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "cut" / "q1.png").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lines = (tmp_path / "cut.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # valid up to its last line
+    res = subprocess.run(_lavin(*base, "-o", tmp_path / "cut", "--record", tmp_path / "cut.jsonl", "--skip-existing"),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    whole = {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()}
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cut").iterdir()} == whole  # no .partial left either
+
+
+def test_an_output_that_appears_at_the_last_moment_is_not_replaced(tmp_path, monkeypatch):
+    """Without --overwrite, publishing links the finished file into place, which fails where
+    another process created the name since it was checked (no window between check and rename)."""
+    from lavin_cli.errors import OutputError
+    from lavin_cli.io import files
+
+    target = tmp_path / "o.png"
+    monkeypatch.setattr(files.Path, "exists", lambda self: False)  # every check says: nothing there
+    target.write_bytes(b"the other process's output")
+    with pytest.raises(OutputError, match="exists"):
+        files.write_atomic(target, b"ours")
+    assert target.read_bytes() == b"the other process's output" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_unused_context_entries_are_a_warning(cli, tiny_model, pairs_dir, queries, tmp_path):
+    ctx = tmp_path / "ctx"
+    shutil.copytree(pairs_dir, ctx)
+    (ctx / "009_target.png").mkdir()
+    os.symlink("loop_input.png", ctx / "loop_input.png")
+    code, _, err = cli("run", "-m", tiny_model, "-c", ctx, "-i", queries[0], "-o", tmp_path / "o.png", "--steps", "2")
+    assert code == 0 and "warning: 2 entries of the context not used: 009_target.png (a folder, not an image), " \
+                         "loop_input.png (a link loop)" in err

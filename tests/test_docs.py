@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from lavin_cli.cli.app import app
@@ -110,3 +111,23 @@ def test_readme_video_commands_run_as_written(tmp_path):
     assert res.returncode == 0, res.stderr
     assert read_video(tmp_path / "vdepth.mp4").frames.shape[0] == 5 and (tmp_path / "vdepth_grid.png").is_file()
     assert read_video(tmp_path / "next.mp4").frames.shape[0] == 12
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_every_help_reads_at_80_and_100_columns(columns, cli, monkeypatch):
+    """Each command's --help fits the width, cuts nothing off ('…') and shows every example of
+    its docstring whole, on a line of its own."""
+    from lavin_cli.cli.help import _split_docstring
+
+    root = typer.main.get_command(app)
+    commands = {"": root, "train": root.commands["train"], **_commands()}
+    for name, command in commands.items():
+        monkeypatch.setenv("COLUMNS", str(columns))
+        code, out, err = cli(*name.split(), "--help")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert "…" not in out, f"lavin {name} --help cuts text off"
+        assert max(len(line) for line in lines) <= columns, f"lavin {name} --help is wider than {columns}"
+        for example in _split_docstring(command.help or "")[1]:
+            assert example.strip() in [line.strip() for line in lines], f"lavin {name} --help wraps {example!r}"
+        assert "Options" in out or "Inputs" in out

@@ -35,7 +35,7 @@ def test_empty_context_and_no_complete_pair(cli, base, tmp_path):
     _assert_clean(code, err, 3, "no complete <id>_input/<id>_target pair")
     random_image(tmp_path / "half" / "a_input.png")
     code, _, err = cli(*base, "-c", tmp_path / "half", "-o", tmp_path / "o.png")
-    _assert_clean(code, err, 3, "unpaired: a_input.png")
+    _assert_clean(code, err, 3, "not used: a_input.png (no partner)")
     assert not (tmp_path / "o.png").exists()
 
 

@@ -5,6 +5,7 @@ Heavy imports (torch, the models) happen inside commands, so `lavin --help` stay
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -18,8 +19,8 @@ from lavin_cli.cli import options, signals
 from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
-from lavin_cli.cli.console import fail_quietly, internal_error, report
-from lavin_cli.errors import LavinError
+from lavin_cli.cli.console import ClosedStdout, PipeGuard, fail_quietly, internal_error, report, silence_stdout
+from lavin_cli.errors import BrokenPipe, LavinError
 from lavin_cli.io.files import WRITE_ERRNOS, describe_os_error
 
 app = typer.Typer(
@@ -64,19 +65,45 @@ app.add_typer(train_cmd.app, name="train")
 
 def main() -> None:
     """Run `lavin`: every outcome becomes at most a line or two on stderr and a documented exit code."""
-    with signals.installed():
-        code = _run(sys.argv[1:])
+    given = sys.stdout
+    sys.stdout = ClosedStdout() if given is None else PipeGuard(given)  # None: started with `>&-`
+    try:
+        with signals.installed():
+            code = _run(sys.argv[1:])
+        code = _flushed(code)
+    finally:
+        sys.stdout = given
     sys.exit(code)
+
+
+def _flushed(code: int) -> int:
+    """Flush stdout before exit, where a reader that went away shows (`lavin tasks --json | head`)."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, BrokenPipe):
+        silence_stdout()
+        return code or BrokenPipe.exit_code
+    except (OSError, ValueError):
+        pass
+    return code
 
 
 def _run(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="lavin", standalone_mode=False)
     except LavinError as exc:
-        return report(exc)
+        if isinstance(exc, BrokenPipe):
+            silence_stdout()
+        return exc.exit_code if getattr(exc, "reported", False) else report(exc)
     except KeyboardInterrupt:
         return _interrupted()
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): quiet, as Unix tools are
+        silence_stdout()
+        return BrokenPipe.exit_code
     except OSError as exc:  # an I/O failure no layer named: still one line, and a plausible code
+        if exc.errno == errno.EBADF and exc.filename == "stdout":
+            return fail_quietly("stdout is closed, so what this command prints is lost; run it with stdout open "
+                                "(lavin run and video: -o FILE and --record FILE write files instead)", 6)
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return fail_quietly(f"{where}{describe_os_error(exc)}", 6 if exc.errno in WRITE_ERRNOS else 3)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -28,24 +29,106 @@ def message(error: Exception) -> str:
     return render(flag_style) if render else str(error)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` without control characters: a file name holding a newline or an escape sequence
+    stays one line of its own and cannot steer the terminal (they are shown as \\n, \\x1b)."""
+    return text.translate(_CONTROL)
+
+
 def log(text: str, style: str | None = None) -> None:
     """One plain line on stderr (no markup is read from `text`)."""
-    err.print(escape(text), style=style, highlight=False, soft_wrap=True)
+    err.print(escape(one_line(text)), style=style, highlight=False, soft_wrap=True)
 
 
 def warn(text: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(one_line(text))}", highlight=False, soft_wrap=True)
 
 
 def fail_quietly(text: str, code: int) -> int:
     """Print one error line; return the exit code."""
-    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(one_line(text))}", highlight=False, soft_wrap=True)
     return code
 
 
 def report(error: Exception) -> int:
-    """A LavinError as one line, named with flags; its documented exit code."""
+    """A LavinError as one line, named with flags (nothing for a silent one); its exit code."""
+    if getattr(error, "silent", False):
+        return error.exit_code
     return fail_quietly(message(error), getattr(error, "exit_code", 1))
+
+
+class ClosedStdout:
+    """Stands in for sys.stdout when lavin starts with it closed (`lavin ... >&-`): writing a
+    result there is an output error (exit 6), not a crash on None or output silently lost."""
+
+    closed = False
+    encoding = "utf-8"
+
+    def write(self, data) -> int:
+        raise OSError(errno.EBADF, "stdout is closed", "stdout")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "stdout is closed", "stdout")
+
+    @property
+    def buffer(self) -> "ClosedStdout":
+        return self
+
+
+class PipeGuard:
+    """sys.stdout as lavin prints to it: a reader that went away (`| head`) becomes BrokenPipe,
+    which ends the run quietly with exit 141, instead of an OSError that click turns into exit 1."""
+
+    def __init__(self, stream, binary: bool = False):
+        self._stream, self._binary = stream, binary
+
+    def write(self, data):
+        from lavin_cli.errors import BrokenPipe
+
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            raise BrokenPipe("stdout: the reader closed the pipe") from None
+
+    def flush(self) -> None:
+        from lavin_cli.errors import BrokenPipe
+
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise BrokenPipe("stdout: the reader closed the pipe") from None
+
+    @property
+    def buffer(self):
+        return PipeGuard(self._stream.buffer, binary=True) if not self._binary else self
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def stdout_closed() -> bool:
+    return isinstance(sys.stdout, ClosedStdout) or sys.stdout is None
+
+
+def silence_stdout() -> None:
+    """After a closed pipe: point fd 1 at /dev/null, so that the flush at exit says nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def fail(error: Exception, code: int | None = None) -> NoReturn:

@@ -4,6 +4,7 @@ torchrun's ranks too)."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from lavin_cli.cli import distributed, plan
 from lavin_cli.cli.console import flag_style, log, warn
 from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
-from lavin_cli.errors import LavinError, UsageError, render
+from lavin_cli.errors import LavinError, OutputError, UsageError, render
 from lavin_cli.inference import shards
 
 LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
@@ -46,6 +47,8 @@ def resolve_context(context: Optional[Path], task: Optional[str], model, clips: 
 
     if (context is None) == (task is None):
         raise UsageError("give exactly one of --context FOLDER or --task NAME")
+    if context is not None and not str(context).strip():
+        raise UsageError("--context is empty; give a folder of example pairs")
     if context is None:
         known = folders.tasks(model)
         if task not in known:
@@ -58,15 +61,55 @@ def resolve_context(context: Optional[Path], task: Optional[str], model, clips: 
     return ctx.find_pairs(context, clips=clips)
 
 
+def check_context(found, options, clips: bool) -> None:
+    """The context pairs this run reads, read before the model loads (an unreadable one is the
+    run's one error line)."""
+    from lavin_cli.inference import context as ctx
+
+    chosen = ctx.candidates(found, options.pairs, options.select, options.seed)
+    ctx.check_readable(found, chosen, clips, options.max_pixels)
+
+
 def make_plan(files: Files, batch_size: int, gray_target: bool, clips: bool) -> plan.Plan:
     shard = plan.shard_of(files.shard)  # a bad K/N fails before any file is listed
     if files.skip_existing and files.overwrite:
         raise UsageError("--skip-existing keeps the outputs that exist, --overwrite replaces them: give one")
+    for flag, value in (("--query", q) for q in files.query):
+        if not value.strip():
+            raise UsageError(f"{flag} is empty; give a file, a folder, a glob or - for stdin")
+    for flag, value in (("--files-from", files.files_from), ("--root", files.root), ("--record", files.record)):
+        if value is not None and not str(value).strip():
+            raise UsageError(f"{flag} is empty; give a path")
+    if files.as_json and plan.stdout_closed():
+        raise OutputError("--json prints the record on stdout, which is closed; use --record FILE")
     queries = plan.gather(files.query, files.files_from, files.nul, files.recursive, clips)
     fmt = plan.output_format(files.fmt, files.output, gray_target, clips)
     the_plan = plan.Plan(queries, plan.output_names(queries, files.output, fmt, files.ext, files.root, clips), fmt)
     plan.schedule(the_plan, batch_size, shard, files.skip_existing)
     return the_plan
+
+
+def redone(the_plan: plan.Plan, quiet: bool) -> frozenset[str]:
+    """Say which files in the place of outputs a resumed run computes again (not whole ones of
+    their format); their paths, which the run may write over."""
+    for i, why in sorted(the_plan.redo.items()):
+        if not quiet:
+            warn(f"{the_plan.outputs[i]} exists but {why}: computing it again")
+    return frozenset(the_plan.outputs[i] for i in the_plan.redo)
+
+
+def already_written(the_plan: plan.Plan, overwrite: bool):
+    """The runner's `skip`: leave out a batch whose outputs all exist by the time it comes up
+    (another lavin run on the same folder wrote them meanwhile), unless they are to be replaced;
+    its predictions are then kept (--skip-existing) or failed as existing, never computed twice."""
+    if overwrite:
+        return None
+
+    def skip(indices: list[int]) -> bool:
+        return all(i not in the_plan.redo and os.path.lexists(the_plan.outputs[i]) for i in indices
+                   if the_plan.outputs[i] != plan.STDIO) and plan.STDIO not in [the_plan.outputs[i] for i in indices]
+
+    return skip
 
 
 def nothing_to_do(the_plan: plan.Plan, quiet: bool) -> bool:
@@ -108,7 +151,8 @@ def drive(files: Files, the_plan: plan.Plan, ranks, start_stream: Callable, writ
     record = ranks.part(files.record) if ranks and files.record else files.record
     append = files.skip_existing and files.record is not None and files.record.exists() and ranks is None
     results = Results(record, files.as_json and (ranks is None or ranks.main), files.quiet,
-                      append=append, skip=frozenset(the_plan.finished))
+                      append=append, skip=frozenset(the_plan.finished), outputs=the_plan.outputs,
+                      keep_existing=files.skip_existing)
     with Progress(not files.quiet and (ranks is None or ranks.main)) as progress:
         stream, header = start_stream(relay(progress, quiet_tokens=files.quiet))
         header = {**header, "queries_total": len(the_plan.queries), "queries_here": len(the_plan.todo),

@@ -3,6 +3,7 @@ no value placeholder, an option taking a value shows what kind (N, DIR, [first|r
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +12,13 @@ from typer.core import TyperCommand, TyperGroup
 
 
 class _HelpStyle:
-    """Help without Typer's Python type names: flags get no metavar, other options their name."""
+    """Help without Typer's Python type names (flags get no metavar, other options their name),
+    printed by lavin's own renderer (cli/help.py: panels, nothing cut off)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from lavin_cli.cli import help as help_renderer
+
+        help_renderer.render(self, ctx)
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
@@ -23,8 +30,35 @@ class _HelpStyle:
         params = super().get_params(ctx)
         for param in params:
             if param.metavar is None and param.param_type_name == "option":
-                param.metavar = "" if getattr(param, "is_flag", False) else param.name.upper()
+                param.metavar = "" if getattr(param, "is_flag", False) else _metavar(param)
         return params
+
+
+def _metavar(param) -> str:
+    """What an option without a declared metavar takes, the same on every command: N (a whole
+    number), X (a number), PATH, else its name where short (DATA), else TEXT."""
+    kind = _value_type(param)
+    if kind is int:
+        return "N"
+    if kind is float:
+        return "X"
+    if isinstance(kind, type) and issubclass(kind, Path):
+        return "PATH"
+    return param.name.upper() if len(param.name) <= 8 else "TEXT"
+
+
+def _value_type(param):
+    """The Python type an option's value converts to (Optional and list unwrapped)."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is None:  # click's own parameter types (Typer versions without descriptors)
+        name = getattr(getattr(param, "type", None), "name", "")
+        return {"integer": int, "float": float, "path": Path}.get(name, str)
+    while typing.get_args(annotation):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if not inner:
+            break
+        annotation = inner[0]
+    return annotation
 
 
 class Command(_HelpStyle, TyperCommand):
@@ -35,67 +69,86 @@ class Group(_HelpStyle, TyperGroup):
     pass
 
 
-def choices(*names: str) -> str:
-    return "[" + "|".join(names) + "]"
+INPUTS, OUTPUTS, SAMPLING, DATASET, DEVICE_PANEL = "Inputs", "Outputs", "Sampling", "Dataset", "Model and device"
 
 
-DEVICE = typer.Option("auto", "--device", metavar="DEVICE", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
-DTYPE = typer.Option("auto", "--dtype", metavar=choices("auto", "float32", "bfloat16", "float16"),
-                     help="Precision: auto is bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), "
-                          "else float32.")
-ATTENTION = typer.Option("auto", "--attention", metavar=choices("auto", "sdpa", "xformers", "math"),
-                         help="Attention kernel: auto is torch SDPA on a CPU or a Hopper or newer GPU, xformers "
-                              "on an older GPU where it works; xformers is CUDA only, math is the reference.")
-OFFLOAD = typer.Option("none", "--offload", metavar=choices("none", "model", "sequential", "auto"),
+def one_of(names) -> str:
+    """'a, b or c'."""
+    names = list(names)
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+MODEL = typer.Option(None, "--model", "-m", metavar="NAME|DIR", rich_help_panel=DEVICE_PANEL,
+                     help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
+HOME = typer.Option(None, "--home", metavar="DIR", rich_help_panel=DEVICE_PANEL,
+                    help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")
+DEVICE = typer.Option("auto", "--device", metavar="DEVICE", rich_help_panel=DEVICE_PANEL,
+                      help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
+DTYPE = typer.Option("auto", "--dtype", metavar="TYPE", rich_help_panel=DEVICE_PANEL,
+                     help="Precision: auto, float32, bfloat16 or float16; auto is bfloat16 on CUDA and on CPUs with "
+                          "native bf16 (AVX512-BF16, AMX), else float32.")
+ATTENTION = typer.Option("auto", "--attention", metavar="KERNEL", rich_help_panel=DEVICE_PANEL,
+                         help="Attention kernel: auto, sdpa, xformers or math; auto is torch SDPA on a CPU or a Hopper "
+                              "or newer GPU, xformers on an older GPU where it works; xformers is CUDA only, math is "
+                              "the reference.")
+OFFLOAD = typer.Option("none", "--offload", metavar="MODE", rich_help_panel=DEVICE_PANEL,
                        help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
                             "auto (the fastest that fits the free GPU memory).")
-COMPILE = typer.Option(False, "--compile", help="torch.compile the DiT blocks (slow first call; faster sampling after).")
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace output files that already exist.")
-MODEL = typer.Option(None, "--model", "-m", metavar="NAME|DIR",
-                     help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
-HOME = typer.Option(None, "--home", metavar="DIR", help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")
-CONTEXT = typer.Option(None, "--context", "-c", metavar="DIR",
-                       help="Folder of example pairs: <id>_input.<ext>/<id>_target.<ext>, or input/ and target/.")
-TASK = typer.Option(None, "--task", "-t", metavar="NAME",
+COMPILE = typer.Option(False, "--compile", rich_help_panel=DEVICE_PANEL,
+                       help="torch.compile the DiT blocks (slow first call; faster sampling after).")
+BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", rich_help_panel=DEVICE_PANEL, help="Queries per model call.")
+
+CONTEXT = typer.Option(None, "--context", "-c", metavar="DIR", rich_help_panel=INPUTS,
+                       help="Folder of example pairs: <id>_input.<ext> and <id>_target.<ext> files, or input/ and "
+                            "target/ folders.")
+TASK = typer.Option(None, "--task", "-t", metavar="NAME", rich_help_panel=INPUTS,
                     help="A task folder installed with the model or shipped in examples/ (see `lavin tasks`).")
-PAIRS = typer.Option(None, "--pairs", "-n", metavar="N",
+MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N", rich_help_panel=INPUTS,
+                          help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
+
+PAIRS = typer.Option(None, "--pairs", "-n", metavar="N", rich_help_panel=SAMPLING,
                      help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
                           "with if fewer: 3 for lavin-small).")
-SELECT = typer.Option("first", "--select", metavar=choices("first", "random", "nearest"),
-                      help="Which pairs: the first ones, random (seeded) or nearest (closest inputs to each query).")
-SIZE = typer.Option(None, "--size", metavar="N|WxH",
+SELECT = typer.Option("first", "--select", metavar="HOW", rich_help_panel=SAMPLING,
+                      help="Which pairs: first (the first ones), random (seeded) or nearest (the closest inputs to "
+                           "each query).")
+SIZE = typer.Option(None, "--size", metavar="N|WxH", rich_help_panel=SAMPLING,
                     help="Working resolution, N or WIDTHxHEIGHT, multiples of 16 (default: the model's).")
-FIT = typer.Option("squash", "--fit", metavar=choices("squash", "pad", "crop"),
+FIT = typer.Option("squash", "--fit", metavar="HOW", rich_help_panel=SAMPLING,
                    help="How images meet the working size: squash, pad (letterbox) or crop (centre).")
-STEPS = typer.Option(11, "--steps", metavar="N",
+STEPS = typer.Option(11, "--steps", metavar="N", rich_help_panel=SAMPLING,
                      help="Time points of the sampler, any count >= 2 (11: 10 model evaluations, measured as good as "
                           "the official 20 on lavin-small; 20 reproduces the official numerics).")
-CFG = typer.Option(1.5, "--cfg", metavar="SCALE", help="Classifier-free guidance scale (1 disables the null branch).")
-SEED = typer.Option(0, "--seed", metavar="N", help="Seed of the noise and of --select random.")
-SOLVER = typer.Option("euler", "--solver", metavar=choices("euler", "heun", "adams"),
+CFG = typer.Option(1.5, "--cfg", metavar="SCALE", rich_help_panel=SAMPLING,
+                   help="Classifier-free guidance scale (1 disables the null branch).")
+SEED = typer.Option(0, "--seed", metavar="N", rich_help_panel=SAMPLING, help="Seed of the noise and of --select random.")
+SOLVER = typer.Option("euler", "--solver", metavar="NAME", rich_help_panel=SAMPLING,
                       help="ODE solver: euler (official), heun (2 evaluations per step) or adams (second order, "
                            "1 evaluation per step).")
-COND_REFRESH = typer.Option(1, "--cond-refresh", metavar="N",
+COND_REFRESH = typer.Option(1, "--cond-refresh", metavar="N", rich_help_panel=SAMPLING,
                             help="Compute the context's tokens on every N-th model pass only and reuse their keys "
                                  "and values between (1: every pass, exact; 2-4: faster, approximate, see README).")
-CFG_INTERVAL = typer.Option("0,1", "--cfg-interval", metavar="LO,HI",
+CFG_INTERVAL = typer.Option("0,1", "--cfg-interval", metavar="LO,HI", rich_help_panel=SAMPLING,
                             help="Guide only while the time t (0 noise .. 1 data) is in [LO, HI]; outside, the "
                                  "null branch is skipped (about half the work of those steps).")
-BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", help="Queries per model call.")
-MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N",
-                          help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
-JSON_OUT = typer.Option(False, "--json", help="Print the run record as JSON on stdout.")
-RECORD: Optional[Path] = typer.Option(None, "--record", metavar="FILE",
+
+OVERWRITE = typer.Option(False, "--overwrite", rich_help_panel=OUTPUTS, help="Replace output files that already exist.")
+JSON_OUT = typer.Option(False, "--json", rich_help_panel=OUTPUTS, help="Print the run record as JSON on stdout.")
+RECORD: Optional[Path] = typer.Option(None, "--record", metavar="FILE", rich_help_panel=OUTPUTS,
                                       help="Write the run record to FILE as JSON Lines, a line per query as it is written.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings or messages on stderr (errors still print).")
-FILES_FROM = typer.Option(None, "--files-from", metavar="FILE",
+QUIET = typer.Option(False, "--quiet", "-q", rich_help_panel=OUTPUTS,
+                     help="No progress, warnings or messages on stderr (errors still print).")
+
+FILES_FROM = typer.Option(None, "--files-from", metavar="FILE", rich_help_panel=DATASET,
                           help="Read query paths from FILE, one per line (- reads stdin), after any --query.")
-NUL = typer.Option(False, "-0", "--null", help="--files-from separates paths with NUL bytes (as find -print0 writes).")
-RECURSIVE = typer.Option(False, "--recursive", "-r", help="Query folders: take the files of every sub-folder too.")
-ROOT = typer.Option(None, "--root", metavar="DIR",
+NUL = typer.Option(False, "-0", "--null", rich_help_panel=DATASET,
+                   help="--files-from separates paths with NUL bytes (as find -print0 writes).")
+RECURSIVE = typer.Option(False, "--recursive", "-r", rich_help_panel=DATASET,
+                         help="Query folders: take the files of every sub-folder too.")
+ROOT = typer.Option(None, "--root", metavar="DIR", rich_help_panel=DATASET,
                     help="Outputs mirror the queries' paths relative to DIR (default: the folder holding them all).")
-SKIP_EXISTING = typer.Option(False, "--skip-existing", "--resume",
+SKIP_EXISTING = typer.Option(False, "--skip-existing", "--resume", rich_help_panel=DATASET,
                              help="Keep outputs that exist and compute only the missing ones (a batch with a missing "
                                   "output runs again whole; its finished outputs are not rewritten).")
-SHARD = typer.Option(None, "--shard", metavar="K/N",
+SHARD = typer.Option(None, "--shard", metavar="K/N", rich_help_panel=DATASET,
                      help="Run shard K of N (0 <= K < N): N processes with K = 0..N-1 cover every query exactly once.")

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from lavin_cli.errors import OptionError, OutputError, UsageError
+from lavin_cli.cli.console import stdout_closed
+from lavin_cli.errors import InputError, OptionError, OutputError, UsageError
 from lavin_cli.inference import shards
 from lavin_cli.io import listing
+from lavin_cli.io.files import describe_os_error, file_kind, fitted_name, too_long
+from lavin_cli.io.outputs import unfinished
 from lavin_cli.io.images import IMAGE_EXTENSIONS, is_image_path
-from lavin_cli.io.video import VIDEO_EXTENSIONS, is_video_path
+from lavin_cli.io.video import VIDEO_EXTENSIONS
 
 STDIO = listing.STDIO
 IMAGE_FORMATS = ("png", "png16", "npy")
@@ -29,6 +32,7 @@ class Plan:
     fmt: str
     todo: list[int] = field(default_factory=list)  # positions this process runs
     finished: set[int] = field(default_factory=set)  # among them, positions whose outputs exist already
+    redo: dict[int, str] = field(default_factory=dict)  # resumed: outputs in the way that are not whole (why)
 
 
 def gather(specs: list[str], files_from: Optional[str], nul: bool, recursive: bool, clips: bool) -> list[str]:
@@ -74,16 +78,35 @@ def _suffix(fmt: str, ext: str, clips: bool) -> str:
 
 
 def _check_file_name(out: Path, output: str, fmt: str, clips: bool) -> None:
+    """A single output named by -o: its extension must be one the format writes."""
     suffix = out.suffix.lower()
-    if fmt == "npy" and suffix != ".npy":
-        raise UsageError(f"-o {output}: --format npy writes .npy files")
-    if clips and fmt == "video" and suffix and not is_video_path(out):
+    wanted = {"npy": (".npy",), "png16": () if clips else (".png",),
+              "video": VIDEO_EXTENSIONS, "png": IMAGE_EXTENSIONS}[fmt]
+    if suffix in wanted or (clips and fmt != "npy" and not suffix):
+        return
+    if fmt == "png16" and clips:
+        raise UsageError(f"-o {output}: --format png16 writes a folder of 16-bit frames; give a name without an "
+                         "extension")
+    if fmt in ("npy", "png16"):
+        raise UsageError(f"-o {output}: --format {fmt} writes {wanted[0]} files; name the output {out.stem}{wanted[0]}, "
+                         "or end -o with / for a folder")
+    if clips:
         kind = "an image format" if is_image_path(out) else "not a video format"
         raise UsageError(f"-o {output}: {out.suffix} is {kind}; write {', '.join(VIDEO_EXTENSIONS)} files, or a folder of "
                          "frames (a name without an extension, or ending with /)")
-    if not clips and fmt != "npy" and suffix and not is_image_path(out):
-        raise UsageError(f"-o {output}: {out.suffix} is not an image format lavin writes ({', '.join(IMAGE_EXTENSIONS)}); "
-                         "for a folder of outputs, end the name with /")
+    raise UsageError(f"-o {output}: {out.suffix} is not an image format lavin writes ({', '.join(IMAGE_EXTENSIONS)}); "
+                     "for a folder of outputs, end the name with /")
+
+
+def is_output_folder(output: str, queries: int, fmt: str, clips: bool) -> bool:
+    """The one rule for what -o names, whatever the format: a folder of outputs (the queries'
+    tree) when it is a folder already, ends with /, names several queries, or has no extension
+    and is not an existing file (except a clip's video or png16 output, whose frames folder has
+    none); else the one query's output file."""
+    out = Path(output).expanduser()
+    if out.is_dir() or output.endswith(("/", os.sep)) or queries > 1:
+        return True
+    return not out.suffix and not os.path.lexists(out) and not (clips and fmt != "npy")
 
 
 def output_names(queries: list[str], output: str, fmt: str, ext: str, root: Optional[str], clips: bool) -> list[str]:
@@ -94,21 +117,68 @@ def output_names(queries: list[str], output: str, fmt: str, ext: str, root: Opti
             raise UsageError("-o -: videos are written to files or frame folders, not stdout")
         if len(queries) != 1:
             raise UsageError(f"-o - writes one image to stdout, but there are {len(queries)} queries; give a folder")
-        if sys.stdout.isatty():
+        if stdout_closed():
+            raise OutputError("-o -: stdout is closed; give -o FILE")
+        if stdout_is_terminal():
             raise UsageError("-o - would write image bytes to the terminal; redirect stdout (> out.png) or give a file")
         return [STDIO]
-    suffix = _suffix(fmt, ext, clips)
     out = Path(output).expanduser()
-    is_folder = out.is_dir() or output.endswith(("/", os.sep)) or (clips and not out.suffix and len(queries) > 1)
-    if not is_folder:
-        _check_file_name(out, output, fmt, clips)
-        named = out.suffix or (clips and fmt != "npy")  # a clip's frames folder has no extension
-        if len(queries) == 1 and named:
-            return [str(out)]
-        if named:
-            raise UsageError(f"-o {output}: {len(queries)} queries need an output folder, not a file name")
-    return [str(out / rel.with_suffix(suffix) if rel.suffix else out / (rel.name + suffix))
-            for rel in listing.relative_names(queries, root)]
+    if not output.strip():
+        raise UsageError("-o is empty; give a file, a folder or - for stdout")
+    suffix = _suffix(fmt, ext, clips)  # a bad --ext is refused whether or not a folder takes it
+    if not is_output_folder(output, len(queries), fmt, clips):
+        if out.suffix or not os.path.lexists(out):
+            _check_file_name(out, output, fmt, clips)
+        return [str(out)]
+    if (out.suffix or os.path.lexists(out)) and not out.is_dir() and not output.endswith(("/", os.sep)):
+        raise UsageError(f"-o {output}: {len(queries)} queries need an output folder, not a file name "
+                         f"(end it with / to make a folder of that name)")
+    names = [out / rel.with_suffix(suffix) if rel.suffix else out / (rel.name + suffix)
+             for rel in listing.relative_names(queries, root)]
+    return [str(name) for name in listing.distinct(names)]
+
+
+def grid_path(output: str) -> str:
+    """Where --grid saves an output's picture: <stem>_grid.png beside it (the stem cut short, and
+    told apart by a hash, where the whole name would be too long for the file system)."""
+    out = Path(output)
+    return str(fitted_name(out.parent, out.stem if out.suffix else out.name, "_grid.png"))
+
+
+def stdout_is_terminal() -> bool:
+    stream = sys.stdout
+    return stream is not None and stream.isatty()
+
+
+def query_problem(query: str, clips: bool) -> Optional[str]:
+    """Why a query surely cannot be read, from its file type alone (None: it may be readable)."""
+    if query == STDIO:
+        return None
+    path = Path(query)
+    if not path.exists():
+        return f"{query}: {'broken link' if path.is_symlink() else 'file not found'}"
+    kind = file_kind(path)
+    if kind:
+        return f"{query}: is {kind}, not a file"
+    if path.is_dir() and not clips:
+        return f"{query}: is a folder, not an image"
+    return None
+
+
+def check_queries(plan: Plan, clips: bool) -> None:
+    """Refuse the run before the model loads and before anything is created when not one of
+    the queries it has to compute can be read (a missing input folder, a mistyped name); where
+    some can, the others fail as items of the batch."""
+    pending = [plan.queries[i] for i in plan.todo if i not in plan.finished]
+    problems = []
+    for query in pending:
+        problem = query_problem(query, clips)
+        if problem is None:
+            return
+        problems.append(problem)
+    if problems:
+        others = f" (and {len(problems) - 1} more: no query can be read)" if len(problems) > 1 else ""
+        raise InputError(problems[0] + others)
 
 
 def shard_of(text: Optional[str]) -> Optional[shards.Shard]:
@@ -121,41 +191,79 @@ def shard_of(text: Optional[str]) -> Optional[shards.Shard]:
 
 def schedule(plan: Plan, batch_size: int, shard: Optional[shards.Shard], skip_existing: bool) -> None:
     """Fill `plan.todo` (this shard's positions; with `skip_existing`, the batches with a missing
-    output) and `plan.finished` (outputs that exist already among them)."""
+    output), `plan.finished` (outputs that exist already among them) and `plan.redo` (files in
+    the place of an output that are not a whole one of its format: computed again, replaced)."""
     mine = shards.select(len(plan.queries), batch_size, shard)
-    if skip_existing:
-        plan.todo, plan.finished = shards.pending(mine, batch_size, lambda i: Path(plan.outputs[i]).exists())
-    else:
+    if not skip_existing:
         plan.todo, plan.finished = mine, set()
+        return
+
+    def done(i: int) -> bool:
+        path = Path(plan.outputs[i])
+        if not os.path.lexists(path):
+            return False
+        problem = unfinished(path, plan.fmt)
+        if problem:
+            plan.redo[i] = problem
+        return problem is None
+
+    plan.todo, plan.finished = shards.pending(mine, batch_size, done)
 
 
-def preflight(outputs: list[str], overwrite: bool, extra: list[str] = (), folders_ok: bool = False) -> None:
-    """Refuse existing outputs (unless --overwrite), outputs that are folders (files expected:
-    `extra` always, `outputs` unless `folders_ok`) and unwritable folders, before any work."""
+def not_over_inputs(outputs: list[str], inputs: list) -> None:
+    """Refuse an output (or the record, a grid) that is one of the run's own inputs, a query or a
+    context file: --overwrite replaces results, never what they are computed from."""
+    def real(path) -> str:
+        return os.path.realpath(os.path.expanduser(str(path)))
+
+    taken = {real(p) for p in inputs if isinstance(p, (str, Path)) and p != STDIO}
+    for out in outputs:
+        if out != STDIO and real(out) in taken:
+            raise OutputError(f"{out} is one of this run's inputs; lavin never writes over them (give another output)")
+
+
+def preflight(outputs: list[str], overwrite: bool, extra: list[str] = (), folders_ok: bool = False,
+              replace: frozenset[str] = frozenset()) -> None:
+    """Refuse, before any work: existing outputs (unless --overwrite), outputs that are folders
+    (files expected: `extra` always, `outputs` unless `folders_ok`), devices, FIFOs and sockets
+    in their place (replacing them would be wrong), names too long for the file system, and
+    folders that cannot be written to."""
     files = [Path(o) for o in list(outputs) + list(extra) if o != STDIO]
     must_be_files = [Path(o) for o in (list(extra) + ([] if folders_ok else list(outputs))) if o != STDIO]
     folders = [str(f) for f in must_be_files if f.is_dir()]
     if folders:
         raise OutputError(f"{folders[0]} is a folder, where a file is to be written; give a file name")
-    existing = [str(f) for f in files if f.exists()]
+    for f in files:
+        kind = file_kind(f)
+        if kind:
+            raise OutputError(f"{f} is {kind}; lavin writes regular files there (for stdout use -o -)")
+        reason = too_long(f)
+        if reason:
+            raise OutputError(f"{f}: cannot be created, {reason}; give a shorter name (or --root, for the "
+                              "folders of a mirrored tree)")
+    existing = [str(f) for f in files if f.exists() and str(f) not in replace]
     if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise OutputError(f"{existing[0]}{more} exists; pass --overwrite to replace it (or --skip-existing to keep it)")
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        verb = "exist" if len(existing) > 1 else "exists"
+        raise OutputError(f"{existing[0]}{more} {verb}; pass --overwrite to replace, or --skip-existing to keep")
     for folder in sorted({f.parent for f in files}):
-        _probe_writable(folder)
+        _probe_writable(folder, [f for f in files if f.parent == folder])
 
 
-def _probe_writable(folder: Path) -> None:
-    """Create the folder and a scratch file in it: the only test that holds for root too."""
+def _probe_writable(folder: Path, files: list[Path]) -> None:
+    """Create the folder and a scratch file in it: the only test that holds for root too. A
+    failure names the file that was to be written there."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    what = f"{files[0]}" + (f" (and {len(files) - 1} more)" if len(files) > 1 else "")
     if not existing.is_dir():
-        raise OutputError(f"{folder}: cannot be an output folder, {existing} is a file")
+        raise OutputError(f"{what}: cannot be written, {existing} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".lavin-probe-", dir=folder)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
-        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+        raise OutputError(f"{what}: cannot be written, its folder {folder} is not writable "
+                          f"({describe_os_error(exc)})") from None

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from lavin_cli.cli import signals
-from lavin_cli.cli.console import log, message, out, report
-from lavin_cli.errors import LavinError, OutputError, PartialFailure
+from lavin_cli.cli.console import log, message, out, report, warn
+from lavin_cli.errors import BrokenPipe, LavinError, OutputError, PartialFailure
 from lavin_cli.io.files import describe_os_error
 
 
@@ -48,11 +48,25 @@ class RecordFile:
             pass
 
 
+def auxiliary(entry: dict, key: str, path: Path, write: Callable[[], None]) -> None:
+    """Write a file beside the main output (the --grid picture): where that fails, the main
+    output stays written and counted, and the entry says why the other is missing."""
+    try:
+        write()
+    except LavinError as error:
+        entry[f"{key}_error"] = message(error)
+        entry.setdefault("warnings", []).append(f"{path}: not written ({message(error)}); the prediction itself is")
+        return
+    entry[key] = str(path)
+
+
 class Results:
     def __init__(self, record_path: Optional[Path], as_json: bool, quiet: bool, append: bool = False,
-                 skip: frozenset[int] = frozenset()):
+                 skip: frozenset[int] = frozenset(), outputs: Optional[list[str]] = None, keep_existing: bool = False):
         self.record_path, self.as_json, self.quiet, self.append = record_path, as_json, quiet, append
         self.skip = skip  # positions whose outputs exist already (resume): recomputed, not written again
+        self.outputs = outputs or []  # every position's output, for messages
+        self.keep_existing = keep_existing  # --skip-existing: an output that exists counts as done
         self.header: dict = {}
         self.entries: list[dict] = []
         self.failures: list[tuple[str, int]] = []  # (message, exit code)
@@ -73,14 +87,23 @@ class Results:
                 exception = getattr(prediction, "exception", None)
                 entry["error"] = message(exception) if exception is not None else prediction.error
                 self._failed(entry["error"], prediction.code or 1)
-            elif prediction.index in self.skip:
+            elif prediction.index in self.skip or (getattr(prediction, "skipped", False) and self.keep_existing):
                 entry["skipped"] = "exists"
+            elif getattr(prediction, "skipped", False):  # its output appeared during the run, written by another
+                entry["error"] = f"{self.outputs[prediction.index]} exists (written during this run by another process); " \
+                                 "pass --overwrite to replace it"
+                self._failed(entry["error"], OutputError.exit_code)
             else:
                 try:
                     write(prediction, entry)
+                except BrokenPipe:  # nobody reads the outputs any more: the run stops
+                    raise
                 except LavinError as error:
                     entry["error"] = message(error)
                     self._failed(entry["error"], error.exit_code)
+            if not self.quiet:
+                for text in entry.get("warnings", []):
+                    warn(text)
             self.entries.append(entry)
             if self.file is not None:
                 self.file.write({"type": "query", **entry})
@@ -127,6 +150,11 @@ class Results:
     def report(self, stopped: Optional[BaseException], why: Optional[str], noun: str) -> int:
         done, failed = self.written, len(self.failures)
         skipped = sum(1 for e in self.entries if e.get("skipped"))
+        if getattr(stopped, "silent", False):
+            return 0
+        if isinstance(stopped, LavinError):  # what stopped the run comes first, then what it left
+            report(stopped)
+            stopped.reported = True
         if not self.quiet or (stopped is not None and done):
             tail = (f", {failed} failed" if failed else "") + (f", {skipped} already there" if skipped else "")
             ending = f"; interrupted ({why})" if isinstance(stopped, KeyboardInterrupt) else "; stopped" if why else ""

@@ -14,16 +14,19 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log, out
-from lavin_cli.cli.drive import Files, drive, make_plan, model_line, nothing_to_do, resolve_context, show_warnings
-from lavin_cli.cli.plan import STDIO, preflight
-from lavin_cli.errors import LavinError, UsageError
+from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, model_line, nothing_to_do, redone, resolve_context,
+                                 show_warnings)
+from lavin_cli.cli.plan import STDIO, check_queries, grid_path, not_over_inputs, preflight
+from lavin_cli.cli.results import auxiliary
+from lavin_cli.errors import BrokenPipe, LavinError, UsageError
 
 
 def run(
-    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH",
+    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH", rich_help_panel=options.INPUTS,
                                               help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin."),
-    output: str = typer.Option(..., "--output", "-o", metavar="PATH",
-                               help="Output file (one query), folder (several: the queries' tree), or - for stdout."),
+    output: str = typer.Option(..., "--output", "-o", metavar="PATH", rich_help_panel=options.OUTPUTS,
+                               help="Output file (one query), folder (several queries, or a name ending with /: the "
+                                    "queries' tree), or - for stdout."),
     context: Optional[Path] = options.CONTEXT,
     task: Optional[str] = options.TASK,
     files_from: Optional[str] = options.FILES_FROM,
@@ -49,12 +52,12 @@ def run(
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
-    fmt: Optional[str] = typer.Option(None, "--format", metavar="[png|png16|npy]",
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="FMT", rich_help_panel=options.OUTPUTS,
                                       help="png (8-bit RGB, see --ext), png16 (16-bit gray: the mean of the channels) "
                                            "or npy (float32 H x W x 3 in [0, 1]); default png16 for tasks whose "
                                            "task.json says gray targets, else png."),
-    ext: str = typer.Option("png", "--ext", metavar="EXT", help="Image format of --format png outputs in a folder (or on stdout)."),
-    grid: bool = typer.Option(False, "--grid", help="Also save <output>_grid.png: context pairs, query, prediction."),
+    ext: str = typer.Option("png", "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder (or on stdout)."),
+    grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: context pairs, query, prediction."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
     overwrite: bool = options.OVERWRITE,
@@ -65,8 +68,9 @@ def run(
     """Predict each query's target from example pairs (in-context, no training).
 
     [dim]lavin run --context pairs/ --query img.jpg -o out.png[/]
-    [dim]lavin run --task depth_estimation --query 'photos/*.jpg' -o preds/ --pairs 6 --seed 7 --json[/]
-    [dim]find data -name '*.jpg' -print0 | lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
+    [dim]lavin run -t depth_estimation -i 'photos/*.jpg' -o preds/ --seed 7 --json[/]
+    [dim]find data -name '*.jpg' -print0 | \\[/]
+    [dim]  lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
     """
     from lavin_cli.inference.options import LoadOptions, RunOptions
     from lavin_cli.store import folders
@@ -83,15 +87,20 @@ def run(
     run_options = run_options.for_model(folder.default_pairs)
     found = resolve_context(context, task, folder, quiet=quiet)
     the_plan = make_plan(files, batch_size, found.target == "gray", clips=False)
+    check_queries(the_plan, clips=False)
     if the_plan.fmt != "png":
         run_options = dataclasses.replace(run_options, raw=True)
     writing = [i for i in the_plan.todo if i not in the_plan.finished]
     outputs = [the_plan.outputs[i] for i in writing]
-    grids = [str(Path(o).with_name(Path(o).stem + "_grid.png")) for o in outputs] if grid else []
-    preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []))
+    grids = [grid_path(o) for o in outputs] if grid else []
+    not_over_inputs(outputs + grids + ([str(record)] if record else []),
+                    the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
+    preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []),
+              replace=redone(the_plan, quiet))
 
     if nothing_to_do(the_plan, quiet):
         return
+    check_context(found, run_options, clips=False)
     from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
     from lavin_cli.inference.pipeline import Pipeline
 
@@ -104,7 +113,8 @@ def run(
 
         def start_stream(callback):
             stream = pipe.stream(found, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
-                                 indices=the_plan.todo)
+                                 indices=the_plan.todo,
+                                 skip=already_written(the_plan, overwrite))
             show_warnings(stream.warnings, quiet)
             return stream, stream.header
 
@@ -122,16 +132,18 @@ def _writer(the_plan, grid: bool, overwrite: bool, ext: str):
         data = {"npy": lambda: image_io.encode_npy(pred.raw), "png16": lambda: image_io.encode_gray16(pred.raw),
                 "png": lambda: image_io.encode_image(pred.image, ext if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
         if dest == STDIO:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise BrokenPipe("stdout: the reader closed the pipe") from None
         else:
-            write_atomic(Path(dest), data, overwrite)
+            write_atomic(Path(dest), data, overwrite or pred.index in the_plan.redo)
         entry["output"] = dest
         if grid:
             row = [im for pair in pred.context for im in pair] + [pred.working, image_io.fit(pred.image, pred.working.shape[:2])[0]]
-            grid_path = Path(dest).with_name(Path(dest).stem + "_grid.png")
-            image_io.write_image(grid_path, image_io.grid([row]), overwrite)
-            entry["grid"] = str(grid_path)
+            where = Path(grid_path(dest))
+            auxiliary(entry, "grid", where, lambda: image_io.write_image(where, image_io.grid([row]), overwrite))
 
     return write
 

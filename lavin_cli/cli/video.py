@@ -10,14 +10,16 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log
-from lavin_cli.cli.drive import Files, drive, make_plan, model_line, nothing_to_do, resolve_context, show_warnings
-from lavin_cli.cli.plan import preflight
+from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, model_line, nothing_to_do, redone, resolve_context,
+                                 show_warnings)
+from lavin_cli.cli.plan import check_queries, grid_path, not_over_inputs, preflight
+from lavin_cli.cli.results import auxiliary
 
 
 def video(
-    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH",
+    query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH", rich_help_panel=options.INPUTS,
                                               help="Query clip(s): video files, folders of frames, folders of videos, globs."),
-    output: str = typer.Option(..., "--output", "-o", metavar="PATH",
+    output: str = typer.Option(..., "--output", "-o", metavar="PATH", rich_help_panel=options.OUTPUTS,
                                help="A .mp4/.webm/.gif/.mov/.mkv/.avi file or a frames folder (one query), a folder "
                                     "(several: the queries' tree)."),
     context: Optional[Path] = options.CONTEXT,
@@ -26,8 +28,8 @@ def video(
     nul: bool = options.NUL,
     recursive: bool = options.RECURSIVE,
     root: Optional[str] = options.ROOT,
-    frames: int = typer.Option(12, "--frames", metavar="N", help="Prediction tasks: how many new frames to produce (paper: 12)."),
-    mode: str = typer.Option("auto", "--mode", metavar="[auto|clip|predict]",
+    frames: int = typer.Option(12, "--frames", metavar="N", rich_help_panel=options.SAMPLING, help="Prediction tasks: how many new frames to produce (paper: 12)."),
+    mode: str = typer.Option("auto", "--mode", metavar="MODE", rich_help_panel=options.SAMPLING,
                              help="auto (told by the context), clip (a target frame per input frame) or predict."),
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
@@ -42,18 +44,18 @@ def video(
     cfg_interval: str = options.CFG_INTERVAL,
     cond_refresh: int = options.COND_REFRESH,
     max_pixels: int = options.MAX_PIXELS,
-    fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", help="Output frame rate (default: the query's)."),
+    fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", rich_help_panel=options.OUTPUTS, help="Output frame rate (default: the query's)."),
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
-    fmt: Optional[str] = typer.Option(None, "--format", metavar="[video|png16|npy]",
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="FMT", rich_help_panel=options.OUTPUTS,
                                       help="video (a file or 8-bit frames, see --ext), png16 (a folder of 16-bit gray "
                                            "frames) or npy (float32 F x H x W x 3 in [0, 1])."),
-    grid: bool = typer.Option(False, "--grid", help="Also save <output>_grid.png: a row of frames per context pair "
+    grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: a row of frames per context pair "
                                                    "used (input, then target), and the query's frames, then the prediction's."),
-    ext: str = typer.Option("mp4", "--ext", metavar="EXT", help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames)."),
+    ext: str = typer.Option("mp4", "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames)."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
     overwrite: bool = options.OVERWRITE,
@@ -79,15 +81,20 @@ def video(
     video_options = video_options.for_model(folder.default_pairs)
     found = resolve_context(context, task, folder, clips=True, quiet=quiet)
     the_plan = make_plan(files, 1, gray_target=False, clips=True)  # clips default to a video file
+    check_queries(the_plan, clips=True)
     if the_plan.fmt != "video":
         video_options = dataclasses.replace(video_options, raw=True)
     writing = [i for i in the_plan.todo if i not in the_plan.finished]
-    grids = [_grid_path(the_plan.outputs[i]) for i in writing] if grid else []
+    grids = [grid_path(the_plan.outputs[i]) for i in writing] if grid else []
+    not_over_inputs([the_plan.outputs[i] for i in writing] + grids + ([str(record)] if record else []),
+                    the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
     preflight([the_plan.outputs[i] for i in writing], overwrite,
-              grids + ([str(record)] if record and not skip_existing else []), folders_ok=True)
+              grids + ([str(record)] if record and not skip_existing else []), folders_ok=True,
+              replace=redone(the_plan, quiet))
 
     if nothing_to_do(the_plan, quiet):
         return
+    check_context(found, video_options, clips=True)
     from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
     from lavin_cli.inference.pipeline import Pipeline
 
@@ -101,21 +108,20 @@ def video(
 
         def start_stream(callback):
             stream = pipe.video_stream(found, [the_plan.queries[i] for i in the_plan.todo], video_options, callback,
-                                       indices=the_plan.todo)
+                                       indices=the_plan.todo,
+                                 skip=already_written(the_plan, overwrite))
             header = stream.prepare()
             show_warnings(stream.warnings, quiet)
             if not quiet and main:
-                log(f"task kind: {header['mode']}; context clips of {header['context_clip_frames']} frames")
+                frames = header["context_clip_frames"]
+                log(f"task kind: {header['mode']}; context clips of {frames['input']} input and {frames['target']} "
+                    "target frames")
             return stream, header
 
         drive(files, the_plan, ranks, start_stream, _writer(the_plan, overwrite, found if grid else None, max_pixels),
               "prediction(s)")
     finally:
         distributed.stop(ranks)
-
-
-def _grid_path(output: str) -> str:
-    return str(Path(output).with_name(Path(output).stem + "_grid.png"))
 
 
 def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
@@ -135,18 +141,20 @@ def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
 
     def write(pred, entry: dict) -> None:
         dest = Path(the_plan.outputs[pred.index])
+        overwrite_this = overwrite or pred.index in the_plan.redo
         if the_plan.fmt == "npy":
-            write_atomic(dest, image_io.encode_npy(pred.raw), overwrite)
+            write_atomic(dest, image_io.encode_npy(pred.raw), overwrite_this)
         elif the_plan.fmt == "png16":
-            write_frames(dest, [image_io.encode_gray16(f) for f in pred.raw], overwrite)
+            write_frames(dest, [image_io.encode_gray16(f) for f in pred.raw], overwrite_this)
         else:
-            write_video(dest, pred.clip, overwrite)
+            write_video(dest, pred.clip, overwrite_this)
         entry["output"] = str(dest)
         if grid_context is not None:
             grid_rows = [pair_row(i) for i in pred.pairs]
             predicted = pred.clip.frames if pred.clip is not None else (pred.raw * 255 + 0.5).clip(0, 255).astype("uint8")
             grid_rows.append([*read_video(the_plan.queries[pred.index], max_pixels=max_pixels).frames, *predicted])
-            image_io.write_image(Path(_grid_path(str(dest))), image_io.grid(grid_rows, cell=96), overwrite)
-            entry["grid"] = _grid_path(str(dest))
+            where = Path(grid_path(str(dest)))
+            auxiliary(entry, "grid", where,
+                      lambda: image_io.write_image(where, image_io.grid(grid_rows, cell=96), overwrite))
 
     return write

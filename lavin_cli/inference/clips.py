@@ -22,7 +22,7 @@ from lavin_cli.errors import InputError, LavinError, render
 from lavin_cli.inference import codec, records
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference import frames as frame_rules
-from lavin_cli.inference.images import Progress, ProgressCallback
+from lavin_cli.inference.images import Progress, ProgressCallback, SkipBatch
 from lavin_cli.inference.options import VideoOptions
 from lavin_cli.inference.prefetch import prefetch
 from lavin_cli.io import images as image_io
@@ -44,6 +44,7 @@ class VideoPrediction:
     index: int = 0
     raw: Optional[np.ndarray] = None  # with options.raw: float32 (F, H, W, 3) in [0, 1] at the query's size
     exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
+    skipped: bool = False  # not computed: the caller's `skip` said it was done already
 
     @property
     def entry(self) -> dict:
@@ -94,7 +95,7 @@ def read_clip(path, options: VideoOptions) -> Clip:
 def encode_context(engine, found: ctx.Context, working, options: VideoOptions) -> ContextClips:
     """Read, check and encode the context clips (all of them for select='nearest', which picks per query)."""
     o = options
-    chosen = list(range(len(found.pairs))) if o.select == "nearest" else ctx.select(o.pairs, len(found.pairs), o.select, o.seed)
+    chosen = ctx.candidates(found, o.pairs, o.select, o.seed)
     clips = [(read_clip(found.pairs[i].input, o), read_clip(found.pairs[i].target, o)) for i in chosen]
     if o.mode == "clip":
         _check_pairs(found, chosen, clips, "clip")
@@ -124,8 +125,10 @@ def for_query(context: ContextClips, key: torch.Tensor, count: int, select: str,
 
 class VideoRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: VideoOptions,
-                 progress: ProgressCallback = None, indices: Sequence[int] | None = None):
+                 progress: ProgressCallback = None, indices: Sequence[int] | None = None, skip: SkipBatch = None):
+        """`skip([position])`, asked before each query is computed: True leaves it out."""
         self.engine, self.found, self.queries, self.options = engine, context, list(queries), options
+        self.skip = skip
         self.indices = list(range(len(self.queries))) if indices is None else list(indices)
         self.notify = progress or (lambda _p: None)
         self.working = options.working_size(model.size if model else 512)
@@ -152,9 +155,11 @@ class VideoRun:
             (self.working[0] // 16) * (self.working[1] // 16)
         self.engine.check_fits(self.tokens, self.working, len(c.latents), max(c.input_frames, c.target_frames))
         self.notify(Progress("tokens", self.tokens, self.tokens))
-        self.warnings = records.warnings(self.model, self.options, self.working, len(self.found.pairs))
+        self.warnings = records.warnings(self.model, self.options, self.working, len(self.found.pairs),
+                                         self.found.unused)
         return records.header(self.engine, self.model, self.options, self.working, {
             "context": self.found.source, "context_pairs": len(c.ids), "unpaired": self.found.unpaired,
+            "skipped": self.found.skipped,
             "pairs_used": min(self.options.pairs, len(c.ids)), "warnings": [render(w) for w in self.warnings],
             "mode": c.mode, "new_frames": self.options.frames if c.mode == "predict" else None,
             "context_clip_frames": {"input": c.input_frames, "target": c.target_frames},
@@ -178,6 +183,10 @@ class VideoRun:
     def _run(self) -> Iterator[VideoPrediction]:
         for n, (index, label, loaded) in enumerate(prefetch(zip(self.indices, self.queries), self._load)):
             start = time.perf_counter()
+            if self.skip is not None and self.skip([index]):
+                yield VideoPrediction(label, index=index, skipped=True)
+                self.notify(Progress("query", n + 1, len(self.queries)))
+                continue
             try:
                 if isinstance(loaded, LavinError):
                     raise loaded

@@ -8,13 +8,15 @@ A context folder holds pairs in one of two layouts:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import errno
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from lavin_cli.errors import InputError
-from lavin_cli.io.files import read_json_file
+from lavin_cli.io.files import file_kind, read_json_file
 from lavin_cli.io.images import ImageLike, is_image_path
 from lavin_cli.io.video import is_video_path
 
@@ -32,6 +34,15 @@ class Context:
     unpaired: list[str]  # files that have no partner (reported, not used)
     source: str
     target: str | None = None  # "gray" or "rgb" when the folder's task.json says what its targets are
+    skipped: list[str] = field(default_factory=list)  # named as pair members but unusable: "name (why)"
+
+    @property
+    def unused(self) -> list[str]:
+        """Every entry of the folder that looks like a pair member and is not used, with why."""
+        def why(name: str) -> str:
+            return "no partner" if _member_stem(Path(name)) else "not named <id>_input or <id>_target"
+
+        return [f"{name} ({why(name)})" for name in self.unpaired] + list(self.skipped)
 
 
 TARGETS = ("gray", "rgb")
@@ -62,10 +73,37 @@ def _is_clip(path: Path) -> bool:
     return path.is_dir() and any(is_image_path(p) for p in path.iterdir())
 
 
-def _by_suffix(folder: Path, accept) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
-    inputs, targets, other = {}, {}, []
+def why_unusable(path: Path, clips: bool) -> str:
+    """Why an entry named as a pair member cannot be one: 'a folder', 'a broken link', ..."""
+    if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            return "a link loop" if exc.errno == errno.ELOOP else "a broken link"
+    kind = file_kind(path)
+    if kind:
+        return kind
+    if path.is_dir():
+        return "a folder without frame images" if clips else "a folder, not an image"
+    return f"not {'a video' if clips else 'an image'} lavin reads"
+
+
+def _member_stem(path: Path) -> str | None:
+    """'001' for 001_input.png, 001_target (a frames folder); None for other names."""
+    for stem in (path.name, Path(path.name).stem):
+        if stem.endswith(("_input", "_target")):
+            return stem
+    return None
+
+
+def _by_suffix(folder: Path, accept, clips: bool = False) -> tuple[dict[str, Path], dict[str, Path], list[str], list[str]]:
+    inputs, targets, other, skipped = {}, {}, [], []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not accept(path):
+        if path.name.startswith("."):
+            continue
+        if not accept(path):
+            if _member_stem(path) and path.name != "task.json":
+                skipped.append(f"{path.name} ({why_unusable(path, clips)})")
             continue
         stem = path.stem if path.is_file() else path.name
         if stem.endswith("_input"):
@@ -74,14 +112,24 @@ def _by_suffix(folder: Path, accept) -> tuple[dict[str, Path], dict[str, Path], 
             targets.setdefault(stem[: -len("_target")], path)
         else:
             other.append(path.name)
-    return inputs, targets, other
+    return inputs, targets, other, skipped
 
 
-def _by_subfolder(folder: Path, accept) -> tuple[dict[str, Path], dict[str, Path]]:
+def _by_subfolder(folder: Path, accept, clips: bool = False) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    skipped: list[str] = []
+
     def index(sub: Path) -> dict[str, Path]:
-        return {(p.stem if p.is_file() else p.name): p for p in sorted(sub.iterdir()) if accept(p)}
+        found = {}
+        for p in sorted(sub.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if accept(p):
+                found[p.stem if p.is_file() else p.name] = p
+            else:
+                skipped.append(f"{sub.name}/{p.name} ({why_unusable(p, clips)})")
+        return found
 
-    return index(folder / "input"), index(folder / "target")
+    return index(folder / "input"), index(folder / "target"), skipped
 
 
 def find_pairs(folder: Path | str, clips: bool = False) -> Context:
@@ -94,22 +142,23 @@ def find_pairs(folder: Path | str, clips: bool = False) -> Context:
         raise InputError(f"{folder}: {{{{context}}}} must be a folder of <id>_input/<id>_target pairs")
     accept = _is_clip if clips else _is_image
     if (folder / "input").is_dir() and (folder / "target").is_dir():
-        inputs, targets = _by_subfolder(folder, accept)
+        inputs, targets, skipped = _by_subfolder(folder, accept, clips)
         stray: list[str] = []
         prefix_in, prefix_tg = "input/", "target/"
     else:
-        inputs, targets, stray = _by_suffix(folder, accept)
+        inputs, targets, stray, skipped = _by_suffix(folder, accept, clips)
         prefix_in = prefix_tg = ""
     ids = sorted(set(inputs) & set(targets))
     unpaired = [prefix_in + inputs[i].name for i in sorted(set(inputs) - set(targets))]
     unpaired += [prefix_tg + targets[i].name for i in sorted(set(targets) - set(inputs))]
     unpaired += stray
     if not ids:
-        detail = f" (unpaired: {', '.join(unpaired[:5])})" if unpaired else ""
+        unused = Context([], unpaired, str(folder), None, skipped).unused
+        detail = f" (not used: {', '.join(unused[:5])})" if unused else ""
         what = "clip" if clips else ""
         raise InputError(f"{folder}: no complete <id>_input/<id>_target {what + ' ' if what else ''}pair{detail}")
     return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder),
-                   read_task_json(folder).get("target"))
+                   read_task_json(folder).get("target"), skipped)
 
 
 def from_pairs(pairs: list[tuple[ImageLike, ImageLike]]) -> Context:
@@ -136,6 +185,28 @@ def select(count: int, available: int, mode: str, seed: int, similarity: torch.T
         raise ValueError("nearest selection needs similarity scores")
     best = torch.argsort(similarity, descending=True, stable=True)[:count]
     return [int(i) for i in reversed(best)]
+
+
+def candidates(context: Context, pairs: int, mode: str, seed: int) -> list[int]:
+    """The pairs a run reads: all of them for `nearest` (which picks per query), else the
+    selected ones."""
+    return list(range(len(context.pairs))) if mode == "nearest" else select(pairs, len(context.pairs), mode, seed)
+
+
+def check_readable(context: Context, indices: list[int], clips: bool, max_pixels: int) -> None:
+    """Read the pairs a run will use (images decoded, videos' headers), so that an unreadable
+    or truncated one is refused before any model loads, naming the file."""
+    from lavin_cli.io.images import read_image
+    from lavin_cli.io.video import probe_video
+
+    for i in indices:
+        for path in (context.pairs[i].input, context.pairs[i].target):
+            if not isinstance(path, (str, Path)):
+                continue
+            if clips:
+                probe_video(Path(path), max_pixels=max_pixels)
+            else:
+                read_image(path, max_pixels=max_pixels)
 
 
 def similarity(query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

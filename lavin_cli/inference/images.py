@@ -37,6 +37,7 @@ class Progress:
 
 
 ProgressCallback = Optional[Callable[[Progress], None]]
+SkipBatch = Optional[Callable[[list[int]], bool]]  # positions of a batch -> True to leave it out
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Prediction:
     index: int = 0  # position in the query list
     raw: Optional[np.ndarray] = None  # with options.raw: float32 (H, W, 3) in [0, 1] at the query's size
     exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
+    skipped: bool = False  # not computed: the caller's `skip` said its batch was done already
 
     @property
     def entry(self) -> dict:
@@ -75,23 +77,27 @@ def _label(query, index: int) -> str:
 class ImageRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: RunOptions,
                  progress: ProgressCallback = None, indices: Sequence[int] | None = None,
-                 context_cache: dict | None = None):
+                 context_cache: dict | None = None, skip: SkipBatch = None):
         """`indices`: the queries' positions in a larger list (a shard, a resumed run): batches
-        are formed by position (index // batch_size), so a query always meets the same batch."""
+        are formed by position (index // batch_size), so a query always meets the same batch.
+        `skip(positions)`, asked before each batch is computed: True leaves the batch out (its
+        predictions come back with `skipped` set), e.g. when its outputs appeared meanwhile."""
         self.engine, self.context, self.queries, self.options = engine, context, list(queries), options
         self.indices = list(range(len(self.queries))) if indices is None else list(indices)
         if len(self.indices) != len(self.queries):
             raise ValueError("one index per query")
         self.input_wait = 0.0  # seconds the model waited for queries to be read
         self.context_cache = context_cache  # the caller's: an encoded context reused across runs
+        self.skip = skip
         self.notify = progress or (lambda _p: None)
         self.working = options.working_size(model.size if model else 512)
-        self.candidates = list(range(len(context.pairs))) if options.select == "nearest" else \
-            ctx.select(options.pairs, len(context.pairs), options.select, options.seed)
+        self.candidates = ctx.candidates(context, options.pairs, options.select, options.seed)
         self.pairs_used = min(options.pairs, len(context.pairs))
-        self.warnings = records.warnings(model, options, self.working, len(context.pairs))  # {{option}} markup
+        self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
+                                         context.unused)
         self.header = records.header(engine, model, options, self.working, {
             "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
+            "skipped": context.skipped,
             "pairs_used": self.pairs_used, "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
@@ -178,6 +184,12 @@ class ImageRun:
                 self.context_cache[key] = (lat, means, images)
         done = 0
         for batch in self._batches():
+            if self.skip is not None and self.skip([b.index for b in batch]):
+                for b in batch:
+                    done += 1
+                    yield Prediction(b.label, index=b.index, skipped=True)
+                self.notify(Progress("query", done, len(self.queries)))
+                continue
             t0 = time.perf_counter()
             ok = [b for b in batch if b.error is None]
             predicted = iter(self._predict(ok, lat, means, images) if ok else [])

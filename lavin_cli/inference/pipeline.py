@@ -25,7 +25,7 @@ from lavin_cli.inference import context as ctx
 from lavin_cli.inference import options as opts
 from lavin_cli.inference.clips import VideoPrediction, VideoRun
 from lavin_cli.inference.engine import Engine, MemoryPlan
-from lavin_cli.inference.images import ImageRun, Prediction, Progress, ProgressCallback
+from lavin_cli.inference.images import ImageRun, Prediction, Progress, ProgressCallback, SkipBatch
 from lavin_cli.inference.options import LoadOptions, RunOptions, VideoOptions
 from lavin_cli.store import folders
 
@@ -110,12 +110,13 @@ class Pipeline:
     # ------------------------------------------------------------------ images
 
     def stream(self, context, queries, options: RunOptions | None = None, callback: ProgressCallback = None,
-               indices: Sequence[int] | None = None, **keywords) -> ImageRun:
+               indices: Sequence[int] | None = None, skip: SkipBatch = None, **keywords) -> ImageRun:
         """An iterable run: predictions as their batch finishes, in query order (see ImageRun).
-        `indices`: the queries' positions in a larger list (a shard), which fix their batches."""
+        `indices`: the queries' positions in a larger list (a shard), which fix their batches;
+        `skip(positions)`: True leaves a batch out (its predictions come back `skipped`)."""
         options = opts.build(RunOptions, options, **keywords).for_model(self.default_pairs)
         return ImageRun(self.engine, self.model, as_context(context), as_queries(queries), options, callback, indices,
-                        self.context_cache)
+                        self.context_cache, skip)
 
     def __call__(self, context, queries, *, options: RunOptions | None = None, callback: ProgressCallback = None,
                  **keywords) -> RunResult:
@@ -129,11 +130,11 @@ class Pipeline:
     # ------------------------------------------------------------------ video
 
     def video_stream(self, context, queries, options: VideoOptions | None = None, callback: ProgressCallback = None,
-                     indices: Sequence[int] | None = None, **keywords) -> VideoRun:
+                     indices: Sequence[int] | None = None, skip: SkipBatch = None, **keywords) -> VideoRun:
         """An iterable clip run; `run.prepare()` encodes the context and returns the record header."""
         options = opts.build(VideoOptions, options, **keywords).for_model(self.default_pairs)
         return VideoRun(self.engine, self.model, as_context(context, clips=True), as_queries(queries), options, callback,
-                        indices)
+                        indices, skip)
 
     def video(self, context, queries, *, options: VideoOptions | None = None, callback: ProgressCallback = None,
               **keywords) -> RunResult:

@@ -42,9 +42,15 @@ def entry(prediction) -> dict:
     return out
 
 
-def warnings(model: ModelFolder | None, options, working: tuple[int, int], available_pairs: int) -> list[str]:
-    """What the run does differently from what was asked, or outside what the model knows."""
+def warnings(model: ModelFolder | None, options, working: tuple[int, int], available_pairs: int,
+             unused: list[str] = ()) -> list[str]:
+    """What the run does differently from what was asked, or outside what the model knows;
+    `unused`: entries of the context folder named as pairs and not used, with why."""
     out = []
+    if unused:
+        more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+        out.append(f"{len(unused)} entr{'y' if len(unused) == 1 else 'ies'} of the context not used: "
+                   f"{', '.join(unused[:3])}{more} (the record lists them)")
     if options.pairs > available_pairs:
         out.append(f"{{{{pairs={options.pairs}}}}} but the context holds {available_pairs} pair(s): using {available_pairs}")
     used = min(options.pairs, available_pairs)

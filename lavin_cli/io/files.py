@@ -12,12 +12,13 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
-from lavin_cli.errors import OutputError
+from lavin_cli.errors import InputError, OutputError
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # failures that only writing meets
 HashProgress = Optional[Callable[[int, int], None]]  # (bytes done, bytes total)
@@ -38,13 +39,72 @@ def describe_os_error(exc: OSError) -> str:
     return known.get(exc.errno, exc.strerror or exc.__class__.__name__)
 
 
+NAME_MAX = 255  # bytes in one file name, where the file system does not say (Linux, macOS, Windows)
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name (bytes) the file system holding `folder` (or its nearest existing
+    parent) takes."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return NAME_MAX
+
+
+def too_long(path: Path) -> str | None:
+    """Why `path` cannot be created for its length ('its name is 260 bytes, ...'), or None."""
+    name = os.fsencode(Path(path).name)
+    limit = name_limit(Path(path).parent)
+    if len(name) > limit:
+        return f"its name is {len(name)} bytes, the file system takes at most {limit}"
+    return None
+
+
+def fitted_name(folder: Path, stem: str, tail: str) -> Path:
+    """folder / (stem + tail), or where that name is longer than the file system takes, the
+    stem cut short and told apart by 8 hex digits of its hash (the tail kept whole)."""
+    raw, end = os.fsencode(stem), os.fsencode(tail)
+    limit = name_limit(folder)
+    if len(raw) + len(end) <= limit:
+        return Path(folder) / (stem + tail)
+    tag = b"-" + hashlib.sha1(raw).hexdigest()[:8].encode()
+    cut = raw[: max(1, limit - len(end) - len(tag))]
+    return Path(folder) / os.fsdecode(cut + tag + end)
+
+
+def file_kind(path: Path) -> str | None:
+    """'a FIFO (named pipe)', 'a character device', ... for what is not a regular file or a
+    folder; None for those, and for what does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    return next((kind for test, kind in kinds.items() if test(mode)), None)
+
+
+def check_readable_file(path: Path, label: str | None = None) -> None:
+    """Refuse FIFOs, devices and sockets by their file type, before an open() that would wait
+    forever for a writer or read an endless stream."""
+    kind = file_kind(path)
+    if kind:
+        raise InputError(f"{label or path}: is {kind}, not a file; give a file (or pipe one image into -i -)")
+
+
 def temporary_beside(path: Path, suffix: str = "") -> Path:
     """A new, empty temporary file in `path`'s folder (created with its parents); its name starts
     with a dot and holds .partial, so that it never passes for a finished output (`suffix` is
-    appended for writers that tell the format from the name)."""
+    appended for writers that tell the format from the name). Its name is cut short where
+    `path`'s own name leaves no room for the temporary parts."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + suffix, dir=path.parent)
+        extra = len(".partial" + suffix) + 2 + 8  # the dots and mkstemp's random part
+        head = os.fsdecode(os.fsencode(path.name)[: max(1, name_limit(path.parent) - extra)]).rstrip("\udcff")
+        fd, tmp = tempfile.mkstemp(prefix=f".{head}.", suffix=".partial" + suffix, dir=path.parent)
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write here ({describe_os_error(exc)})") from None
     os.close(fd)
@@ -53,16 +113,37 @@ def temporary_beside(path: Path, suffix: str = "") -> Path:
 
 def publish(tmp: Path, path: Path, overwrite: bool = True) -> None:
     """Give a finished temporary file the user's usual mode (mkstemp and safetensors make 0600)
-    and move it into place atomically; without `overwrite` an existing `path` is refused."""
+    and move it into place atomically; without `overwrite` an existing `path` is refused, also
+    one that another process creates at the same moment (the file is linked into place, which
+    fails where a file exists, instead of renamed over it)."""
     mask = os.umask(0)
     os.umask(mask)
     try:
         os.chmod(tmp, 0o666 & ~mask)
-        if not overwrite and path.exists():
+        if overwrite:
+            os.replace(tmp, path)
+        elif not _link_into_place(tmp, path):
             raise OutputError(f"{path} exists; pass {{{{overwrite}}}} to replace it")
-        os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: could not be written ({describe_os_error(exc)})") from None
+
+
+def _link_into_place(tmp: Path, path: Path) -> bool:
+    """Put `tmp` at `path` unless something is there (False then). File systems without hard
+    links fall back to a check and a rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    os.unlink(tmp)
+    return True
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lavin_cli.errors import InputError, OutputError
-from lavin_cli.io.files import describe_os_error, write_atomic
+from lavin_cli.io.files import check_readable_file, describe_os_error, write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FITS = ("squash", "pad", "crop")
@@ -84,6 +84,8 @@ def read_image(source: ImageLike, label: str | None = None, max_pixels: int = DE
             if not data:
                 raise InputError("stdin: no image data (pipe an image into {{queries=-}})")
             source = io.BytesIO(data)
+        else:
+            check_readable_file(Path(source), label)
         with _open(source) as image:
             _check(image, label, max_pixels)
             return _to_rgb(image)

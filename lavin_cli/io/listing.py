@@ -30,6 +30,9 @@ def read_list(source: str, nul: bool = False) -> list[str]:
         text = data.decode()
     except UnicodeDecodeError:
         text = data.decode(errors="surrogateescape")  # names that are not UTF-8 stay the same bytes
+    if not nul and "\0" in text:
+        raise UsageError(f"{'stdin' if source == STDIO else source}: the names are separated by NUL bytes (as find "
+                         "-print0 writes them); add -0")
     items = text.split("\0") if nul else text.splitlines()
     return [item for item in items if item.strip()] if not nul else [item for item in items if item]
 
@@ -86,13 +89,32 @@ def relative_names(queries: list[str], root: str | Path | None = None) -> list[P
         outside = [str(p) for p, q in zip(paths, queries) if q != STDIO and not p.is_relative_to(base)]
         if outside:
             raise OptionError("root", f"{base} does not hold {outside[0]}")
-    else:
+    else:  # queries that cannot be read fail, and must not move where the others land
         real = [p for p, q in zip(paths, queries) if q != STDIO]
-        base = Path(os.path.commonpath([str(p.parent) for p in real])) if real else Path(".")
+        base = _common_folder([p for p in real if p.is_file() or p.is_dir()] or real)
     names, seen = [], {}
     for p, q in zip(paths, queries):
-        rel = p if q == STDIO else p.relative_to(base)
+        rel = p if q == STDIO else p.relative_to(base) if p.is_relative_to(base) else Path(p.name)
         n = seen.get(rel, 0)
         seen[rel] = n + 1
         names.append(rel if n == 0 else rel.with_name(f"{rel.stem}-{n}{rel.suffix}"))
     return names
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path(".")
+
+
+def distinct(names: list[Path]) -> list[Path]:
+    """Output names told apart: where two queries would write the same file (a/x.png and a/x.jpg
+    both give a/x.png), the later one gets a -1, -2... suffix."""
+    seen: set[Path] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate in seen:
+            n += 1
+            candidate = name.with_name(f"{name.stem}-{n}{name.suffix}")
+        seen.add(candidate)
+        out.append(candidate)
+    return out

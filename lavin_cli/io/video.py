@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lavin_cli.errors import InputError, OutputError
-from lavin_cli.io.files import atomic_path, describe_os_error, human_bytes, temporary_beside
+from lavin_cli.io.files import atomic_path, check_readable_file, describe_os_error, human_bytes, temporary_beside
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, encode_image, is_image_path, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
@@ -40,6 +40,7 @@ def read_video(source: Path | str, label: str | None = None, max_pixels: int = D
         return _read_frames(path, label, max_pixels, max_bytes)
     if not path.exists():
         raise InputError(f"{label}: file not found")
+    check_readable_file(path, label)
     if not is_video_path(path):
         raise InputError(f"{label}: not a video ({', '.join(VIDEO_EXTENSIONS)}) or a folder of frames")
     try:
@@ -59,6 +60,31 @@ def read_video(source: Path | str, label: str | None = None, max_pixels: int = D
     frames = np.stack([array_to_rgb(f, label) for f in frames])
     fps = float(meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 0.0))
     return Clip(frames, fps)
+
+
+def probe_video(path: Path, label: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Check a clip without decoding it: a video file's header (size, frame count), or a frames
+    folder's first frame; InputError naming the file where it cannot be read."""
+    import imageio.v3 as iio  # noqa: F401  (the plugins read the header)
+
+    path = Path(path)
+    label = label or str(path)
+    if path.is_dir():
+        frames = sorted(p for p in path.iterdir() if p.is_file() and is_image_path(p))
+        if not frames:
+            raise InputError(f"{label}: folder holds no frame images")
+        read_image(frames[0], max_pixels=max_pixels)
+        return
+    if not path.exists():
+        raise InputError(f"{label}: file not found")
+    check_readable_file(path, label)
+    try:
+        _check_size(path, label, max_pixels, None)
+    except InputError:
+        raise
+    except Exception as exc:  # imageio raises many kinds for broken or unsupported files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{label}: unreadable, truncated or unsupported video ({first[:120]})") from None
 
 
 def _check_size(path: Path, label: str, max_pixels: int, max_bytes: int | None) -> None:
@@ -152,8 +178,10 @@ def write_frames(folder: Path, frames: list[bytes], overwrite: bool) -> None:
         staging.mkdir()
         for i, data in enumerate(frames):
             (staging / f"{i:05d}.png").write_bytes(data)
-        if folder.exists():
+        if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder)
+        elif os.path.lexists(folder):  # a file (or link) where the frames folder goes: replaced
+            folder.unlink()
         os.replace(staging, folder)
     except OSError as exc:
         raise OutputError(f"{folder}: could not be written ({describe_os_error(exc)})") from None

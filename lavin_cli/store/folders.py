@@ -144,6 +144,8 @@ def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> Mod
         if path.suffix != ".safetensors":
             raise CheckpointError(f"{spec}: give a model folder or a DiT .safetensors checkpoint")
         return open_folder(path.parent, dit=path)
+    if files.file_kind(path):
+        raise CheckpointError(f"{spec}: is {files.file_kind(path)}, not a model folder or checkpoint")
     if os.sep in spec or spec.startswith("."):
         raise CheckpointError(f"{spec}: model folder not found")
     installed = home(home_dir) / "models" / spec

@@ -13,7 +13,7 @@ import torch
 
 from lavin_cli.config import DiTConfig, VAEConfig
 from lavin_cli.errors import CheckpointError
-from lavin_cli.io.files import atomic_path, write_atomic
+from lavin_cli.io.files import atomic_path, file_kind, write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 from lavin_cli.store import checkpoints as ck
@@ -78,7 +78,8 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: DiT checkpoint not found")
+        kind = file_kind(path)
+        raise CheckpointError(f"{path}: " + (f"is {kind}, not a DiT checkpoint" if kind else "DiT checkpoint not found"))
     shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
     if _is_lavin(path):
         cfg = ck.config_from_metadata(ck.read_metadata(path), path)
@@ -95,7 +96,8 @@ def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.fl
     """An ST-VAE from our safetensors or the official `stvae.pt` (weights_only pickle)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: VAE checkpoint not found")
+        kind = file_kind(path)
+        raise CheckpointError(f"{path}: " + (f"is {kind}, not a VAE checkpoint" if kind else "VAE checkpoint not found"))
     if path.suffix == ".safetensors" and _is_lavin(path):
         cfg = ck.config_from_metadata(ck.read_metadata(path), path)
         if not isinstance(cfg, VAEConfig):
