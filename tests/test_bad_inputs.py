@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_SIZE, make_pairs, random_image
@@ -291,6 +292,44 @@ CASES += [
          setup=appears_during_run("q1.png")),
     Case("output-written-meanwhile-resume", RUN + BOTH + ["-b", "1", "--skip-existing"], 0, "",
          setup=appears_during_run("q1.png"), check=files_at("q0.png", "q1.png")),
+    Case("output-over-a-file-as-frames", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v", "--overwrite"], 0, "",
+         setup=output_holding("v", b"a file where the frames folder goes"),
+         check=lambda w: (w.out / "v").is_dir() or pytest.fail("not replaced")),
+    Case("convert-into-a-file", ["convert", "--dit", "{model}/dit.safetensors", "-o", "{query}"], 6,
+         "exists and is not a folder"),
+    # ---- odd names, odd values
+    Case("query-name-with-newline", RUN + ["-i", "{tmp}/a\nb.png", "-o", "{out}/o.png"], 3, "a\\nb.png: file not found"),
+    Case("query-name-with-escape", RUN + ["-i", "{tmp}/\x1b]0;owned\x07.png", "-o", "{out}/o.png"], 3, "\\x1b]0;owned\\x07",
+         err_check=lambda err: "\x1b" not in err or pytest.fail("an escape sequence reached the terminal")),
+    Case("root-is-a-file", RUN + ["-i", "{query}", "-o", "{out}/", "--root", "{query}"], 2, "--root"),
+    Case("files-from-a-folder", RUN + ["--files-from", "{tmp}", "-o", "{out}/"], 3, "list of files cannot be read"),
+    Case("shard-out-of-range", RUN + ONE + ["--shard", "2/2"], 2, "--shard 2/2: K must be 0 to N-1"),
+    Case("shard-not-k-of-n", RUN + ONE + ["--shard", "half"], 2, "is not K/N"),
+    Case("cfg-interval-reversed", RUN + ONE + ["--cfg-interval", "1,0"], 2, "need 0 <= LO <= HI <= 1"),
+    Case("size-zero", RUN + ONE + ["--size", "0"], 2, "positive multiples of 16"),
+    Case("steps-huge", RUN + ONE + ["--steps", "100000"], 2, "--steps must be at most 10000"),
+    Case("batch-huge", RUN + ONE + ["--batch-size", "100000"], 2, "--batch-size must be at most"),
+    Case("pairs-huge", RUN + ONE + ["--pairs", "100000"], 2, "--pairs must be at most"),
+    Case("recursive-link-loop", RUN + ["-i", "{tmp}/tree", "-r", "-o", "{out}/"], 0, "",
+         setup=lambda w: (random_image(w.tmp / "tree" / "q.png"), os.symlink("..", w.tmp / "tree" / "up")),
+         check=files_at("q.png")),
+    # ---- environments: torchrun's variables, HOME, caches, terminals
+    Case("world-size-not-a-number", RUN + ONE, 2, "WORLD_SIZE='abc' is not a whole number", setup=env(WORLD_SIZE="abc")),
+    Case("rank-outside-world", RUN + ONE, 2, "RANK=5 is outside WORLD_SIZE=2", setup=env(WORLD_SIZE="2", RANK="5")),
+    Case("torchrun-variables-without-torchrun", RUN + ONE, 2, "cannot join the ranks' process group",
+         setup=chain(env(WORLD_SIZE="2", RANK="1"), lambda w: w.monkeypatch.delenv("MASTER_ADDR", raising=False))),
+    Case("home-unset", ["tasks", "-m", "{model}"], 0, "", setup=lambda w: w.monkeypatch.delenv("HOME", raising=False)),
+    Case("bug-report-cannot-be-written", RUN + ONE, 1, "no report file could be written",
+         setup=chain(bug, env(XDG_CACHE_HOME="{query}"))),
+    Case("columns-20", RUN + ["-i", "{tmp}/nope.png", "-o", "{out}/o.png"], 3, "nope.png: file not found",
+         setup=env(COLUMNS="20")),
+    Case("no-color", RUN + ["-i", "{tmp}/nope.png", "-o", "{out}/o.png"], 3, "file not found",
+         setup=env(NO_COLOR="1", TERM="dumb"), err_check=lambda err: "\x1b" not in err or pytest.fail("colour codes")),
+    Case("eval-stdout-closed", ["eval", "-m", "{model}", "-t", "denoising", "--queries", "1", "--steps", "2", "--json"], 6,
+         "stdout is closed", setup=stdout_closed),
+    Case("info-stdout-closed", ["info", "--json"], 6, "stdout is closed", setup=stdout_closed),
+    Case("models-stdout-closed", ["models", "--json"], 6, "stdout is closed",
+         setup=chain(stdout_closed, env(LAVIN_HOME="{tmp}/home"))),
 ]
 
 
@@ -306,8 +345,8 @@ def clips(tmp_path_factory):
     return root
 
 
-def test_the_table_covers_at_least_ninety_cases():  # README says so
-    assert len(CASES) >= 90 and len({c.name for c in CASES}) == len(CASES)
+def test_the_table_covers_at_least_130_cases():  # README says so
+    assert len(CASES) >= 130 and len({c.name for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -410,3 +449,39 @@ def test_unused_context_entries_are_a_warning(cli, tiny_model, pairs_dir, querie
     code, _, err = cli("run", "-m", tiny_model, "-c", ctx, "-i", queries[0], "-o", tmp_path / "o.png", "--steps", "2")
     assert code == 0 and "warning: 2 entries of the context not used: 009_target.png (a folder, not an image), " \
                          "loop_input.png (a link loop)" in err
+
+
+BAD_ARRAYS = {
+    "nan": (np.full((32, 32, 3), np.nan, np.float32), "holds NaN or infinite values"),
+    "infinite": (np.full((32, 32, 3), np.inf, np.float32), "holds NaN or infinite values"),
+    "negative-floats": (np.full((32, 32, 3), -0.5, np.float32), "outside [0, 1]"),
+    "int-too-large": (np.full((32, 32, 3), 1000, np.int64), "outside 0..255"),
+    "no-pixels": (np.zeros((0, 0, 3), np.uint8), "has no pixels"),
+    "five-channels": (np.zeros((16, 16, 5), np.uint8), "is not an image"),
+    "complex": (np.zeros((16, 16, 3), np.complex64), "is not an image"),
+    "a-list": ([[1, 2, 3]], "a list is not an image"),
+    "none": (None, "a NoneType is not an image"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARRAYS))
+def test_python_queries_that_are_not_images_come_back_failed(name, tiny_model, pairs_dir, queries):
+    """Pipeline(...) with a query that is no image: that prediction has its error (a typed
+    InputError naming it), the others complete; nothing is clipped into a picture silently."""
+    from lavin_cli import Pipeline
+    from lavin_cli.errors import InputError
+
+    value, needle = BAD_ARRAYS[name]
+    pipe = Pipeline.from_pretrained(str(tiny_model))
+    result = pipe(pairs_dir, [value, str(queries[0])], steps=2)
+    bad, good = result.predictions
+    assert needle in bad.error and isinstance(bad.exception, InputError) and "query #0" in bad.error
+    assert good.error is None and good.image is not None
+
+
+def test_python_takes_the_bytes_of_an_image_file(tiny_model, pairs_dir, queries):
+    from lavin_cli import Pipeline
+
+    pipe = Pipeline.from_pretrained(str(tiny_model))
+    by_path, by_bytes = pipe(pairs_dir, [str(queries[0]), queries[0].read_bytes()], steps=2).predictions
+    assert by_bytes.error is None and np.array_equal(by_path.image, by_bytes.image)

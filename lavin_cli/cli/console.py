@@ -158,6 +158,6 @@ def internal_error(error: BaseException) -> int:
         where = f"; details in {report_file}"
     except OSError:
         pass
-    first = f"{error.__class__.__name__}: {error}".splitlines()[0][:200]
-    return fail_quietly(f"internal error ({first}){where}; please report it with that file "
-                        "(LAVIN_DEBUG=1 shows the traceback)", 1)
+    first = (f"{error.__class__.__name__}: {error}".splitlines() or [error.__class__.__name__])[0][:200]
+    ask = "please report it with that file" if where else "please report it (no report file could be written)"
+    return fail_quietly(f"internal error ({first}){where}; {ask} (LAVIN_DEBUG=1 shows the traceback)", 1)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lavin_cli.errors import DeviceError, OutputError
+from lavin_cli.errors import DeviceError, OutputError, UsageError
+from lavin_cli.inference import shards
 from lavin_cli.io.files import describe_os_error, write_atomic
 
 
@@ -37,18 +38,23 @@ class Ranks:
 
 def start() -> Optional[Ranks]:
     """Join torchrun's process group, or None when not under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
+    found = shards.torchrun_env()
+    if found is None:
         return None
     import torch
     import torch.distributed as dist
 
-    ranks = Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    ranks = Ranks(*found)
     if not dist.is_initialized():
         cuda = _gpu_per_process()  # the same answer on every rank of a machine: one backend for all
         if cuda:
             torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
+        try:
+            dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
+        except (ValueError, RuntimeError) as exc:  # an environment torchrun did not make (no MASTER_ADDR)
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise UsageError(f"cannot join the ranks' process group ({reason}); start lavin with torchrun, or unset "
+                             "WORLD_SIZE and RANK") from None
     return ranks
 
 

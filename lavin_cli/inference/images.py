@@ -70,8 +70,13 @@ class _Loaded:
     error: Optional[LavinError] = None
 
 
+def _pair_label(pair, item, role: str) -> str | None:
+    """A context image's name in messages: its path, or for an in-memory one its pair and role."""
+    return None if isinstance(item, (str, Path)) else f"context pair {pair.id} {role}"
+
+
 def _label(query, index: int) -> str:
-    return str(query) if isinstance(query, (str, bytes)) or hasattr(query, "is_file") else f"query #{index}"
+    return str(query) if isinstance(query, str) or hasattr(query, "is_file") else f"query #{index}"
 
 
 class ImageRun:
@@ -110,8 +115,9 @@ class ImageRun:
         fit = self.options.fit
         for i in self.candidates:
             pair = self.context.pairs[i]
-            images.append(tuple(image_io.fit(image_io.read_image(p, max_pixels=self.options.max_pixels), self.working, fit)[0]
-                                for p in (pair.input, pair.target)))
+            images.append(tuple(image_io.fit(image_io.read_image(p, _pair_label(pair, p, role), self.options.max_pixels),
+                                             self.working, fit)[0]
+                                for p, role in ((pair.input, "input"), (pair.target, "target"))))
         latents, means = [], []
         for n in range(0, len(images), 4):  # a few pairs per VAE call bounds memory
             chunk = np.stack([im for pair in images[n:n + 4] for im in pair])[:, None]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from lavin_cli.errors import OptionError
+from lavin_cli.errors import OptionError, UsageError
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,30 @@ def parse(text: str) -> Shard:
     return shard
 
 
-def from_torchrun() -> Shard | None:
-    """The shard of this process under torchrun (RANK of WORLD_SIZE), or None outside it."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+def torchrun_env() -> tuple[int, int, int] | None:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) as torchrun sets them, or None outside torchrun (a world
+    of one); values that are not whole numbers, or a RANK outside the world, are refused."""
+    def number(name: str, default: int) -> int:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            return default
+        if not re.fullmatch(r"\d+", text):
+            raise UsageError(f"{name}={text!r} is not a whole number (torchrun sets it; unset it outside torchrun)")
+        return int(text)
+
+    world = number("WORLD_SIZE", 1)
     if world <= 1:
         return None
-    return Shard(int(os.environ.get("RANK", "0") or 0), world)
+    rank = number("RANK", 0)
+    if rank >= world:
+        raise UsageError(f"RANK={rank} is outside WORLD_SIZE={world} (torchrun sets both; unset them outside torchrun)")
+    return rank, world, number("LOCAL_RANK", 0)
+
+
+def from_torchrun() -> Shard | None:
+    """The shard of this process under torchrun (RANK of WORLD_SIZE), or None outside it."""
+    found = torchrun_env()
+    return None if found is None else Shard(found[0], found[1])
 
 
 def batch_of(index: int, batch_size: int) -> int:

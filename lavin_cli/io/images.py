@@ -51,16 +51,34 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
+    """An array as an image: uint8 as is, uint16 scaled down (v / 257), other integers in
+    0..255, floats in [0, 1] (or in 0..255 where some value is above 1), bools as black and white.
+    Anything else (no pixels, NaN or infinite values, values out of range, 5 channels) is
+    refused naming the array, never clipped into a picture silently."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise InputError(f"{label}: array of shape {arr.shape} is not an image (H, W[, 1|3|4])")
-    if arr.dtype == np.uint16:
+    if arr.size == 0:
+        raise InputError(f"{label}: array of shape {arr.shape} has no pixels")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint16:
         arr = (arr.astype(np.float64) / 257.0).round()
     elif np.issubdtype(arr.dtype, np.floating):
-        arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max() <= 1.0 else arr
-        arr = arr.round()
-    arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if not np.isfinite(arr).all():
+            raise InputError(f"{label}: array holds NaN or infinite values")
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0 or high > 255:
+            raise InputError(f"{label}: float values {low:g}..{high:g} are outside [0, 1] (and 0..255)")
+        arr = (arr * 255.0 if high <= 1.0 else arr).round()
+    elif np.issubdtype(arr.dtype, np.integer):
+        low, high = int(arr.min()), int(arr.max())
+        if arr.dtype != np.uint8 and (low < 0 or high > 255):
+            raise InputError(f"{label}: {arr.dtype} values {low}..{high} are outside 0..255 (uint16 is read as 16-bit)")
+    else:
+        raise InputError(f"{label}: an array of {arr.dtype} is not an image")
+    arr = arr.astype(np.uint8)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 4:
@@ -77,6 +95,17 @@ def read_image(source: ImageLike, label: str | None = None, max_pixels: int = DE
         return array_to_rgb(source, label or "array")
     if isinstance(source, Image.Image):
         return _to_rgb(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):  # an encoded file's bytes
+        label = label or "image bytes"
+        try:
+            with _open(io.BytesIO(bytes(source))) as image:
+                _check(image, label, max_pixels)
+                return _to_rgb(image)
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InputError(f"{label}: not a readable image ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
+    if not isinstance(source, (str, Path)):
+        raise InputError(f"{label or 'query'}: a {type(source).__name__} is not an image; give a path, the bytes of an "
+                         "image file, a PIL image or an array")
     label = label or str(source)
     try:
         if str(source) == "-":

@@ -86,6 +86,8 @@ def relative_names(queries: list[str], root: str | Path | None = None) -> list[P
     paths = [Path("stdin") if q == STDIO else Path(os.path.abspath(os.path.expanduser(q))) for q in queries]
     if root is not None:
         base = Path(os.path.abspath(os.path.expanduser(str(root))))
+        if base.exists() and not base.is_dir():
+            raise OptionError("root", f"{root} is a file; give the folder the outputs' tree starts from")
         outside = [str(p) for p, q in zip(paths, queries) if q != STDIO and not p.is_relative_to(base)]
         if outside:
             raise OptionError("root", f"{base} does not hold {outside[0]}")
@@ -94,7 +96,7 @@ def relative_names(queries: list[str], root: str | Path | None = None) -> list[P
         base = _common_folder([p for p in real if p.is_file() or p.is_dir()] or real)
     names, seen = [], {}
     for p, q in zip(paths, queries):
-        rel = p if q == STDIO else p.relative_to(base) if p.is_relative_to(base) else Path(p.name)
+        rel = p if q == STDIO else p.relative_to(base) if p.is_relative_to(base) and p != base else Path(p.name)
         n = seen.get(rel, 0)
         seen[rel] = n + 1
         names.append(rel if n == 0 else rel.with_name(f"{rel.stem}-{n}{rel.suffix}"))
