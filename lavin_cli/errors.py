@@ -9,6 +9,7 @@ Exit codes (documented in README and man/lavin.1):
     5  device problem (CUDA requested but absent, out of memory)
     6  output problem (exists without --overwrite, not writable, disk full)
     7  some items of a batch failed, the others were written
+    8  the lavin server (--server) could not be reached, or broke off mid-request
   130  interrupted (SIGINT); 143 terminated (SIGTERM); finished outputs are kept
   141  the reader of stdout went away (a closed pipe, as `| head`): nothing is said, as Unix tools do
 
@@ -73,8 +74,16 @@ class ConfigError(UsageError):
     """An impossible model configuration."""
 
 
+class UnknownTask(UsageError):
+    """--task names no task folder of the model, of examples/ (or of the server's allowed folders)."""
+
+
 class InputError(LavinError):
     exit_code = 3
+
+
+class TooLarge(InputError):
+    """An input above a limit (pixels, frames, bytes, queries): refused before it is decoded."""
 
 
 class CheckpointError(LavinError):
@@ -93,6 +102,12 @@ class OutputError(LavinError):
 
 class PartialFailure(LavinError):
     exit_code = 7
+
+
+class ServerError(LavinError):
+    """`--server`: the lavin server cannot be reached, refused the token, or broke off."""
+
+    exit_code = 8
 
 
 class BrokenPipe(OutputError):

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ci_runs_exactly_the_readme_setup_commands():
     readme = (ROOT / "README.md").read_text()
     first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
-    assert len(first_block) == 2, "README opens with an install command and a test command"
+    assert len(first_block) == 3 and first_block[-1] == "python -m pytest -q", \
+        "README opens with the install commands and the test command"
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
     assert ci == first_block

@@ -17,6 +17,7 @@ from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import models as models_cmd
 from lavin_cli.cli import options, signals
 from lavin_cli.cli import run as run_cmd
+from lavin_cli.cli import serve as serve_cmd
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
 from lavin_cli.cli.console import ClosedStdout, PipeGuard, fail_quietly, internal_error, report, silence_stdout
@@ -47,12 +48,14 @@ def root(
     """In-context vision tasks with LaVin-DiT.
 
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 model/checkpoint,
-    5 device, 6 output, 7 some batch items failed, 130 interrupted, 143 terminated.
+    5 device, 6 output, 7 some batch items failed, 8 server unreachable,
+    130 interrupted, 141 stdout's reader gone, 143 terminated.
     """
 
 
 app.command("run", cls=options.Command)(run_cmd.run)
 app.command("video", cls=options.Command)(video_cmd.video)
+app.command("serve", cls=options.Command)(serve_cmd.serve)
 app.command("tasks", cls=options.Command)(run_cmd.tasks)
 app.command("download", cls=options.Command)(models_cmd.download)
 app.command("models", cls=options.Command)(models_cmd.models)

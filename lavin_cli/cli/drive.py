@@ -14,7 +14,7 @@ from lavin_cli.cli import distributed, plan
 from lavin_cli.cli.console import flag_style, log, warn
 from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
-from lavin_cli.errors import LavinError, OutputError, UsageError, render
+from lavin_cli.errors import LavinError, OutputError, UnknownTask, UsageError, render
 from lavin_cli.inference import shards
 
 LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
@@ -53,7 +53,7 @@ def resolve_context(context: Optional[Path], task: Optional[str], model, clips: 
         known = folders.tasks(model)
         if task not in known:
             listing = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
+            raise UnknownTask(f"unknown task {task!r} (available: {listing}); see `lavin tasks`")
         if model.trained_tasks is not None and task not in model.trained_tasks and not quiet:
             warn(f"{model.name} was not trained on {task} (it knows {', '.join(model.trained_tasks)}); "
                  "expect a poor answer")

@@ -152,3 +152,9 @@ SKIP_EXISTING = typer.Option(False, "--skip-existing", "--resume", rich_help_pan
                                   "output runs again whole; its finished outputs are not rewritten).")
 SHARD = typer.Option(None, "--shard", metavar="K/N", rich_help_panel=DATASET,
                      help="Run shard K of N (0 <= K < N): N processes with K = 0..N-1 cover every query exactly once.")
+
+SERVER = typer.Option(None, "--server", metavar="URL", rich_help_panel=DEVICE_PANEL,
+                      help="Compute on a lavin server (http://HOST:PORT or unix:PATH, default: $LAVIN_SERVER) "
+                           "instead of loading a model here; the outputs are written here, the same bytes.")
+TOKEN = typer.Option(None, "--token", metavar="TEXT", rich_help_panel=DEVICE_PANEL,
+                     help="The server's token (default: $LAVIN_SERVE_TOKEN).")

@@ -14,10 +14,11 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log, out
-from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, model_line, nothing_to_do, redone, resolve_context,
+from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
                                  show_warnings)
 from lavin_cli.cli.plan import STDIO, check_queries, grid_path, not_over_inputs, preflight
 from lavin_cli.cli.results import auxiliary
+from lavin_cli.cli.source import source_for
 from lavin_cli.errors import BrokenPipe, LavinError, UsageError
 
 
@@ -64,6 +65,8 @@ def run(
     as_json: bool = options.JSON_OUT,
     record: Optional[Path] = options.RECORD,
     quiet: bool = options.QUIET,
+    server: Optional[str] = options.SERVER,
+    token: Optional[str] = options.TOKEN,
 ) -> None:
     """Predict each query's target from example pairs (in-context, no training).
 
@@ -73,19 +76,18 @@ def run(
     [dim]  lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
     """
     from lavin_cli.inference.options import LoadOptions, RunOptions
-    from lavin_cli.store import folders
 
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
                   record, as_json, quiet)
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                              solver=solver, batch_size=batch_size, max_pixels=max_pixels,
                              cfg_interval=cfg_interval, cond_refresh=cond_refresh)
-    LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
+    load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
-    folder = folders.resolve(model, home)
-    run_options = run_options.for_model(folder.default_pairs)
-    found = resolve_context(context, task, folder, quiet=quiet)
+    source = source_for(server, token, model, home)
+    run_options = run_options.for_model(source.default_pairs)
+    found = source.context(context, task, clips=False, quiet=quiet)
     the_plan = make_plan(files, batch_size, found.target == "gray", clips=False)
     check_queries(the_plan, clips=False)
     if the_plan.fmt != "png":
@@ -101,20 +103,16 @@ def run(
     if nothing_to_do(the_plan, quiet):
         return
     check_context(found, run_options, clips=False)
-    from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
-    from lavin_cli.inference.pipeline import Pipeline
 
     ranks = distributed.start()
     try:
-        load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
-        pipe = Pipeline.load(folder, load, MemoryPlan(run_options.working_size(folder.size), run_options.pairs, batch_size))
+        line = source.start(ranks, load, run_options.working_size(source.size), run_options.pairs, batch_size)
         if not quiet and (ranks is None or ranks.main):
-            log(model_line(pipe))
+            log(line)
 
         def start_stream(callback):
-            stream = pipe.stream(found, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
-                                 indices=the_plan.todo,
-                                 skip=already_written(the_plan, overwrite))
+            stream = source.stream(found, task, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
+                                   the_plan.todo, already_written(the_plan, overwrite), views=grid)
             show_warnings(stream.warnings, quiet)
             return stream, stream.header
 

@@ -10,10 +10,12 @@ import typer
 
 from lavin_cli.cli import distributed, options
 from lavin_cli.cli.console import log
-from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, model_line, nothing_to_do, redone, resolve_context,
+from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
                                  show_warnings)
 from lavin_cli.cli.plan import check_queries, grid_path, not_over_inputs, preflight
 from lavin_cli.cli.results import auxiliary
+from lavin_cli.cli.source import source_for
+from lavin_cli.errors import UsageError
 
 
 def video(
@@ -62,6 +64,8 @@ def video(
     as_json: bool = options.JSON_OUT,
     record: Optional[Path] = options.RECORD,
     quiet: bool = options.QUIET,
+    server: Optional[str] = options.SERVER,
+    token: Optional[str] = options.TOKEN,
 ) -> None:
     """Predict each query clip's target from example clip pairs: clip-to-clip or frame prediction.
 
@@ -69,23 +73,25 @@ def video(
     [dim]lavin video --context depth_clips/ --query frames_dir/ -o depth.mp4[/]
     """
     from lavin_cli.inference.options import LoadOptions, VideoOptions
-    from lavin_cli.store import folders
 
     files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
                   record, as_json, quiet)
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
-    LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
-    folder = folders.resolve(model, home)
-    video_options = video_options.for_model(folder.default_pairs)
-    found = resolve_context(context, task, folder, clips=True, quiet=quiet)
+    load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
+    source = source_for(server, token, model, home)
+    video_options = video_options.for_model(source.default_pairs)
+    found = source.context(context, task, clips=True, quiet=quiet)
     the_plan = make_plan(files, 1, gray_target=False, clips=True)  # clips default to a video file
     check_queries(the_plan, clips=True)
     if the_plan.fmt != "video":
         video_options = dataclasses.replace(video_options, raw=True)
     writing = [i for i in the_plan.todo if i not in the_plan.finished]
     grids = [grid_path(the_plan.outputs[i]) for i in writing] if grid else []
+    if grid and source.remote and not found.pairs:
+        raise UsageError("--grid with --server shows the context clips, which stay on the server for --task: "
+                         "give them with --context")
     not_over_inputs([the_plan.outputs[i] for i in writing] + grids + ([str(record)] if record else []),
                     the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
     preflight([the_plan.outputs[i] for i in writing], overwrite,
@@ -95,21 +101,17 @@ def video(
     if nothing_to_do(the_plan, quiet):
         return
     check_context(found, video_options, clips=True)
-    from lavin_cli.inference.engine import MemoryPlan  # torch: imported once the options hold
-    from lavin_cli.inference.pipeline import Pipeline
 
     ranks = distributed.start()
     try:
-        load = LoadOptions(distributed.device(ranks, device), dtype, attention, offload, compile)
-        pipe = Pipeline.load(folder, load, MemoryPlan(video_options.working_size(folder.size), video_options.pairs, frames=5))
+        line = source.start(ranks, load, video_options.working_size(source.size), video_options.pairs, frames=5)
         main = ranks is None or ranks.main
         if not quiet and main:
-            log(model_line(pipe))
+            log(line)
 
         def start_stream(callback):
-            stream = pipe.video_stream(found, [the_plan.queries[i] for i in the_plan.todo], video_options, callback,
-                                       indices=the_plan.todo,
-                                 skip=already_written(the_plan, overwrite))
+            stream = source.video_stream(found, task, [the_plan.queries[i] for i in the_plan.todo], video_options,
+                                         callback, the_plan.todo, already_written(the_plan, overwrite))
             header = stream.prepare()
             show_warnings(stream.warnings, quiet)
             if not quiet and main:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from lavin_cli.inference import codec, records
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference import frames as frame_rules
 from lavin_cli.inference.images import Progress, ProgressCallback, SkipBatch
+from lavin_cli.inference.predictions import VideoPrediction
 from lavin_cli.inference.options import VideoOptions
 from lavin_cli.inference.prefetch import prefetch
 from lavin_cli.io import images as image_io
@@ -30,25 +31,6 @@ from lavin_cli.io.video import Clip, read_video
 from lavin_cli.runtime import memory
 
 ANCHOR_TOLERANCE = 0.04  # mean |target[0] - input[-1]| (of 1) below which a pair is a prediction pair
-
-
-@dataclass
-class VideoPrediction:
-    query: str
-    clip: Optional[Clip] = None  # frames at the query's size, its fps
-    pairs: list[str] = field(default_factory=list)
-    error: Optional[str] = None
-    code: int = 0
-    seconds: float = 0.0
-    tokens: int = 0  # joint sequence length of one DiT call
-    index: int = 0
-    raw: Optional[np.ndarray] = None  # with options.raw: float32 (F, H, W, 3) in [0, 1] at the query's size
-    exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
-    skipped: bool = False  # not computed: the caller's `skip` said it was done already
-
-    @property
-    def entry(self) -> dict:
-        return records.entry(self)
 
 
 @dataclass

@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from lavin_cli.errors import InputError
 from lavin_cli.io.files import file_kind, read_json_file
 from lavin_cli.io.images import ImageLike, is_image_path
@@ -168,7 +166,7 @@ def from_pairs(pairs: list[tuple[ImageLike, ImageLike]]) -> Context:
     return Context([Pair(f"pair{i}", a, b) for i, (a, b) in enumerate(pairs)], [], "python")
 
 
-def select(count: int, available: int, mode: str, seed: int, similarity: torch.Tensor | None = None) -> list[int]:
+def select(count: int, available: int, mode: str, seed: int, similarity=None) -> list[int]:
     """Indices of the pairs that go into one prompt, in prompt order.
 
     first:   the first `count` pairs (sorted by id).
@@ -183,6 +181,8 @@ def select(count: int, available: int, mode: str, seed: int, similarity: torch.T
         return sorted(random.Random(seed).sample(range(available), count))
     if similarity is None:
         raise ValueError("nearest selection needs similarity scores")
+    import torch
+
     best = torch.argsort(similarity, descending=True, stable=True)[:count]
     return [int(i) for i in reversed(best)]
 
@@ -209,8 +209,10 @@ def check_readable(context: Context, indices: list[int], clips: bool, max_pixels
                 read_image(path, max_pixels=max_pixels)
 
 
-def similarity(query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def similarity(query, candidates):
     """Cosine similarity of one latent (C, h, w) to each of N latents (N, C, h, w)."""
+    import torch
+
     q = query.flatten().float()
     c = candidates.flatten(1).float()
     return torch.nn.functional.cosine_similarity(c, q[None], dim=1)

@@ -14,51 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from lavin_cli.errors import LavinError, render
 from lavin_cli.inference import codec, records
+from lavin_cli.inference.cache import ContextCache
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference.options import RunOptions
+from lavin_cli.inference.predictions import Prediction, Progress, ProgressCallback, SkipBatch
 from lavin_cli.inference.prefetch import prefetch
 from lavin_cli.io import images as image_io
-
-
-@dataclass(frozen=True)
-class Progress:
-    stage: str  # "context", "sample", "query" (and "tokens" for video)
-    done: int
-    total: int
-
-
-ProgressCallback = Optional[Callable[[Progress], None]]
-SkipBatch = Optional[Callable[[list[int]], bool]]  # positions of a batch -> True to leave it out
-
-
-@dataclass
-class Prediction:
-    query: str
-    image: Optional[np.ndarray] = None  # RGB uint8 at the query's original size
-    pairs: list[str] = field(default_factory=list)
-    error: Optional[str] = None
-    code: int = 0  # exit code of the error, 0 when it succeeded
-    seconds: float = 0.0
-    working: Optional[np.ndarray] = None  # the query as the model saw it
-    context: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    index: int = 0  # position in the query list
-    raw: Optional[np.ndarray] = None  # with options.raw: float32 (H, W, 3) in [0, 1] at the query's size
-    exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
-    skipped: bool = False  # not computed: the caller's `skip` said its batch was done already
-
-    @property
-    def entry(self) -> dict:
-        """This query's line of the run record."""
-        return records.entry(self)
 
 
 @dataclass
@@ -76,13 +46,18 @@ def _pair_label(pair, item, role: str) -> str | None:
 
 
 def _label(query, index: int) -> str:
+    """A query's name in messages and the record: its path, the `name` of an in-memory one that
+    has one (an upload), else its position."""
+    name = getattr(query, "name", None)
+    if isinstance(query, (bytes, bytearray)) and isinstance(name, str):
+        return name
     return str(query) if isinstance(query, str) or hasattr(query, "is_file") else f"query #{index}"
 
 
 class ImageRun:
     def __init__(self, engine, model, context: ctx.Context, queries: Sequence, options: RunOptions,
                  progress: ProgressCallback = None, indices: Sequence[int] | None = None,
-                 context_cache: dict | None = None, skip: SkipBatch = None):
+                 context_cache: ContextCache | None = None, skip: SkipBatch = None):
         """`indices`: the queries' positions in a larger list (a shard, a resumed run): batches
         are formed by position (index // batch_size), so a query always meets the same batch.
         `skip(positions)`, asked before each batch is computed: True leaves the batch out (its
@@ -170,6 +145,8 @@ class ImageRun:
         def ident(item) -> object:
             if isinstance(item, np.ndarray):
                 return hashlib.sha1(np.ascontiguousarray(item).tobytes()).hexdigest(), item.shape, str(item.dtype)
+            if isinstance(item, (bytes, bytearray, memoryview)):
+                return hashlib.sha1(bytes(item)).hexdigest()
             if isinstance(item, (str, Path)):
                 stat = Path(item).stat() if Path(item).exists() else None
                 return str(item), stat and (stat.st_size, stat.st_mtime_ns)
@@ -181,13 +158,13 @@ class ImageRun:
 
     def _run(self) -> Iterator[Prediction]:
         key = self._context_key() if self.context_cache is not None else None
-        if key is not None and key in self.context_cache:
-            lat, means, images = self.context_cache[key]
+        cached = self.context_cache.get(key) if key is not None else None
+        if cached is not None:
+            lat, means, images = cached
         else:
             lat, means, images = self._encode_context()
             if key is not None:
-                self.context_cache.clear()  # one context kept: a new one replaces it
-                self.context_cache[key] = (lat, means, images)
+                self.context_cache.put(key, (lat, means, images))
         done = 0
         for batch in self._batches():
             if self.skip is not None and self.skip([b.index for b in batch]):

@@ -23,6 +23,7 @@ from typing import Sequence
 
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference import options as opts
+from lavin_cli.inference.cache import ContextCache
 from lavin_cli.inference.clips import VideoPrediction, VideoRun
 from lavin_cli.inference.engine import Engine, MemoryPlan
 from lavin_cli.inference.images import ImageRun, Prediction, Progress, ProgressCallback, SkipBatch
@@ -62,7 +63,7 @@ def as_queries(queries) -> list:
 class Pipeline:
     def __init__(self, engine: Engine, model: folders.ModelFolder | None = None):
         self.engine, self.model = engine, model
-        self.context_cache: dict = {}  # the last encoded context, reused by calls on the same pairs
+        self.context_cache = ContextCache(entries=1)  # the last encoded context, reused by calls on the same pairs
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | folders.ModelFolder | None = None, device: str = "auto",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 from lavin_cli import __version__
-from lavin_cli.runtime.device import dtype_name
 from lavin_cli.store.folders import ModelFolder, file_sha256
 
 
@@ -19,6 +18,8 @@ def model_info(model: ModelFolder | None) -> dict:
 
 def header(engine, model: ModelFolder | None, options, working: tuple[int, int], context: dict) -> dict:
     """Model, device, options and context of a run; `context` holds the runner's own fields."""
+    from lavin_cli.runtime.device import dtype_name
+
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("size",)}
     return {
         "lavin": __version__,

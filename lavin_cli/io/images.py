@@ -9,6 +9,7 @@ orientation is applied.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lavin_cli.errors import InputError, OutputError
+from lavin_cli.errors import InputError, OutputError, TooLarge
 from lavin_cli.io.files import check_readable_file, describe_os_error, write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -102,7 +103,8 @@ def read_image(source: ImageLike, label: str | None = None, max_pixels: int = DE
                 _check(image, label, max_pixels)
                 return _to_rgb(image)
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise InputError(f"{label}: not a readable image ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
+            reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", (str(exc).splitlines() or [type(exc).__name__])[0])
+            raise InputError(f"{label}: not a readable image ({reason[:120]})") from None
     if not isinstance(source, (str, Path)):
         raise InputError(f"{label or 'query'}: a {type(source).__name__} is not an image; give a path, the bytes of an "
                          "image file, a PIL image or an array")
@@ -146,7 +148,7 @@ def _open(source) -> Image.Image:
 def _check(image: Image.Image, label: str, max_pixels: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
-        raise InputError(f"{label}: {width}x{height} is {width * height / 1e6:.3g} MP, above the limit of "
+        raise TooLarge(f"{label}: {width}x{height} is {width * height / 1e6:.3g} MP, above the limit of "
                          f"{max_pixels / 1e6:.3g} MP; pass a larger {{{{max_pixels}}}} to read it")
     frames = getattr(image, "n_frames", 1)
     if frames > 1:

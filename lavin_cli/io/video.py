@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError, OutputError
+from lavin_cli.errors import InputError, OutputError, TooLarge
 from lavin_cli.io.files import atomic_path, check_readable_file, describe_os_error, human_bytes, temporary_beside
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, encode_image, is_image_path, read_image
 
@@ -101,11 +101,11 @@ def _check_size(path: Path, label: str, max_pixels: int, max_bytes: int | None) 
 
 def _limit(label: str, width: int, height: int, count: int, max_pixels: int, max_bytes: int | None) -> None:
     if width * height > max_pixels:
-        raise InputError(f"{label}: frames of {width}x{height} are {width * height / 1e6:.3g} MP, above the limit of "
+        raise TooLarge(f"{label}: frames of {width}x{height} are {width * height / 1e6:.3g} MP, above the limit of "
                          f"{max_pixels / 1e6:.3g} MP; pass a larger {{{{max_pixels}}}} to read it")
     need = count * width * height * 3
     if max_bytes is not None and need > max_bytes:
-        raise InputError(f"{label}: {count} frames of {width}x{height} need {human_bytes(need)} decoded, more than the "
+        raise TooLarge(f"{label}: {count} frames of {width}x{height} need {human_bytes(need)} decoded, more than the "
                          f"{human_bytes(max_bytes)} this machine can spare; cut the clip into shorter parts")
 
 

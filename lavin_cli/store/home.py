@@ -28,9 +28,14 @@ def home(override: Path | str | None = None) -> Path:
     return Path(platformdirs.user_data_dir("lavin", appauthor=False))
 
 
+def cache_dir() -> Path:
+    """lavin's cache folder (hashes of checkpoints, reports of bugs)."""
+    return Path(platformdirs.user_cache_dir("lavin", appauthor=False))
+
+
 def hash_cache() -> Path:
     """The JSON file that remembers checkpoint hashes by (path, size, mtime)."""
-    return Path(platformdirs.user_cache_dir("lavin", appauthor=False)) / "sha256.json"
+    return cache_dir() / "sha256.json"
 
 
 def bundled_dir() -> Path | None:
