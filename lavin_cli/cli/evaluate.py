@@ -1,4 +1,12 @@
-"""`lavin eval`: a model's scores on held-out generated scenes, per task, against a baseline."""
+"""`lavin eval`: a model's scores. Three modes:
+
+    lavin eval [-t TASK ...] [--queries 8]          held-out generated scenes, per task, against a
+                                                    baseline, task switching (evaluation/evaluate.py)
+    lavin eval -c PAIRS --queries Q --truth GT      the user's own folders: predictions by `lavin
+                                                    run`, scored by the target's protocol
+                                                    (cli/evaluate_data.py)
+    lavin eval --compare A.jsonl B.jsonl            records side by side, paired bootstrap intervals
+"""
 
 from __future__ import annotations
 
@@ -7,37 +15,166 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from lavin_cli.cli import options
 from lavin_cli.cli.console import log, out
+from lavin_cli.errors import UsageError
+
+TRUTH = "Ground truth (--truth)"
 
 
 def evaluate(
+    records: Optional[list[Path]] = typer.Argument(None, metavar="RECORDS", show_default=False,
+                                                   help="With --compare: two or more eval records."),
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
-    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Evaluate only these tasks (repeatable; default: the model's)."),
-    seed: int = typer.Option(0, "--seed", help="Chooses the held-out scenes (never used in training)."),
-    queries: int = typer.Option(8, "--queries", help="Held-out queries per task."),
+    task: Optional[list[str]] = typer.Option(None, "--task", "-t", metavar="NAME", rich_help_panel=options.INPUTS,
+                                             help="Generator: evaluate only these tasks (repeatable; default: the "
+                                                  "model's). With --truth: the task folder of the context pairs."),
+    seed: int = typer.Option(0, "--seed", metavar="N", rich_help_panel=options.SAMPLING,
+                             help="Generator: chooses the held-out scenes. With --truth: the noise, as lavin run's."),
+    queries: Optional[list[str]] = typer.Option(None, "--queries", "-i", metavar="N|PATH", rich_help_panel=options.INPUTS,
+                                                help="Generator: held-out queries per task (default 8). With --truth: "
+                                                     "query images as lavin run's --query (files, folders, globs)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", metavar="DIR", rich_help_panel=TRUTH,
+                                         help="Folder of ground truths, matched to the queries by relative path "
+                                              "without the extension, else by unique file stem."),
+    context: Optional[Path] = options.CONTEXT,
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="DIR", rich_help_panel=options.OUTPUTS,
+                                         help="With --truth: keep the predictions in DIR (as lavin run writes them; "
+                                              "with --skip-existing, reused). Default: a temporary folder."),
+    record: Optional[Path] = typer.Option(None, "--record", metavar="FILE", rich_help_panel=options.OUTPUTS,
+                                          help="With --truth: write the eval record (JSON Lines: a header, a line per "
+                                               "query with its metrics, the summary); --compare reads it."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", rich_help_panel=options.OUTPUTS,
+                                          help="With --truth: write DIR/index.html with metric histograms and the "
+                                               "worst and best queries as grids."),
+    metric: Optional[str] = typer.Option(None, "--metric", metavar="KIND", rich_help_panel=TRUTH,
+                                         help="depth, normals, mask, edges, restoration or l1 (default: the context "
+                                              "folder's task.json \"metric\", else the known task's)."),
+    align: str = typer.Option("lsq-disparity", "--align", metavar="HOW", rich_help_panel=TRUTH,
+                              help="Depth: lsq-disparity (scale and shift of the prediction to 1/depth), lsq-depth, "
+                                   "median (scaling) or none."),
+    min_depth: float = typer.Option(1e-3, "--min-depth", metavar="M", rich_help_panel=TRUTH,
+                                    help="Depth: truth pixels below are not scored; predictions are clipped to it."),
+    max_depth: float = typer.Option(1e4, "--max-depth", metavar="M", rich_help_panel=TRUTH,
+                                    help="Depth: the cap (80 for KITTI, 10 for NYUv2): truth beyond it is not "
+                                         "scored, predictions are clipped to it."),
+    truth_scale: float = typer.Option(1.0, "--truth-scale", metavar="S", rich_help_panel=TRUTH,
+                                      help="Depth: metres = stored value / S (256 for KITTI's 16-bit PNGs, 1000 for "
+                                           "millimetres); 0 is no measurement."),
+    channel: str = typer.Option("rgb", "--channel", metavar="C", rich_help_panel=TRUTH,
+                                help="Restoration: PSNR/SSIM on rgb or on y (the luma of YCbCr, BT.601)."),
+    crop: int = typer.Option(0, "--crop", metavar="PX", rich_help_panel=TRUTH,
+                             help="Restoration: leave PX border pixels out (super-resolution's scale factor)."),
+    compare: bool = typer.Option(False, "--compare", rich_help_panel=TRUTH,
+                                 help="Compare the RECORDS (of --record) on their common queries: means and, "
+                                      "against the first, paired differences with bootstrap 95% intervals."),
+    sweep: Optional[list[str]] = typer.Option(None, "--sweep", metavar="NAME=V,..", rich_help_panel=TRUTH,
+                                              help="With --truth: evaluate every combination (steps=6,11,20; cfg=1.5,2.5; "
+                                                   "seed, pairs, solver, select, size, fit, cond_refresh) and tabulate."),
+    files_from: Optional[str] = options.FILES_FROM,
+    nul: bool = options.NUL,
+    recursive: bool = options.RECURSIVE,
+    root: Optional[str] = options.ROOT,
+    skip_existing: bool = options.SKIP_EXISTING,
+    overwrite: bool = options.OVERWRITE,
+    shard: Optional[str] = options.SHARD,
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="FMT", rich_help_panel=options.OUTPUTS,
+                                      help="With --truth: the predictions' format, png, png16 or npy, as lavin run's."),
     pairs: Optional[int] = options.PAIRS,
+    select: str = options.SELECT,
+    size: Optional[str] = options.SIZE,
+    fit: str = options.FIT,
     steps: int = options.STEPS,
     cfg: float = options.CFG,
     solver: str = options.SOLVER,
     cfg_interval: str = options.CFG_INTERVAL,
     cond_refresh: int = options.COND_REFRESH,
+    batch_size: int = options.BATCH,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per-task metrics, baseline, task_switch_accuracy and task_switch_answers."),
+    attention: str = options.ATTENTION,
+    offload: str = options.OFFLOAD,
+    as_json: bool = typer.Option(False, "--json", rich_help_panel=options.OUTPUTS,
+                                 help="Print one JSON object instead of the tables."),
     quiet: bool = options.QUIET,
 ) -> None:
-    """Measure a model on held-out generated scenes: per-task metrics, a trivial baseline, task switching."""
-    from lavin_cli.errors import UsageError
+    """Measure a model: on held-out generated scenes, on your own folders (--truth), or compare records.
+
+    [dim]lavin eval -t depth_estimation --queries 16[/]
+    [dim]lavin eval -c pairs/ -i img/ --truth depth/ --record v3.jsonl --report v3/[/]
+    [dim]lavin eval --compare v2.jsonl v3.jsonl[/]
+    """
+    if compare or records:
+        if not compare:
+            raise UsageError(f"{records[0]}: to compare eval records give --compare (lavin eval --compare A.jsonl "
+                             "B.jsonl)")
+        return _compare(records or [], as_json)
+    if truth is None:
+        extra = [name for name, given in (("--context", context), ("--output", output), ("--record", record),
+                                          ("--report", report), ("--sweep", sweep), ("--files-from", files_from))
+                 if given]
+        if extra:
+            raise UsageError(f"{extra[0]} scores your own folders: give --truth DIR with it (without --truth, "
+                             "lavin eval scores held-out generated scenes)")
+        return _generator(model, home, task, seed, _count(queries), pairs, steps, cfg, solver, cfg_interval,
+                          cond_refresh, device, dtype, as_json, quiet)
+    from lavin_cli.cli import evaluate_data
+
+    code = evaluate_data.from_command(dict(locals()))
+    if code:
+        raise SystemExit(code)
+
+
+def _count(queries: Optional[list[str]]) -> int:
+    if not queries:
+        return 8
+    if len(queries) > 1 or not queries[0].strip().isdigit():
+        raise UsageError(f"--queries {queries[0]!r}: without --truth it is a count of held-out queries per task; "
+                         "to score your own images give --truth DIR (and --context)")
+    count = int(queries[0])
+    if count < 1:
+        raise UsageError("--queries must be at least 1")
+    return count
+
+
+def _compare(paths: list[Path], as_json: bool) -> None:
+    import dataclasses
+
+    from lavin_cli.evaluation.compare import compare
+
+    result = compare(paths)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    out.print(f"{result.queries} queries scored in all {len(paths)} records; "
+              + "; ".join(f"{chr(65 + i) if i < 26 else i}: {name}" for i, name in enumerate(result.names)))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("metric", "record", "mean", "minus A [95% interval]", "verdict"):
+        table.add_column(column, justify="right" if column in ("mean", "minus A [95% interval]") else "left",
+                         no_wrap=column != "verdict")
+    for row in result.rows:
+        for i, mean in enumerate(row["means"]):
+            d = row["differences"][i - 1] if i else None
+            table.add_row(row["metric"] if not i else "",
+                          chr(65 + i) if i < 26 else str(i), f"{mean:.4f}",
+                          f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "",
+                          d["verdict"] if d else "", end_section=i == len(row["means"]) - 1)
+    out.print(table)
+    lower = [row["metric"] for row in result.rows if row["lower_is_better"]]
+    if lower:
+        out.print(f"lower is better: {', '.join(lower)}; higher for the others")
+
+
+def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_interval, cond_refresh, device,
+               dtype, as_json, quiet) -> None:
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.training.tasks import TASKS
 
-    if queries < 1:
-        raise UsageError("--queries must be at least 1")
     unknown = [t for t in task or [] if t not in TASKS]
     if unknown:  # before the model loads
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(TASKS)}")
@@ -53,6 +190,10 @@ def evaluate(
     if as_json:
         print(json.dumps(report, indent=2))
         return
+    _show_generator(report, queries, seed, steps, solver)
+
+
+def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: str) -> None:
     table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {report['pairs']} pairs, "
                         f"{steps} steps ({solver}), {report['dtype']}")
     for column in ("task", "metric", "model", "baseline", "better"):
