@@ -21,7 +21,12 @@ The package, one room per concern (data flows down this list, never up):
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "RunOptions", "VideoOptions", "LoadOptions", "__version__"]
+from lavin_cli.errors import (CheckpointError, ConfigError, DeviceError, InputError, LavinError, OptionError,
+                              OutputError, PartialFailure, ServerError, TooLarge, UnknownTask, UsageError)
+
+__all__ = ["Pipeline", "RunOptions", "VideoOptions", "LoadOptions", "__version__", "LavinError", "UsageError",
+           "OptionError", "ConfigError", "UnknownTask", "InputError", "TooLarge", "CheckpointError", "DeviceError",
+           "OutputError", "PartialFailure", "ServerError"]
 
 _LAZY = {"Pipeline": "lavin_cli.inference.pipeline", "RunOptions": "lavin_cli.inference.options",
          "VideoOptions": "lavin_cli.inference.options", "LoadOptions": "lavin_cli.inference.options"}

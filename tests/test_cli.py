@@ -109,3 +109,31 @@ def test_convert_to_half_precision(tmp_path):
     assert all(p.dtype == torch.float16 for p in half.parameters())
     assert (tmp_path / "half" / "dit.safetensors").stat().st_size < 0.6 * (tmp_path / "dit.safetensors").stat().st_size
     assert lavin("convert", "--dit", str(tmp_path / "dit.safetensors"), "--dtype", "int8", "-o", str(tmp_path / "x")).returncode == 3
+
+
+def test_piped_progress_never_shows_an_unmeasured_rate(capfd):
+    """Off a terminal a bar is a plain line: no '(0.00/s)' before a rate is measured, a finished
+    bar said once as done."""
+    from lavin_cli.cli.progress import Progress
+
+    with Progress(True, interval=0.0) as progress:
+        progress.update("context", "encoding context", 3, 3)
+        progress.update("steps", "sampling", 0, 4)
+        progress.update("steps", "sampling", 2, 4)
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[0] == "encoding context 3/3 done"
+    assert lines[1] == "sampling 0/4" and lines[2].startswith("sampling 2/4 (") and lines[2].endswith("/s)")
+    assert "0.00/s" not in "\n".join(lines)
+
+
+def test_piped_tables_keep_whole_names():
+    """`lavin tasks | grep ...` at 80 columns: every task name and path whole, no ellipsis."""
+    env = {**os.environ, "COLUMNS": "80"}
+    for command in (["tasks"], ["models"]):
+        done = subprocess.run([sys.executable, "-m", "lavin_cli", *command], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout, done.stdout
+    tasks = subprocess.run([sys.executable, "-m", "lavin_cli", "tasks"], capture_output=True, text=True, env=env,
+                           timeout=120).stdout
+    assert "foreground_segmentation" in tasks and "weights/bundled/tasks/foreground_segmentation" in tasks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -161,6 +162,19 @@ def test_an_interrupted_run_resumes_with_only_the_missing_outputs(cli, dataset, 
     record_now = read_record(record)
     finished = {q["index"] for q in record_now["queries"] if q.get("output") or q.get("skipped")}
     assert finished == set(range(25)) and len(record_now["runs"]) == 2 and record_now["runs"][1]["resumed"]
+
+
+def test_a_finished_run_resumed_says_how_many_are_there_and_keeps_its_record(cli, tiny_model, queries, tmp_path):
+    out, record = tmp_path / "out", tmp_path / "run.jsonl"
+    args = ["run", "-m", tiny_model, "-c", _pairs(tiny_model), *[x for q in queries for x in ("-i", q)], "-o", f"{out}/",
+            *COMMON]
+    assert cli(*args)[0] == 0
+    code, stdout, err = cli(*args[:-1], "--skip-existing", "--record", record, "--json")  # without -q
+    assert code == 0 and "nothing to do: the 3 output(s) of this run exist already" in err, err
+    lines = [json.loads(x) for x in record.read_text().splitlines()]
+    assert [x["type"] for x in lines] == ["run", "query", "query", "query", "end"]
+    assert all(x["skipped"] == "exists" for x in lines[1:4]) and lines[-1]["written"] == 0
+    assert json.loads(stdout)["end"] == {**lines[-1]}
 
 
 def test_raw_formats_round_trip(cli, tiny_model, queries, tmp_path):

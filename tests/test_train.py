@@ -61,6 +61,36 @@ def test_train_vae_runs_resumes_exactly_and_loads(cli, tmp_path):
     assert [e["step"] for e in log] == [1, 2, 3, 4] and all(np.isfinite(e["loss"]) for e in log)
 
 
+def test_an_interrupted_training_keeps_its_steps_and_resumes_exactly(cli, tmp_path, monkeypatch):
+    """Ctrl-C before the first --save-every: the steps done are saved, --resume finishes the run
+    as an uninterrupted one."""
+    import os
+    import signal
+
+    from lavin_cli.training import loop
+
+    args = ["train", "vae", "--batch", "2", "--size", "32", "--save-every", "100", "--seed", "5", "--steps", "4", "-q"]
+    assert cli(*args, "--out", tmp_path / "a")[0] == 0
+    real = loop.Log.write
+
+    def write(self, step, **values):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, step, **values)
+
+    monkeypatch.setattr(loop.Log, "write", write)
+    code, _, err = cli(*args, "--out", tmp_path / "b")
+    assert code == 130, err
+    monkeypatch.setattr(loop.Log, "write", real)
+    assert torch.load(tmp_path / "b" / "vae_state.pt", weights_only=True)["step"] == 3
+    assert cli(*args, "--out", tmp_path / "b", "--resume")[0] == 0
+    a = torch.load(tmp_path / "a" / "vae_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "vae_state.pt", weights_only=True)
+    assert b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    log = [json.loads(line)["step"] for line in (tmp_path / "b" / "vae_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]  # the interrupt waited for step 3's line
+
+
 def test_folder_data_source(tmp_path):
     make_pairs(tmp_path / "data" / "taskA", count=2)
     make_pairs(tmp_path / "data" / "taskB", count=3, seed=9)

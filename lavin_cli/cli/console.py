@@ -15,6 +15,17 @@ from lavin_cli import __version__
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+def print_table(table) -> None:
+    """A table on stdout: fitted to a terminal; piped, at its full width (a name cut with an
+    ellipsis is useless to grep and scripts)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    wide = Console(file=sys.stdout, width=4096, soft_wrap=True, no_color=True, highlight=False)
+    width = wide.measure(table).maximum
+    Console(file=sys.stdout, width=max(20, width), soft_wrap=True, no_color=True, highlight=False).print(table)
+
+
 FLAGS = {"queries": "--query"}  # option names whose flag is not --name-with-dashes
 
 

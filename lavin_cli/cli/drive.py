@@ -112,13 +112,22 @@ def already_written(the_plan: plan.Plan, overwrite: bool):
     return skip
 
 
-def nothing_to_do(the_plan: plan.Plan, quiet: bool) -> bool:
-    """Every output of this process exists already (a finished run resumed): say so, load nothing.
-    (Never under torchrun: every rank must reach the end together.)"""
+def nothing_to_do(files: Files, the_plan: plan.Plan) -> bool:
+    """Every output of this process exists already (a finished run resumed): say so, write the
+    record (--record, --json) of what was kept, load nothing. (Never under torchrun: every rank
+    must reach the end together.)"""
     if (the_plan.todo and set(the_plan.todo) != the_plan.finished) or shards.from_torchrun() is not None:
         return False
-    if not quiet:
-        log(f"nothing to do: the {len(the_plan.todo)} output(s) of this run exist already")
+    if not files.quiet:
+        log(f"nothing to do: the {len(the_plan.here)} output(s) of this run exist already")
+    if files.record is not None or files.as_json:
+        append = files.record is not None and files.record.exists()
+        results = Results(files.record, files.as_json, quiet=True, append=append, outputs=the_plan.outputs)
+        results.start({"queries_total": len(the_plan.queries), "queries_here": len(the_plan.here),
+                       **({"shard": files.shard} if files.shard else {})})
+        for i in the_plan.here:
+            results.kept(i, the_plan.queries[i])
+        results.finish({"run_s": 0.0})
     return True
 
 

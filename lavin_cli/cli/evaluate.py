@@ -19,7 +19,7 @@ from rich import box
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import log, out
+from lavin_cli.cli.console import log, out, print_table
 from lavin_cli.errors import UsageError
 
 TRUTH = "Ground truth (--truth)"
@@ -163,7 +163,7 @@ def _compare(paths: list[Path], as_json: bool) -> None:
                           chr(65 + i) if i < 26 else str(i), f"{mean:.4f}",
                           f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "",
                           d["verdict"] if d else "", end_section=i == len(row["means"]) - 1)
-    out.print(table)
+    print_table(table)
     lower = [row["metric"] for row in result.rows if row["lower_is_better"]]
     if lower:
         out.print(f"lower is better: {', '.join(lower)}; higher for the others")
@@ -201,7 +201,7 @@ def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: s
     for name, r in report["tasks"].items():
         for metric, value in r["metrics"].items():
             table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
-    out.print(table)
+    print_table(table)
     out.print(_switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
     ceiling = report["vae_ceiling"]
     out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "

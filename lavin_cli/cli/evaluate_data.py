@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from lavin_cli.cli import plan
-from lavin_cli.cli.console import log, out, warn
+from lavin_cli.cli.console import log, print_table, warn
 from lavin_cli.errors import OutputError, UsageError
 from lavin_cli.evaluation import dataset, protocols
 from lavin_cli.evaluation.protocols import Protocol
@@ -249,7 +249,7 @@ def _show(setup: Setup, tables: list) -> None:
         cells = [f"{scored.summary.get('scored', 0)}/{scored.summary.get('queries', 0)}"] + \
                 [f"{scored.summary[m]:.4f}" if m in scored.summary else "-" for m in metrics]
         table.add_row(*[str(v) for v in combo.values()], *cells)
-    out.print(table)
+    print_table(table)
     if setup.quiet:
         return
     failed = {row["query"]: row["error"] for _, scored, _ in tables for row in scored.rows if "error" in row}

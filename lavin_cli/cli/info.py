@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import out
+from lavin_cli.cli.console import out, print_table
 
 
 def info(
@@ -36,18 +36,18 @@ def info(
     table = Table(title="environment", show_header=False)
     for key, value in dataclasses.asdict(env).items():
         table.add_row(key, str(value) if value not in (None, ()) else "-")
-    out.print(table)
+    print_table(table)
     dit_table = Table(title="J-DiT presets")
     for column in ("preset", "hidden", "layers", "heads", "kv heads", "head dim", "parameters"):
         dit_table.add_column(column, justify="right" if column != "preset" else "left")
     for p in presets:
         dit_table.add_row(p["name"], *(str(p[k]) for k in ("hidden", "layers", "heads", "kv_heads", "head_dim")),
                           f"{p['parameters']:,}")
-    out.print(dit_table)
+    print_table(dit_table)
     vae_table = Table(title="ST-VAE presets")
     vae_table.add_column("preset")
     vae_table.add_column("channels")
     vae_table.add_column("parameters", justify="right")
     for v in vaes:
         vae_table.add_row(v["name"], str(v["channels"]), f"{v['parameters']:,}")
-    out.print(vae_table)
+    print_table(vae_table)

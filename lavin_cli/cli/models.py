@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import log, out
+from lavin_cli.cli.console import log, out, print_table
 from lavin_cli.cli.progress import Progress
 
 OFFLINE = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
@@ -79,7 +79,7 @@ def models(
     for r in rows:
         size = f"{r['bytes'] / 1e6:,.1f} MB" if r["bytes"] else "-"
         table.add_row(r["name"], r["status"], r["source"], size, r["description"])
-    out.print(table)
+    print_table(table)
 
 
 def verify(

@@ -30,7 +30,8 @@ class Plan:
     queries: list[str]  # every query of the list, in order
     outputs: list[str]  # one per query
     fmt: str
-    todo: list[int] = field(default_factory=list)  # positions this process runs
+    here: list[int] = field(default_factory=list)  # positions of this process's shard
+    todo: list[int] = field(default_factory=list)  # among them, the positions it runs
     finished: set[int] = field(default_factory=set)  # among them, positions whose outputs exist already
     redo: dict[int, str] = field(default_factory=dict)  # resumed: outputs in the way that are not whole (why)
 
@@ -193,7 +194,7 @@ def schedule(plan: Plan, batch_size: int, shard: Optional[shards.Shard], skip_ex
     """Fill `plan.todo` (this shard's positions; with `skip_existing`, the batches with a missing
     output), `plan.finished` (outputs that exist already among them) and `plan.redo` (files in
     the place of an output that are not a whole one of its format: computed again, replaced)."""
-    mine = shards.select(len(plan.queries), batch_size, shard)
+    mine = plan.here = shards.select(len(plan.queries), batch_size, shard)
     if not skip_existing:
         plan.todo, plan.finished = mine, set()
         return

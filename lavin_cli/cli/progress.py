@@ -68,12 +68,17 @@ class Progress:
         if now - self._last_line >= self.interval:
             self._last_line = now
             log("; ".join(self._describe(state, now) for state in self._plain.values()))
+            for key in [k for k, st in self._plain.items() if st[2] and st[1] >= st[2]]:
+                del self._plain[key]  # a finished bar is said once
 
     def _describe(self, state: list, now: float) -> str:
+        """'label 3/8 (0.52/s)'; the rate only once it has been measured, 'done' at the end."""
         label, done, total, extra, start, first = state
         rate = (done - first) / max(now - start, 1e-9)
         if self.units == "bytes":
-            text = f"{label} {done / 1e6:.1f}/{total / 1e6:.1f} MB ({rate / 1e6:.2f} MB/s)"
+            text = f"{label} {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+            speed = f" ({rate / 1e6:.2f} MB/s)"
         else:
-            text = f"{label} {done}/{total} ({rate:.2f}/s)"
-        return text + (f" {extra}" if extra else "")
+            text, speed = f"{label} {done}/{total}", f" ({rate:.2f}/s)"
+        tail = " done" if total and done >= total else speed if done > first else ""
+        return text + tail + (f" {extra}" if extra else "")

@@ -108,13 +108,20 @@ class Results:
             if self.file is not None:
                 self.file.write({"type": "query", **entry})
 
+    def kept(self, index: int, query: str) -> None:
+        """The record line of an output that exists already and is kept (--skip-existing)."""
+        entry = {"index": index, "query": query, "output": self.outputs[index], "skipped": "exists"}
+        self.entries.append(entry)
+        if self.file is not None:
+            self.file.write({"type": "query", **entry})
+
     def _failed(self, text: str, code: int) -> None:
         self.failures.append((text, code))
         log(f"failed: {text}", style="red")
 
     @property
     def written(self) -> int:
-        return sum(1 for e in self.entries if "output" in e and not e.get("error"))
+        return sum(1 for e in self.entries if "output" in e and not e.get("error") and not e.get("skipped"))
 
     def end_line(self, timings: dict, stopped: Optional[str]) -> dict:
         line = {"type": "end", "written": self.written, "failed": len(self.failures),

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from lavin_cli.cli import distributed, options
-from lavin_cli.cli.console import log, out
+from lavin_cli.cli.console import log, print_table
 from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
                                  show_warnings)
 from lavin_cli.cli.plan import STDIO, check_queries, grid_path, not_over_inputs, preflight
@@ -100,7 +100,7 @@ def run(
     preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []),
               replace=redone(the_plan, quiet))
 
-    if nothing_to_do(the_plan, quiet):
+    if nothing_to_do(files, the_plan):
         return
     check_context(found, run_options, clips=False)
 
@@ -185,4 +185,4 @@ def tasks(
     for row in rows:
         mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
         table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["source"], str(row["pairs"]), row["path"])
-    out.print(table)
+    print_table(table)

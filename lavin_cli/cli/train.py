@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lavin_cli.cli import distributed, options
+from lavin_cli.cli import distributed, options, signals
 from lavin_cli.cli.console import log
 from lavin_cli.cli.progress import Progress
 
@@ -69,8 +69,7 @@ def _prepare(size: int, threads: int | None) -> None:
 def _with_progress(quiet: bool, total: int, run) -> None:
     """Call run(callback) with a progress display of steps, loss and speed."""
     with Progress(not quiet) as progress:
-        run(lambda info: progress.update("train", "training", info.step, total,
-                                         f"loss {info.loss:.4f}  {info.steps_per_s:.2f} steps/s"))
+        run(lambda info: progress.update("train", "training", info.step, total, f"loss {info.loss:.4f}"))
 
 
 @app.command("vae", cls=options.Command)
@@ -109,7 +108,8 @@ def vae(
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
                          task_weights=_task_weights(task_weights), tone_weight=tone_weight)
-    _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb))
+    _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb,
+                                                      guard=signals.deferred))
     log(f"wrote {out / 'vae.safetensors'}")
 
 
@@ -155,7 +155,7 @@ def dit(
                              lr_final=lr_final, task_weights=_task_weights(task_weights))
         _with_progress(quiet or not main_rank, steps, lambda cb: train_dit(
             out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
-            device=str(dev)))
+            device=str(dev), guard=signals.deferred))
     finally:
         distributed.stop(ranks)
     if main_rank:

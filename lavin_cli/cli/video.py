@@ -98,7 +98,7 @@ def video(
               grids + ([str(record)] if record and not skip_existing else []), folders_ok=True,
               replace=redone(the_plan, quiet))
 
-    if nothing_to_do(the_plan, quiet):
+    if nothing_to_do(files, the_plan):
         return
     check_context(found, video_options, clips=True)
 

@@ -73,9 +73,11 @@ def check_free(folder: Path, needed: int, what: str) -> None:
 
 
 def _hf_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    """The Hugging Face cache, as huggingface_hub resolves it (HF_HUB_CACHE, HF_HOME,
+    XDG_CACHE_HOME); HF_HUB_CACHE is read again here so that a value set after import counts."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
 
 
 def _progress_class(callback: Callback, name: str):
@@ -337,10 +339,19 @@ def _remove_empty(folder: Path) -> None:
 def verify(name_or_path: str, home=None, callback: Callback = None) -> dict[str, str]:
     """Re-hash an installed model's files against its manifest: {relative path: "ok" | problem}."""
     folder = Path(name_or_path) if Path(name_or_path).is_dir() else store_home(home) / "models" / name_or_path
+    if not folder.is_dir():
+        known = registry.load(home)
+        hint = f"install it with `lavin download {name_or_path}`" if name_or_path in known else \
+            "give an installed model's name (see `lavin models`) or a model folder"
+        raise CheckpointError(f"{name_or_path}: not installed; {hint}")
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        raise CheckpointError(f"{name_or_path}: no manifest (not installed by `lavin download`?)") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: has no {MANIFEST} (lavin download writes it; a folder made otherwise "
+                              "has nothing to verify against)") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / MANIFEST}: unreadable manifest ({exc}); install the model again with "
+                              "--force") from None
     listed = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(listed, dict) or not all(isinstance(i, dict) and {"sha256", "size"} <= set(i) for i in listed.values()):
         raise CheckpointError(f"{folder / MANIFEST}: malformed manifest (no 'files' with sha256 and size); "

@@ -127,7 +127,11 @@ def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str, device
 
 
 def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | None = None, init: Path | None = None,
-              resume: bool = False, callback: loop.Callback = None, device: str = "cpu") -> Path:
+              resume: bool = False, callback: loop.Callback = None, device: str = "cpu",
+              guard: loop.Guard = contextlib.nullcontext) -> Path:
+    """Train (or fine-tune, or resume) a J-DiT into the model folder `out`. `guard()` wraps each
+    optimizer step (the CLI defers signals there, so an interrupt lands between steps and the
+    steps done are saved)."""
     check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
     out.mkdir(parents=True, exist_ok=True)
@@ -146,17 +150,26 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     log = loop.Log(out / "dit_log.jsonl") if rank == 0 else None
     if rank == 0:
         _write_folder_files(out, vae_file, source, cfg)
-    while step < cfg.steps:
-        bank.advance(step)
-        loss = _train_step(model, dit, opt, make_batch(bank, vae, source, cfg, step, rank), cfg, step, rank)
-        ema.update(dit, step)
-        step += 1
-        if rank == 0:
-            rate = log.write(step, loss=round(loss, 5))
-            if callback:
-                callback(loop.StepInfo(step, cfg.steps, loss, rate, {}))
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                _save(out, dit, ema, opt, step, cfg)
+    saved = step
+    try:
+        while step < cfg.steps:
+            bank.advance(step)
+            batch = make_batch(bank, vae, source, cfg, step, rank)
+            with guard():  # the step and its log line, whole
+                loss = _train_step(model, dit, opt, batch, cfg, step, rank)
+                ema.update(dit, step)
+                step += 1
+                rate = log.write(step, loss=round(loss, 5)) if rank == 0 else 0.0
+            if rank == 0:
+                if callback:
+                    callback(loop.StepInfo(step, cfg.steps, loss, rate, {}))
+                if step % cfg.save_every == 0 or step == cfg.steps:
+                    _save(out, dit, ema, opt, step, cfg)
+                    saved = step
+    except KeyboardInterrupt:  # SIGINT / SIGTERM: the steps done are kept, --resume goes on from them
+        if rank == 0 and step > saved:
+            _save(out, dit, ema, opt, step, cfg)
+        raise
     return out
 
 

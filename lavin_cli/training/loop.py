@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ContextManager, Optional
 
 import torch
 from torch import nn
@@ -54,6 +54,7 @@ class StepInfo:
 
 
 Callback = Optional[Callable[[StepInfo], None]]
+Guard = Callable[[], ContextManager]  # wraps one optimizer step (the CLI: signals deferred)
 
 
 def learning_rate(base: float, step: int, total: int, warmup: int, final: float = 1.0) -> float:

@@ -13,6 +13,8 @@ that normalised latents have mean 0 and unit variance, as the DiT expects.
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import math
 import time
@@ -102,7 +104,8 @@ def latent_stats(vae: STVAE, source: Source, size: int, seed: int = 12345, n: in
 
 
 def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = False, init: Path | None = None,
-              callback: loop.Callback = None) -> Path:
+              callback: loop.Callback = None, guard: loop.Guard = contextlib.nullcontext) -> Path:
+    """Train (or resume) an ST-VAE into `out`; `guard()` wraps each optimizer step (see train_dit)."""
     check_task_weights(cfg.task_weights, source.task_names)
     if not (math.isfinite(cfg.tone_weight) and cfg.tone_weight >= 0):
         raise OptionError("tone_weight", f"{cfg.tone_weight} must be a finite number, 0 or more (0: no tone term)")
@@ -117,25 +120,33 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
     if resume and state_path.is_file():
         step = loop.load_state(state_path, vae, ema, opt)
     log = loop.Log(out / "vae_log.jsonl")
-    while step < cfg.steps:
-        rng = np.random.default_rng(loop.step_seed(cfg.seed, step))
-        video = rng.random() < cfg.video_fraction
-        x = _batch(source, rng, cfg, video)
-        for group in opt.param_groups:
-            group["lr"] = loop.learning_rate(cfg.lr, step, cfg.steps, 200, cfg.lr_final)
-        loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight,
-                               cfg.bf16, cfg.tone_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        ema.update(vae, step)
-        step += 1
-        rate = log.write(step, loss=round(loss.item(), 5), video=bool(video), **{k: round(v, 5) for k, v in parts.items()})
-        if callback:
-            callback(loop.StepInfo(step, cfg.steps, loss.item(), rate, parts))
-        if step % cfg.save_every == 0 or step == cfg.steps:
+    saved = step
+    try:
+        while step < cfg.steps:
+            rng = np.random.default_rng(loop.step_seed(cfg.seed, step))
+            video = rng.random() < cfg.video_fraction
+            x = _batch(source, rng, cfg, video)
+            for group in opt.param_groups:
+                group["lr"] = loop.learning_rate(cfg.lr, step, cfg.steps, 200, cfg.lr_final)
+            loss, parts = vae_loss(vae, x, torch.Generator().manual_seed(loop.step_seed(cfg.seed, step, 1)), cfg.kl_weight,
+                                   cfg.bf16, cfg.tone_weight)
+            with guard():  # the step and its log line, whole
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+                opt.step()
+                ema.update(vae, step)
+                step += 1
+                rate = log.write(step, loss=round(loss.item(), 5), video=bool(video), **{k: round(v, 5) for k, v in parts.items()})
+            if callback:
+                callback(loop.StepInfo(step, cfg.steps, loss.item(), rate, parts))
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                _save(out, vae, ema, opt, step, cfg, source)
+                saved = step
+    except KeyboardInterrupt:  # SIGINT / SIGTERM: the steps done are kept, --resume goes on from them
+        if step > saved:
             _save(out, vae, ema, opt, step, cfg, source)
+        raise
     return out / "vae.safetensors"
 
 
