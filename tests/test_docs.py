@@ -132,3 +132,21 @@ def test_every_help_reads_at_80_and_100_columns(columns, cli, monkeypatch):
         for example in _split_docstring(command.help or "")[1]:
             assert example.strip() in [line.strip() for line in lines], f"lavin {name} --help wraps {example!r}"
         assert "Options" in out or "Inputs" in out
+
+
+def test_an_option_shows_the_same_metavar_on_every_command():
+    """--device DEVICE, --seed N, ... read the same wherever they appear (train's once differed)."""
+    from lavin_cli.cli.options import _metavar
+
+    seen: dict[str, dict[str, str]] = {}
+    for name, command in _commands().items():
+        for param in command.params:
+            if getattr(param, "is_flag", False) or not param.opts or not param.opts[0].startswith("-"):
+                continue
+            shown = param.metavar or _metavar(param)
+            for opt in param.opts:
+                seen.setdefault(opt, {})[name] = shown
+    # the same letters for different things: a count or images, a file or a folder, a square or any size
+    exceptions = {"--queries", "-i", "--output", "-o", "--size", "--init"}
+    differing = {opt: where for opt, where in seen.items() if len(set(where.values())) > 1 and opt not in exceptions}
+    assert not differing, differing

@@ -283,3 +283,37 @@ def test_disk_full_while_unpacking_leaves_nothing_half_installed(cli, hub, tmp_p
     code, _, err = cli("download", "tiny-official")
     assert code == 6 and "disk full" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list((tmp_path / "home" / "models").glob("*"))
+
+
+def test_hub_ids_as_from_pretrained_takes_them(cli, hub, tmp_path, release):
+    """`-m org/repo[@revision]`: a registered repo is its entry; another repo in the official
+    layout installs as org--repo (unpinned, said so); --revision installs NAME@REV."""
+    home = tmp_path / "home"
+    _register(home, sha={"weights.tar.gz": hashlib.sha256(release["weights.tar.gz"]).hexdigest(),
+                         "template.tar.gz": hashlib.sha256(release["template.tar.gz"]).hexdigest()})
+    code, _, err = cli("run", "-m", REPO, "--task", "noise_task", "-i", "x.png", "-o", tmp_path / "x.png")
+    assert code == 4 and f"{REPO}: not installed" in err and f"lavin download {REPO}" in err, err
+    code, stdout, err = cli("download", REPO)
+    assert code == 0 and Path(stdout.strip()) == home / "models" / "tiny-official" and "not pinned" not in err, err
+    q = home / "models" / "tiny-official" / "template" / "noise_task" / "000_input.png"
+    code, _, err = cli("run", "-m", REPO, "--task", "noise_task", "-i", q, "-o", tmp_path / "a.png", "--steps", "2")
+    assert code == 0, err
+
+    for name, data in release.items():
+        hub.files[f"other/release/{name}"] = data
+    code, stdout, err = cli("download", "other/release")
+    assert code == 0 and Path(stdout.strip()) == home / "models" / "other--release", err
+    assert "other/release@main is not pinned" in err
+    manifest = json.loads((home / "models" / "other--release" / "manifest.json").read_text())
+    assert manifest["source"] == {"type": "hf", "repo": "other/release", "revision": "main", "pinned": False}
+    code, _, err = cli("run", "-m", "other/release", "--task", "noise_task", "-i", q, "-o", tmp_path / "b.png",
+                       "--steps", "2", "--size", "32")
+    assert code == 0, err
+
+    code, stdout, err = cli("download", "tiny-official", "--revision", "v2")
+    assert code == 0 and Path(stdout.strip()) == home / "models" / "tiny-official@v2", err
+    assert "tiny-official@v2: test/tiny-lavin@v2 is not pinned" in err
+    assert any("/resolve/v2/weights.tar.gz" in path for _, path, _ in hub.log)
+    assert cli("run", "-m", f"{REPO}@v2", "--task", "noise_task", "-i", q, "-o", tmp_path / "c.png", "--steps", "2")[0] == 0
+    code, _, err = cli("download", "no/such..repo")
+    assert code == 4 and "unknown model" in err, err

@@ -65,6 +65,11 @@ def test_wheel_carries_the_registry_and_bundled_model(tmp_path):
     wheel = next(tmp_path.glob("lavin_cli-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "lavin_cli/weights_data/registry.json" in names
+    assert "lavin_cli-0.1.0.data/data/share/man/man1/lavin.1" in names  # `man lavin` after pip install
+    examples = ROOT / "examples"
+    for path in examples.rglob("*"):  # README's quick start: the example task folders and scripts
+        if path.is_file() and "__pycache__" not in path.parts:
+            assert f"lavin_cli/examples_data/{path.relative_to(examples)}" in names, path
     bundled = ROOT / "weights" / "bundled"
     for path in bundled.rglob("*") if bundled.is_dir() else []:
         if path.is_file():
@@ -101,3 +106,11 @@ def test_installed_wheel_finds_its_registry_and_bundled_model(tmp_path):
                           "-o", str(tmp_path / "o.png"), "--steps", "2"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "lavin_cli/weights_data/bundled" in res.stderr.replace("\n", "")  # the installed copy ran
+    example = target / "lavin_cli" / "examples_data" / "depth_estimation"
+    res = subprocess.run([sys.executable, "-m", "lavin_cli", "tasks", "--json"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert res.returncode == 0 and str(example) in res.stdout, res.stdout + res.stderr  # the examples come along
+    res = subprocess.run([sys.executable, "-m", "lavin_cli", "run", "--task", "depth_estimation", "-i",
+                          str(example / "queries" / "q0.png"), "-o", str(tmp_path / "d.png"), "--steps", "2"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0 and (tmp_path / "d.png").is_file(), res.stderr

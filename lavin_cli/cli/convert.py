@@ -24,10 +24,10 @@ NAMES = {Target.lavin: ("dit.safetensors", "vae.safetensors"), Target.official: 
 def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write the converted files into."),
     dit: Optional[Path] = typer.Option(None, "--dit", help="DiT weights: official lavin_dit.safetensors or lavin's."),
-    vae: Optional[Path] = typer.Option(None, "--vae", help="VAE weights: official stvae.pt (read with weights_only) or lavin's."),
+    vae: Optional[Path] = typer.Option(None, "--vae", metavar="FILE", help="VAE weights: official stvae.pt (read with weights_only) or lavin's."),
     to: Target = typer.Option(Target.lavin, "--to", help="lavin: safetensors with config metadata; official: the published layout."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="DiT preset of an official file (default: inferred from its shapes)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Store the weights as float32, bfloat16 or float16 (default: as read)."),
+    preset: Optional[str] = typer.Option(None, "--preset", metavar="NAME", help="DiT preset of an official file (default: inferred from its shapes)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", metavar="TYPE", help="Store the weights as float32, bfloat16 or float16 (default: as read)."),
     overwrite: bool = options.OVERWRITE,
 ) -> None:
     """Convert checkpoints between the official files and lavin's format; keys and shapes are checked.

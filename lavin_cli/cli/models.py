@@ -10,17 +10,21 @@ import typer
 from rich.table import Table
 
 from lavin_cli.cli import options
-from lavin_cli.cli.console import log, out, print_table
+from lavin_cli.cli.console import log, out, print_table, warn
 from lavin_cli.cli.progress import Progress
 
 OFFLINE = typer.Option(False, "--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
 
 
 def download(
-    name: str = typer.Argument(..., help="A model name from `lavin models` (e.g. lavin-dit-3.4b)."),
+    name: str = typer.Argument(..., help="A model name from `lavin models` (e.g. lavin-dit-3.4b), or a Hugging Face "
+                                         "repo in the official layout, org/repo[@revision]."),
     home: Optional[Path] = options.HOME,
     offline: bool = OFFLINE,
     force: bool = typer.Option(False, "--force", help="Install again even if a ready copy exists."),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV",
+                                           help="A hub revision (commit, tag, branch) instead of the registry's; "
+                                                "installed as NAME@REV, its manifest says it is not pinned."),
     quiet: bool = options.QUIET,
 ) -> None:
     """Download a model (and its task templates), verify, unpack and convert it into the store.
@@ -35,8 +39,13 @@ def download(
 
     with Progress(not quiet, units="bytes") as progress:
         folder = hub.install(name, home, offline, force,
-                             lambda e: progress.update(f"{e.stage} {e.item}", f"{e.stage} {e.item}"[:28], e.done, e.total))
+                             lambda e: progress.update(f"{e.stage} {e.item}", f"{e.stage} {e.item}"[:28], e.done, e.total),
+                             revision=revision)
     if not quiet:
+        source = hub.manifest_source(folder.path)
+        if source.get("type") == "hf" and not source.get("pinned"):
+            warn(f"{folder.name}: {source.get('repo')}@{source.get('revision')} is not pinned (no sha256 in the "
+                 "registry): installed as the hub served it, its hashes recorded in manifest.json for `lavin verify`")
         log(f"{folder.name} is ready in {folder.path}")
     out.print(str(folder.path), highlight=False)
 

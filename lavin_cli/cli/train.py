@@ -21,7 +21,7 @@ THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default: 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 LR_FINAL = typer.Option(1.0, "--lr-final", help="Learning rate at the last step as a fraction of --lr (cosine "
                                                  "decay after the warm-up; 1 keeps it constant).")
-DATA = typer.Option("generator", "--data", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
+DATA = typer.Option("generator", "--data", metavar="SOURCE", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
                                                 "or a folder of task folders in the `lavin run` context format.")
 
 TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
@@ -74,7 +74,7 @@ def _with_progress(quiet: bool, total: int, run) -> None:
 
 @app.command("vae", cls=options.Command)
 def vae(
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: vae.safetensors (EMA weights), vae_state.pt, vae_log.jsonl."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder: vae.safetensors (EMA weights), vae_state.pt, vae_log.jsonl."),
     data: str = DATA,
     steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
     batch: int = typer.Option(16, "--batch", help="Images per step (clip steps use a quarter as many 5-frame clips)."),
@@ -83,7 +83,7 @@ def vae(
     seed: int = SEED,
     video_fraction: float = typer.Option(0.2, "--video-fraction", help="Share of steps on 5-frame clips."),
     save_every: int = typer.Option(250, "--save-every", help="Checkpoint interval in steps."),
-    channels: str = typer.Option("32,32,64,64", "--channels", help="Widths of the four encoder levels (the decoder mirrors "
+    channels: str = typer.Option("32,32,64,64", "--channels", metavar="W,W,W,W", help="Widths of the four encoder levels (the decoder mirrors "
                                                                   "them), multiples of 32."),
     layers: int = typer.Option(1, "--layers", help="Residual blocks per level."),
     lr_final: float = LR_FINAL,
@@ -92,7 +92,7 @@ def vae(
                                       "(errors at black count 13x, at white 0.25x), aimed at dark inputs."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from these VAE weights (a fresh optimizer)."),
+    init: Optional[Path] = typer.Option(None, "--init", metavar="FILE", help="Start from these VAE weights (a fresh optimizer)."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
 ) -> None:
@@ -115,12 +115,12 @@ def vae(
 
 @app.command("dit", cls=options.Command)
 def dit(
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder, usable as a model folder: dit.safetensors (EMA), "
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder, usable as a model folder: dit.safetensors (EMA), "
                                                       "vae.safetensors, model.json, tasks/, dit_state.pt, dit_log.jsonl."),
-    vae: Optional[Path] = typer.Option(None, "--vae", help="The (frozen) VAE to train in, e.g. from `lavin train vae`."),
-    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune this model (name or folder) instead of starting fresh."),
+    vae: Optional[Path] = typer.Option(None, "--vae", metavar="FILE", help="The (frozen) VAE to train in, e.g. from `lavin train vae`."),
+    init: Optional[str] = typer.Option(None, "--init", metavar="NAME|DIR", help="Fine-tune this model (name or folder) instead of starting fresh."),
     data: str = DATA,
-    preset: str = typer.Option("small", "--preset", help="J-DiT preset of a fresh model (tiny, small, 0.1B, ...)."),
+    preset: str = typer.Option("small", "--preset", metavar="NAME", help="J-DiT preset of a fresh model (tiny, small, 0.1B, ...)."),
     steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
     batch: int = typer.Option(32, "--batch", help="Samples per step (per process under torchrun)."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4; warm-up over --warmup steps)."),
@@ -135,7 +135,7 @@ def dit(
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
     task_weights: str = TASK_WEIGHTS,
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,

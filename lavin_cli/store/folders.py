@@ -146,6 +146,12 @@ def resolve(name_or_path: str | None, home_dir: Path | str | None = None) -> Mod
         return open_folder(path.parent, dit=path)
     if files.file_kind(path):
         raise CheckpointError(f"{spec}: is {files.file_kind(path)}, not a model folder or checkpoint")
+    if registry.is_hub_id(spec) and not spec.startswith("."):
+        entry = registry.entry_for(spec, home_dir)
+        if (home(home_dir) / "models" / entry.name).is_dir():
+            return open_folder(home(home_dir) / "models" / entry.name, entry.name)
+        raise CheckpointError(f"{spec}: not installed (a Hugging Face repo, read as {entry.name}); run "
+                              f"`lavin download {spec}`, or give a folder path")
     if os.sep in spec or spec.startswith("."):
         raise CheckpointError(f"{spec}: model folder not found")
     installed = home(home_dir) / "models" / spec

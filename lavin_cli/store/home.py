@@ -54,5 +54,8 @@ def shipped_registry() -> Path | None:
 
 
 def examples_dir() -> Path | None:
-    candidate = PACKAGE_ROOT.parent / "examples"
-    return candidate if candidate.is_dir() else None
+    """The example task folders: a source checkout's examples/, else the installed package's copy."""
+    for candidate in (PACKAGE_ROOT.parent / "examples", PACKAGE_ROOT / "examples_data"):
+        if candidate.is_dir() and any(candidate.glob("*/task.json")):
+            return candidate
+    return None

@@ -248,10 +248,21 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
     (staging / "model.json").write_text(json.dumps(model, indent=2) + "\n")
     files = {str(p.relative_to(staging)): {"sha256": sha256(p), "size": p.stat().st_size}
              for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    manifest = {"name": entry.name, "source": {"type": entry.source, "repo": entry.repo, "revision": entry.revision},
+    pinned = bool(entry.files) and all(f.sha256 for f in entry.files)
+    manifest = {"name": entry.name, "source": {"type": entry.source, "repo": entry.repo, "revision": entry.revision,
+                                               "pinned": pinned},
                 "downloads": downloads, "files": files, "status": "ready",
                 "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def manifest_source(folder: Path) -> dict:
+    """The "source" of an installed model's manifest ({} where there is none)."""
+    try:
+        source = json.loads((folder / MANIFEST).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return source if isinstance(source, dict) else {}
 
 
 def installed(name: str, home=None) -> Optional[Path]:
@@ -264,9 +275,12 @@ def installed(name: str, home=None) -> Optional[Path]:
     return folder if ready else None
 
 
-def install(name: str, home=None, offline_flag: bool = False, force: bool = False, callback: Callback = None) -> folders.ModelFolder:
-    """Download, verify, unpack and convert a registry model; a ready install is reused."""
-    entry = registry.get(name, home)
+def install(spec: str, home=None, offline_flag: bool = False, force: bool = False, callback: Callback = None,
+            revision: str | None = None) -> folders.ModelFolder:
+    """Download, verify, unpack and convert a registry model or a hub id `org/repo[@revision]`
+    (`revision` overrides the registry's); a ready install is reused."""
+    entry = registry.entry_for(spec, home, revision)
+    name = entry.name
     if entry.source == "bundled":
         bundled = bundled_dir()
         if bundled is None:

@@ -7,6 +7,7 @@ a user or a test registers another source.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from lavin_cli.store.home import home, shipped_registry
 OFFICIAL_SIZE = 512  # the official model's working size
 
 FORMAT = "lavin-registry/1"
+OFFICIAL_LAYOUT = "lavin-dit-3.4b"  # the entry whose files and folder layout a hub id `org/repo` is read with
+HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?")
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,35 @@ def get(name: str, home_dir=None) -> ModelEntry:
     if name not in entries:
         raise CheckpointError(f"unknown model {name!r}; known: {', '.join(sorted(entries))} (see `lavin models`)")
     return entries[name]
+
+
+def is_hub_id(spec: str) -> bool:
+    """`org/repo` or `org/repo@revision`, as `from_pretrained` takes."""
+    return bool(HUB_ID.fullmatch(spec)) and ".." not in spec
+
+
+def entry_for(spec: str, home_dir=None, revision: str | None = None) -> ModelEntry:
+    """A registry name or a hub id -> the entry to install or open. A hub id of a registered
+    repo is that entry (at the given revision); another repo is read in the official release's
+    layout (weights.tar.gz, template.tar.gz), unpinned. `revision` overrides the entry's."""
+    entries = load(home_dir)
+    if spec in entries:
+        entry = entries[spec]
+    elif is_hub_id(spec):
+        match = HUB_ID.fullmatch(spec)
+        repo, revision = match["repo"], revision or match["revision"]
+        known = [e for e in entries.values() if e.source == "hf" and e.repo == repo]
+        entry = known[0] if known else dataclasses.replace(
+            entries[OFFICIAL_LAYOUT], name=repo.replace("/", "--"), repo=repo,
+            description=f"{repo} from the Hugging Face hub, read in the official release's layout", preset=None,
+            files=tuple(dataclasses.replace(f, sha256=None, size=None) for f in entries[OFFICIAL_LAYOUT].files))
+    else:
+        raise CheckpointError(f"unknown model {spec!r}; known: {', '.join(sorted(entries))} (see `lavin models`), "
+                              "or a Hugging Face repo as org/repo[@revision]")
+    if revision and revision != entry.revision:
+        if entry.source != "hf":
+            raise CheckpointError(f"{spec}: --revision applies to Hugging Face models; {entry.name} is not one")
+        pinned = any(f.sha256 for f in entry.files)
+        entry = dataclasses.replace(entry, name=f"{entry.name}@{revision}", revision=revision, files=tuple(
+            dataclasses.replace(f, sha256=None, size=None) for f in entry.files) if pinned else entry.files)
+    return entry
