@@ -137,3 +137,22 @@ def test_piped_tables_keep_whole_names():
     tasks = subprocess.run([sys.executable, "-m", "lavin_cli", "tasks"], capture_output=True, text=True, env=env,
                            timeout=120).stdout
     assert "foreground_segmentation" in tasks and "weights/bundled/tasks/foreground_segmentation" in tasks
+
+
+def test_progress_json_stream_for_wrappers(cli, tiny_model, pairs_dir, queries, tmp_path):
+    """`lavin --progress-json FILE run ...`: start, progress per stage (also with -q), each
+    output written or failed, the end with the exit code."""
+    stream = tmp_path / "progress.jsonl"
+    code, _, err = cli("--progress-json", stream, "run", "-m", tiny_model, "-c", pairs_dir, "-i", queries[0],
+                       "-i", tmp_path / "missing.png", "-o", f"{tmp_path / 'out'}/", "--steps", "3", "-q")
+    assert code == 7, err
+    events = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert events[0]["event"] == "start" and events[0]["command"] == "run"
+    assert events[-1] == {"event": "end", "exit_code": 7, "t": events[-1]["t"]}
+    stages = {e["stage"] for e in events if e["event"] == "progress"}
+    assert {"context", "sample"} <= stages
+    done = {e["event"]: e for e in events if e["event"] in ("written", "failed")}
+    assert done["written"]["output"].endswith(".png") and "missing.png" in done["failed"]["error"]
+    assert all(b["t"] >= a["t"] for a, b in zip(events, events[1:]))
+    code, _, err = cli("--progress-json", tmp_path / "no" / "dir" / "p.jsonl", "tasks")
+    assert code == 2 and "--progress-json" in err and "cannot write there" in err, err

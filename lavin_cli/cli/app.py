@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import Optional
 
 import typer
 
@@ -15,7 +16,7 @@ from lavin_cli.cli import convert as convert_cmd
 from lavin_cli.cli import evaluate as eval_cmd
 from lavin_cli.cli import info as info_cmd
 from lavin_cli.cli import models as models_cmd
-from lavin_cli.cli import options, signals
+from lavin_cli.cli import options, progress_stream, signals
 from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import serve as serve_cmd
 from lavin_cli.cli import train as train_cmd
@@ -43,7 +44,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    progress_json: Optional[str] = typer.Option(None, "--progress-json", metavar="FILE|fd:N",
+                                                help="Write progress as JSON lines (start, progress per stage, each "
+                                                     "output written or failed, end with the exit code) to FILE or "
+                                                     "an open descriptor, for wrappers; before the command."),
 ) -> None:
     """In-context vision tasks with LaVin-DiT.
 
@@ -51,6 +57,8 @@ def root(
     5 device, 6 output, 7 some batch items failed, 8 server unreachable,
     130 interrupted, 141 stdout's reader gone, 143 terminated.
     """
+    if progress_json:
+        progress_stream.open_stream(progress_json, sys.argv[1:], ctx.invoked_subcommand)
 
 
 app.command("run", cls=options.Command)(run_cmd.run)
@@ -70,11 +78,16 @@ def main() -> None:
     """Run `lavin`: every outcome becomes at most a line or two on stderr and a documented exit code."""
     given = sys.stdout
     sys.stdout = ClosedStdout() if given is None else PipeGuard(given)  # None: started with `>&-`
+    code = 1
     try:
         with signals.installed():
             code = _run(sys.argv[1:])
         code = _flushed(code)
+    except SystemExit as exc:  # a command's own exit code (7: some items failed)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
     finally:
+        progress_stream.close(code)
         sys.stdout = given
     sys.exit(code)
 

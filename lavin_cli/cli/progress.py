@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from lavin_cli.cli import progress_stream
 from lavin_cli.cli.console import err, log
 
 PLAIN_INTERVAL_S = 10.0  # off a terminal: at most one line per bar this often
@@ -55,6 +56,7 @@ class Progress:
                 TimeElapsedColumn(), TimeRemainingColumn())
 
     def update(self, key: str, label: str, done: int, total: int, extra: str = "") -> None:
+        progress_stream.progress(key, label, done, total, extra)  # --progress-json, even with -q
         if not self.enabled:
             return
         if self._rich is not None:

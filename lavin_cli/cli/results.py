@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from lavin_cli.cli import signals
+from lavin_cli.cli import progress_stream, signals
 from lavin_cli.cli.console import log, message, out, report, warn
 from lavin_cli.errors import BrokenPipe, LavinError, OutputError, PartialFailure
 from lavin_cli.io.files import describe_os_error
@@ -58,6 +58,17 @@ def auxiliary(entry: dict, key: str, path: Path, write: Callable[[], None]) -> N
         entry.setdefault("warnings", []).append(f"{path}: not written ({message(error)}); the prediction itself is")
         return
     entry[key] = str(path)
+
+
+def _announce(entry: dict) -> None:
+    """The item's outcome on the --progress-json stream."""
+    query = {"index": entry.get("index"), "query": entry.get("query")}
+    if entry.get("error"):
+        progress_stream.emit("failed", **query, error=entry["error"])
+    elif entry.get("skipped"):
+        progress_stream.emit("kept", **query, output=entry.get("output"))
+    elif entry.get("output"):
+        progress_stream.emit("written", **query, output=entry["output"])
 
 
 class Results:
@@ -104,6 +115,7 @@ class Results:
             if not self.quiet:
                 for text in entry.get("warnings", []):
                     warn(text)
+            _announce(entry)
             self.entries.append(entry)
             if self.file is not None:
                 self.file.write({"type": "query", **entry})

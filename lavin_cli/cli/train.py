@@ -67,9 +67,11 @@ def _prepare(size: int, threads: int | None) -> None:
 
 
 def _with_progress(quiet: bool, total: int, run) -> None:
-    """Call run(callback) with a progress display of steps, loss and speed."""
+    """Call run(callback, stage) with a progress display of the steps (loss; the bar shows the
+    speed) and of the work before them (stage(label, done, total))."""
     with Progress(not quiet) as progress:
-        run(lambda info: progress.update("train", "training", info.step, total, f"loss {info.loss:.4f}"))
+        run(lambda info: progress.update("train", "training", info.step, total, f"loss {info.loss:.4f}"),
+            lambda label, done, todo: progress.update("prepare", label, done, todo))
 
 
 @app.command("vae", cls=options.Command)
@@ -108,8 +110,8 @@ def vae(
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
                          task_weights=_task_weights(task_weights), tone_weight=tone_weight)
-    _with_progress(quiet, steps, lambda cb: train_vae(out, _source(data), cfg, resume=resume, init=init, callback=cb,
-                                                      guard=signals.deferred))
+    _with_progress(quiet, steps, lambda cb, _: train_vae(out, _source(data), cfg, resume=resume, init=init,
+                                                         callback=cb, guard=signals.deferred))
     log(f"wrote {out / 'vae.safetensors'}")
 
 
@@ -153,9 +155,9 @@ def dit(
                              seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
                              bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
                              lr_final=lr_final, task_weights=_task_weights(task_weights))
-        _with_progress(quiet or not main_rank, steps, lambda cb: train_dit(
+        _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(
             out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
-            device=str(dev), guard=signals.deferred))
+            device=str(dev), guard=signals.deferred, stage=stage))
     finally:
         distributed.stop(ranks)
     if main_rank:

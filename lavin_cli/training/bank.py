@@ -9,6 +9,8 @@ resumed runs identical to uninterrupted ones.
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 import torch
 
@@ -50,11 +52,13 @@ class LatentBank:
         for n, (task, slot, _) in enumerate(wanted):
             self.moments[task][slot] = (encoded[2 * n], encoded[2 * n + 1])
 
-    def build(self, step: int) -> None:
-        """Fill every slot as it stands at `step`."""
+    def build(self, step: int, progress: Optional[Callable[[int, int], None]] = None) -> None:
+        """Fill every slot as it stands at `step`; `progress(done, total)` after each group."""
         wanted = [(t, j, self._generation(j, step)) for t in self.tasks for j in range(self.slots)]
         for n in range(0, len(wanted), 64):
             self._fill(wanted[n:n + 64])
+            if progress:
+                progress(min(n + 64, len(wanted)), len(wanted))
 
     def advance(self, step: int) -> None:
         """Regenerate the slots whose generation changes at `step`."""

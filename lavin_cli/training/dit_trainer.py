@@ -128,10 +128,11 @@ def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str, device
 
 def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | None = None, init: Path | None = None,
               resume: bool = False, callback: loop.Callback = None, device: str = "cpu",
-              guard: loop.Guard = contextlib.nullcontext) -> Path:
+              guard: loop.Guard = contextlib.nullcontext, stage: loop.StageCallback = None) -> Path:
     """Train (or fine-tune, or resume) a J-DiT into the model folder `out`. `guard()` wraps each
     optimizer step (the CLI defers signals there, so an interrupt lands between steps and the
-    steps done are saved)."""
+    steps done are saved); `stage(label, done, total)` reports the work before the first step
+    (encoding the latent bank: minutes on a CPU)."""
     check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     if resume and (out / "dit_state.pt").is_file():
         step = loop.load_state(out / "dit_state.pt", dit, ema, opt)
     bank = LatentBank(source, vae, cfg.bank_slots, cfg.size, cfg.seed, cfg.bank_period)
-    bank.build(step)
+    bank.build(step, (lambda done, total: stage("encoding latent bank", done, total)) if stage and rank == 0 else None)
     log = loop.Log(out / "dit_log.jsonl") if rank == 0 else None
     if rank == 0:
         _write_folder_files(out, vae_file, source, cfg)

@@ -54,6 +54,7 @@ class StepInfo:
 
 
 Callback = Optional[Callable[[StepInfo], None]]
+StageCallback = Optional[Callable[[str, int, int], None]]  # (label, done, total) of work before the steps
 Guard = Callable[[], ContextManager]  # wraps one optimizer step (the CLI: signals deferred)
 
 
