@@ -3,7 +3,8 @@
 HEAD/GET /{owner}/{repo}/resolve/{revision}/{file}: X-Repo-Commit, ETag, Content-Length and
 Range requests (206 + Content-Range). Plain files are served under /files/{name} for HTTPS-style
 URL sources. A file listed in `drop_once` has its first GET cut off halfway (headers promise the
-whole file, 4 KiB before its end), as a dropped connection would. (huggingface_hub keeps data
+whole file, 4 KiB before its end), as a dropped connection would; one in `truncate` has every
+GET cut so. (huggingface_hub keeps data
 in 10 MB chunks, so only a drop after the first chunk can be resumed rather than restarted.)
 """
 
@@ -20,6 +21,7 @@ class HubServer:
     def __init__(self):
         self.files: dict[str, bytes] = {}  # "owner/repo/file" or "files/name" -> bytes
         self.drop_once: set[str] = set()
+        self.truncate: set[str] = set()  # every GET of these is cut off halfway
         self.log: list[tuple[str, str, str]] = []  # (method, path, Range header)
         self.auth: list[str] = []  # Authorization headers received
         server = self
@@ -66,7 +68,7 @@ class HubServer:
                 start = int(rng.split("=")[1].split("-")[0]) if rng.startswith("bytes=") else 0
                 self._headers(data, 206 if start else 200, start)
                 body = data[start:]
-                if key in server.drop_once:
+                if key in server.drop_once or key in server.truncate:
                     server.drop_once.discard(key)
                     self.wfile.write(body[: max(len(body) - 4096, len(body) // 2)])
                     self.wfile.flush()

@@ -80,7 +80,7 @@ CASES = [
     Case("train-dit-no-vae", ["train", "dit", "-o", "{out}", "--steps", "1", "-q"], 2, "give --vae"),
     # ---- input files and folders: exit 3 (7 when some items of a batch worked)
     Case("video-query-missing", VIDEO + ["-i", "{tmp}/none.mp4", "-o", "{out}/v.mp4"], 3, "none.mp4: file not found"),
-    Case("convert-nothing", ["convert", "-o", "{out}"], 3, "nothing to convert"),
+    Case("convert-nothing", ["convert", "-o", "{out}"], 2, "nothing to convert"),
     Case("query-missing", RUN + ["-i", "{tmp}/nope.png", "-o", "{out}/o.png"], 3, "nope.png: file not found"),
     Case("query-not-image", RUN + ["-i", "{tmp}/notes.png", "-o", "{out}/o.png"], 3, "not a readable image",
          setup=file_with("notes.png", b"just text")),
@@ -336,6 +336,79 @@ CASES += [
          setup=chain(stdout_closed, env(LAVIN_HOME="{tmp}/home"))),
 ]
 
+TRAIN_VAE = ["train", "vae", "-o", "{tmp}/run", "--batch", "2", "--size", "32", "-q"]
+TRAIN_DIT = ["train", "dit", "-o", "{tmp}/run", "--vae", "{model}/vae.safetensors", "--batch", "2", "--size", "32", "-q"]
+CASES += [
+    # ---- issue 35: train, convert, models, tasks and video held to run's promise
+    Case("train-steps-0", TRAIN_VAE + ["--steps", "0"], 2, "--steps must be at least 1, got 0"),
+    Case("train-lr-nan", TRAIN_VAE + ["--lr", "nan"], 2, "--lr must be a finite number, got nan"),
+    Case("train-batch-0", TRAIN_VAE + ["--batch", "0"], 2, "--batch must be at least 1, got 0"),
+    Case("train-channels-odd", TRAIN_VAE + ["--channels", "32,33,64,64"], 2, "--channels must be four widths"),
+    Case("train-dit-save-every-0", TRAIN_DIT + ["--steps", "1", "--save-every", "0"], 2,
+         "--save-every must be at least 1, got 0"),
+    Case("train-dit-ema-2", TRAIN_DIT + ["--ema", "2"], 2, "--ema must be at most"),
+    Case("train-examples-pairs-0", ["train", "examples", "--out", "{tmp}/ex", "--pairs", "0"], 2,
+         "--pairs must be at least 1, got 0"),
+    Case("train-examples-queries-negative", ["train", "examples", "--out", "{tmp}/ex", "--queries", "-1"], 2,
+         "--queries must be at least 0, got -1"),
+    Case("train-dit-resume-garbage", TRAIN_DIT + ["--steps", "1", "--resume"], 4, "dit_state.pt: not a training state",
+         setup=file_with("run/dit_state.pt", b"\x80\x04garbage")),
+    Case("train-over-a-finished-run", TRAIN_VAE + ["--steps", "1"], 6, "holds a run (vae.safetensors); add --resume",
+         setup=file_with("run/vae.safetensors", b"weights")),
+    Case("train-resume-nothing", TRAIN_VAE + ["--steps", "1", "--resume"], 2, "vae_state.pt: nothing to resume"),
+    Case("train-resume-garbage", TRAIN_VAE + ["--steps", "1", "--resume"], 4, "vae_state.pt: not a training state",
+         setup=file_with("run/vae_state.pt", b"garbage")),
+    Case("train-out-is-a-file", TRAIN_VAE + ["--steps", "1"], 6, "run: is a file; --out names the run folder",
+         setup=file_with("run", b"")),
+    Case("train-examples-out-is-a-file", ["train", "examples", "--out", "{query}"], 6, "is a file; --out names the folder"),
+    Case("convert-dtype-int8", ["convert", "--dit", "{model}/dit.safetensors", "-o", "{out}", "--dtype", "int8"], 2,
+         "--dtype 'int8': choose float32, bfloat16 or float16"),
+    Case("convert-preset-unknown", ["convert", "--dit", "{model}/dit.safetensors", "-o", "{out}", "--preset", "huge"], 2,
+         "--preset 'huge': choose one of"),
+    Case("convert-dit-no-preset", ["convert", "--dit", "{tmp}/odd.safetensors", "-o", "{out}"], 4,
+         "odd.safetensors: matches no DiT preset (closest", setup=lambda w: _odd_safetensors(w.tmp / "odd.safetensors")),
+    Case("convert-vae-missing-keys", ["convert", "--vae", "{tmp}/part.pt", "-o", "{out}"], 4,
+         "part.pt: not the official ST-VAE layout (it lacks", setup=lambda w: _partial_vae(w.tmp / "part.pt")),
+    Case("convert-pickle-with-code", ["convert", "--vae", "{tmp}/evil.pt", "-o", "{out}"], 4,
+         "refused: it holds code or objects", setup=lambda w: _evil_pickle(w.tmp / "evil.pt"),
+         err_check=lambda err: "UserWarning" not in err or pytest.fail("torch's warning leaked")),
+    Case("registry-models-a-string", ["models", "--json"], 4, "\"models\" must be a list of model objects",
+         setup=chain(file_with("home/registry.json", b'{"format": "lavin-registry/1", "models": "oops"}'),
+                     env(LAVIN_HOME="{tmp}/home"))),
+    Case("video-frames-huge", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4", "--frames", "100000"], 2,
+         "--frames must be at most 4096"),
+]
+
+
+def _odd_safetensors(path: Path) -> None:
+    import safetensors.torch
+    import torch
+
+    safetensors.torch.save_file({"foo.weight": torch.zeros(2, 2)}, str(path))
+
+
+def _partial_vae(path: Path) -> None:
+    import torch
+
+    from lavin_cli.config import vae_preset
+    from lavin_cli.store import weights
+
+    state = weights.build(vae_preset("tiny")).state_dict()
+    state.pop("decoder.conv_in.conv.weight", None)
+    torch.save({"state_dict": state}, str(path))
+
+
+def _evil_pickle(path: Path) -> None:
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": Exploit()}, f, protocol=4)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/lavin-convert-pwned",))
+
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
@@ -349,8 +422,8 @@ def clips(tmp_path_factory):
     return root
 
 
-def test_the_table_covers_at_least_130_cases():  # README says so
-    assert len(CASES) >= 130 and len({c.name for c in CASES}) == len(CASES)
+def test_the_table_covers_at_least_180_cases():  # README says so
+    assert len(CASES) >= 180 and len({c.name for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

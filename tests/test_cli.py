@@ -82,7 +82,7 @@ def test_convert_errors_are_one_line_with_exit_codes(tmp_path):
     assert res.returncode == 4 and "not found" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     res = lavin("convert", "-o", str(tmp_path / "o"))
-    assert res.returncode == 3 and "nothing to convert" in res.stderr
+    assert res.returncode == 2 and "nothing to convert" in res.stderr  # a usage error
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "f": print}, evil)
     res = lavin("convert", "--vae", str(evil), "-o", str(tmp_path / "o"))
@@ -108,7 +108,7 @@ def test_convert_to_half_precision(tmp_path):
     half = weights.load_dit(tmp_path / "half" / "dit.safetensors", dtype=None)
     assert all(p.dtype == torch.float16 for p in half.parameters())
     assert (tmp_path / "half" / "dit.safetensors").stat().st_size < 0.6 * (tmp_path / "dit.safetensors").stat().st_size
-    assert lavin("convert", "--dit", str(tmp_path / "dit.safetensors"), "--dtype", "int8", "-o", str(tmp_path / "x")).returncode == 3
+    assert lavin("convert", "--dit", str(tmp_path / "dit.safetensors"), "--dtype", "int8", "-o", str(tmp_path / "x")).returncode == 2
 
 
 def test_piped_progress_never_shows_an_unmeasured_rate(capfd):
@@ -156,3 +156,23 @@ def test_progress_json_stream_for_wrappers(cli, tiny_model, pairs_dir, queries, 
     assert all(b["t"] >= a["t"] for a, b in zip(events, events[1:]))
     code, _, err = cli("--progress-json", tmp_path / "no" / "dir" / "p.jsonl", "tasks")
     assert code == 2 and "--progress-json" in err and "cannot write there" in err, err
+
+
+def test_tasks_marks_a_task_that_run_would_refuse(cli, tiny_model, tmp_path):
+    import shutil
+
+    from conftest import make_pairs
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    make_pairs(model / "tasks" / "broken", count=2)
+    (model / "tasks" / "broken" / "task.json").write_text("{")
+    code, stdout, err = cli("tasks", "-m", model, "--json")
+    assert code == 0, err
+    row = next(r for r in json.loads(stdout) if r["task"] == "broken")
+    assert row["usable"] is False and "task.json" in row["problem"]
+    code, _, err = cli("run", "-m", model, "-t", "broken", "-i", model / "tasks" / "broken" / "000_input.png",
+                       "-o", tmp_path / "o.png")
+    assert code == 3 and "task.json" in err, err
+    code, stdout, err = cli("tasks", "-m", model)
+    assert "unusable" in stdout and "task broken cannot be used" in err

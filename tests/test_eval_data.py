@@ -315,3 +315,22 @@ def test_compare_on_the_command_line(cli, tmp_path):
     assert code == 3 and "bad.jsonl: no eval line" in err, err
     code, _, err = cli("eval", a, b)
     assert code == 2 and "give --compare" in err, err
+
+
+def test_under_torchrun_the_ranks_predict_and_rank_0_scores_all(cli, depth_bench, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-c", depth_bench["context"], "-i", depth_bench["queries"], "--truth", depth_bench["truth"], "--steps", "2",
+            "--max-depth", "100", "-b", "1"]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lavin_cli",
+                          "eval", *map(str, args), "-o", str(tmp_path / "ddp"), "--record", str(tmp_path / "r.jsonl"),
+                          "-q"], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert lines[-1]["scored"] == 4 and res.stdout.count("depth on") == 1  # one table, from rank 0
+    code, stdout, err = cli("eval", *args, "-o", tmp_path / "one", "--json", "-q")
+    assert code == 0, err
+    one = json.loads(stdout)["results"][0]["summary"]
+    assert {k: v for k, v in lines[-1].items() if k != "type"} == one  # the same as one process

@@ -317,3 +317,13 @@ def test_hub_ids_as_from_pretrained_takes_them(cli, hub, tmp_path, release):
     assert cli("run", "-m", f"{REPO}@v2", "--task", "noise_task", "-i", q, "-o", tmp_path / "c.png", "--steps", "2")[0] == 0
     code, _, err = cli("download", "no/such..repo")
     assert code == 4 and "unknown model" in err, err
+
+
+def test_a_hub_that_always_cuts_the_body_off_is_one_line(cli, hub, tmp_path):
+    """huggingface_hub retries and logs each retry; the user sees one line and exit 4."""
+    _register(tmp_path / "home")
+    hub.truncate.add(f"{REPO}/weights.tar.gz")
+    code, _, err = cli("download", "tiny-official", "-q")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 4 and len(lines) == 1 and "weights.tar.gz" in lines[0] and "Traceback" not in err, err
+    assert not list((tmp_path / "home" / "models").glob("*.partial"))

@@ -5,8 +5,11 @@ Heavy imports (torch, the models) happen inside commands, so `lavin --help` stay
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import sys
+import warnings
 from typing import Optional
 
 import typer
@@ -21,7 +24,8 @@ from lavin_cli.cli import run as run_cmd
 from lavin_cli.cli import serve as serve_cmd
 from lavin_cli.cli import train as train_cmd
 from lavin_cli.cli import video as video_cmd
-from lavin_cli.cli.console import ClosedStdout, PipeGuard, fail_quietly, internal_error, report, silence_stdout
+from lavin_cli.cli.console import (ClosedStdout, PipeGuard, fail_quietly, forget_unwritten, internal_error, report,
+                                   silence_stdout)
 from lavin_cli.errors import BrokenPipe, LavinError
 from lavin_cli.io.files import WRITE_ERRNOS, describe_os_error
 
@@ -80,7 +84,7 @@ def main() -> None:
     sys.stdout = ClosedStdout() if given is None else PipeGuard(given)  # None: started with `>&-`
     code = 1
     try:
-        with signals.installed():
+        with signals.installed(), _third_party_warnings():
             code = _run(sys.argv[1:])
         code = _flushed(code)
     except SystemExit as exc:  # a command's own exit code (7: some items failed)
@@ -88,8 +92,21 @@ def main() -> None:
         raise
     finally:
         progress_stream.close(code)
+        forget_unwritten()
         sys.stdout = given
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _third_party_warnings():
+    """Libraries' warnings (torch's pickle notes, deprecations) are not the user's business: the
+    one-line errors say what matters; LAVIN_DEBUG=1 shows them."""
+    if os.environ.get("LAVIN_DEBUG"):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _flushed(code: int) -> int:

@@ -130,6 +130,15 @@ def stdout_closed() -> bool:
     return isinstance(sys.stdout, ClosedStdout) or sys.stdout is None
 
 
+def forget_unwritten() -> None:
+    """Drop text that a failed write (stdout closed) left in rich's buffer, so that it does not
+    come out with the next print of this process (lavin called in-process again: tests, Python)."""
+    for console in (out, err):
+        buffer = getattr(console, "_buffer", None)  # rich keeps unwritten text per thread there
+        if isinstance(buffer, list):
+            del buffer[:]
+
+
 def silence_stdout() -> None:
     """After a closed pipe: point fd 1 at /dev/null, so that the flush at exit says nothing."""
     import os

@@ -10,7 +10,7 @@ import typer
 
 from lavin_cli.cli import options
 from lavin_cli.cli.console import log, out
-from lavin_cli.errors import InputError, OutputError
+from lavin_cli.errors import OutputError, UsageError
 
 
 class Target(str, Enum):
@@ -40,10 +40,12 @@ def convert(
     from lavin_cli.store import weights
 
     cast = devices.DTYPES.get(dtype) if dtype else None
-    if dtype and cast is None:
-        raise InputError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
+    if dtype and (cast is None or dtype == "auto"):
+        raise UsageError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
     if dit is None and vae is None:
-        raise InputError("nothing to convert: give --dit and/or --vae")
+        raise UsageError("nothing to convert: give --dit and/or --vae")
+    if preset is not None and preset not in config.DIT_PRESETS:
+        raise UsageError(f"--preset {preset!r}: choose one of {', '.join(config.DIT_PRESETS)}")
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output} exists and is not a folder")
     jobs = []

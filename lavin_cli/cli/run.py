@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from lavin_cli.cli import distributed, options
-from lavin_cli.cli.console import log, print_table
+from lavin_cli.cli.console import log, print_table, warn
 from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
                                  show_warnings)
 from lavin_cli.cli.plan import STDIO, check_queries, grid_path, not_over_inputs, preflight
@@ -169,13 +169,15 @@ def tasks(
     rows = []
     for task in folders.tasks(folder).values():
         kind = "video" if any(is_video_path(p) for p in task.path.glob("*_input.*")) else "image"
+        problem = None
         try:
             found = ctx.find_pairs(task.path, clips=kind == "video")
             count, target = len(found.pairs), found.target
-        except LavinError:
-            count, target = 0, None
+        except LavinError as exc:  # what `lavin run --task` would refuse it with
+            count, target, problem = 0, None, str(exc).replace("{{", "").replace("}}", "")
         rows.append({"task": task.name, "kind": kind, "source": task.source, "pairs": count, "path": str(task.path),
-                     "trained": None if trained is None else task.name in trained, "target": target})
+                     "trained": None if trained is None else task.name in trained, "target": target,
+                     "usable": problem is None, **({"problem": problem} if problem else {})})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -184,5 +186,9 @@ def tasks(
         table.add_column(column)
     for row in rows:
         mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
-        table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["source"], str(row["pairs"]), row["path"])
+        pairs = str(row["pairs"]) if row["usable"] else "unusable"
+        table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["source"], pairs, row["path"])
     print_table(table)
+    for row in rows:
+        if not row["usable"]:
+            warn(f"task {row['task']} cannot be used: {row['problem']}")

@@ -94,6 +94,7 @@ def vae(
                                       "(errors at black count 13x, at white 0.25x), aimed at dark inputs."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast for the networks (the loss stays float32)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a run folder that holds a run."),
     init: Optional[Path] = typer.Option(None, "--init", metavar="FILE", help="Start from these VAE weights (a fresh optimizer)."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
@@ -111,7 +112,7 @@ def vae(
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
                          task_weights=_task_weights(task_weights), tone_weight=tone_weight)
     _with_progress(quiet, steps, lambda cb, _: train_vae(out, _source(data), cfg, resume=resume, init=init,
-                                                         callback=cb, guard=signals.deferred))
+                                                         callback=cb, guard=signals.deferred, overwrite=overwrite))
     log(f"wrote {out / 'vae.safetensors'}")
 
 
@@ -139,6 +140,7 @@ def dit(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a run folder that holds a run."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
 ) -> None:
@@ -157,7 +159,7 @@ def dit(
                              lr_final=lr_final, task_weights=_task_weights(task_weights))
         _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(
             out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
-            device=str(dev), guard=signals.deferred, stage=stage))
+            device=str(dev), guard=signals.deferred, stage=stage, overwrite=overwrite))
     finally:
         distributed.stop(ranks)
     if main_rank:
@@ -179,7 +181,14 @@ def examples(
     tasks, MP4 clip pairs for video tasks, each with its task.json (ready for --task / --context)."""
     from lavin_cli.training.examples import write_task_folders
 
+    from lavin_cli.errors import UsageError
+    from lavin_cli.inference.options import check_int
+
     _prepare(size, None)
+    check_int("pairs", pairs, 1, 1024)
+    if not 0 <= queries <= 1024:  # (an OptionError "queries" would name run's --query)
+        raise UsageError(f"--queries must be {'at least 0' if queries < 0 else 'at most 1024'}, got {queries}")
+    check_int("seed", seed, 0, 2**62)
     source = _source(data)
     written = write_task_folders(out, source, size, pairs=pairs, seed=seed, queries=queries, replace=overwrite)
     skipped = len(source.task_names) - len(written)

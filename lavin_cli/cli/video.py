@@ -30,7 +30,7 @@ def video(
     nul: bool = options.NUL,
     recursive: bool = options.RECURSIVE,
     root: Optional[str] = options.ROOT,
-    frames: int = typer.Option(12, "--frames", metavar="N", rich_help_panel=options.SAMPLING, help="Prediction tasks: how many new frames to produce (paper: 12)."),
+    frames: int = typer.Option(12, "--frames", metavar="N", rich_help_panel=options.SAMPLING, help="Prediction tasks: how many new frames to produce (paper: 12; at most 4096)."),
     mode: str = typer.Option("auto", "--mode", metavar="MODE", rich_help_panel=options.SAMPLING,
                              help="auto (told by the context), clip (a target frame per input frame) or predict."),
     model: Optional[str] = options.MODEL,

@@ -76,6 +76,22 @@ def check_device_name(name: str) -> None:
         raise OptionError("device", f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
 
 
+def check_number(name: str, value: Any, low: float, high: float | None = None, above: bool = False) -> None:
+    """A finite real number in [low, high] (or (low, high] with `above`), else an OptionError
+    naming `name`. Shared by every command's option dataclasses."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OptionError(name, f"must be a finite number, got {value!r}")
+    if value < low or (above and value == low):
+        raise OptionError(name, f"must be {'above' if above else 'at least'} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise OptionError(name, f"must be at most {high:g}, got {value:g}")
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """A whole number in [low, high], else an OptionError naming `name`."""
+    _int(name, value, low, high)
+
+
 def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise OptionError(name, f"must be a whole number, got {value!r}")
@@ -161,6 +177,9 @@ class RunOptions(ContextOptions, SamplingOptions):
         return SamplingOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingOptions)})
 
 
+MAX_FRAMES = 4096  # new frames per run: 1024 chunks of 4 (about 3 minutes at 24 fps); longer runs go in parts
+
+
 @dataclass(frozen=True)
 class VideoOptions(ContextOptions, SamplingOptions):
     """A clip run: `frames` new frames for prediction tasks, the task kind, the output frame rate."""
@@ -172,7 +191,7 @@ class VideoOptions(ContextOptions, SamplingOptions):
     def __post_init__(self) -> None:
         SamplingOptions.__post_init__(self)
         ContextOptions.__post_init__(self)
-        _int("frames", self.frames, 1, 100_000)
+        _int("frames", self.frames, 1, MAX_FRAMES)
         _choice("mode", self.mode, VIDEO_MODES)
         if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
                                      or not math.isfinite(self.fps) or not 0 < self.fps <= 1000):

@@ -183,16 +183,23 @@ def load_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     Read with weights_only=True (no arbitrary code can run); anything but a dict of tensors is
     refused.
     """
+    import warnings
+
     try:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says what matters
+            warnings.simplefilter("ignore")
+            try:
+                obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: refused or unreadable torch checkpoint ({first[:200]})") from None
+        if "Weights only load failed" in first:
+            raise CheckpointError(f"{path}: refused: it holds code or objects, not only tensors (read with "
+                                  "weights_only, nothing in it ran)") from None
+        raise CheckpointError(f"{path}: unreadable torch checkpoint ({first[:200]})") from None
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict with a 'state_dict' entry, as the official stvae.pt")
@@ -202,18 +209,27 @@ def load_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def infer_dit_config(shapes: Mapping[str, tuple[int, ...]]) -> DiTConfig:
-    """Pick the preset whose shapes match an official DiT file (heads cannot be read off shapes)."""
-    for cfg in DIT_PRESETS.values():
-        plan = dit_plan(cfg)
-        want = {n: None for e in plan for n in e.official}
-        if set(want) == set(shapes) and shapes["cond_embedder.0.weight"] == (cfg.hidden_size, cfg.patch_dim) \
+def infer_dit_config(shapes: Mapping[str, tuple[int, ...]], path: Path | str = "DiT file") -> DiTConfig:
+    """Pick the preset whose shapes match an official DiT file (heads cannot be read off shapes);
+    none matching is refused naming the closest preset and what differs."""
+    closest = None
+    for name, cfg in DIT_PRESETS.items():
+        want = {n for e in dit_plan(cfg) for n in e.official}
+        missing, extra = sorted(want - set(shapes)), sorted(set(shapes) - want)
+        if not missing and not extra and shapes["cond_embedder.0.weight"] == (cfg.hidden_size, cfg.patch_dim) \
                 and shapes["blocks.0.joint_attn.cond_k.weight"][0] == cfg.num_kv_heads * cfg.head_dim:
             return cfg
-    raise CheckpointError("official DiT file matches no known preset; pass its config explicitly")
+        if closest is None or len(missing) + len(extra) < len(closest[1]) + len(closest[2]):
+            closest = (name, missing, extra)
+    name, missing, extra = closest
+    detail = "; ".join(part for part in (f"{len(missing)} keys missing, e.g. {missing[0]}" if missing else "",
+                                         f"{len(extra)} not expected, e.g. {extra[0]}" if extra else "") if part) \
+        or "the key names match, the widths do not"
+    raise CheckpointError(f"{path}: matches no DiT preset (closest {name}: {detail}); if it is a J-DiT, give --preset "
+                          f"NAME ({', '.join(DIT_PRESETS)})")
 
 
-def infer_vae_config(shapes: Mapping[str, tuple[int, ...]]) -> VAEConfig:
+def infer_vae_config(shapes: Mapping[str, tuple[int, ...]], path: Path | str = "VAE file") -> VAEConfig:
     """Read block widths, depth and latent size off an official VAE state dict."""
     try:
         blocks = sorted({int(k.split(".")[2]) for k in shapes if k.startswith("encoder.down_blocks.")})
@@ -221,8 +237,10 @@ def infer_vae_config(shapes: Mapping[str, tuple[int, ...]]) -> VAEConfig:
         layers = len({k.split(".")[4] for k in shapes if k.startswith("encoder.down_blocks.0.resnets.")})
         latent = shapes["decoder.conv_in.conv.weight"][1]
         cin = shapes["encoder.conv_in.conv.weight"][1]
-    except (KeyError, IndexError, ValueError):
-        raise CheckpointError("VAE state dict does not have the official ST-VAE layout") from None
+    except (KeyError, IndexError, ValueError) as exc:
+        key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+        what = f"it lacks {key}" if key else "its encoder blocks cannot be read"
+        raise CheckpointError(f"{path}: not the official ST-VAE layout ({what}; {len(shapes)} tensors)") from None
     return VAEConfig(block_out_channels=channels, layers_per_block=layers, latent_channels=latent, in_channels=cin)
 
 

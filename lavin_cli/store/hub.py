@@ -14,6 +14,7 @@ half-installed where a good model is expected.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -117,11 +118,14 @@ def fetch_hf(entry: registry.ModelEntry, f: registry.RemoteFile, downloads: Path
     if is_offline:
         raise CheckpointError(f"{entry.name}: {f.path} is neither installed nor in the Hugging Face cache, and "
                               "downloads are off (HF_HUB_OFFLINE / {{offline}})")
+    retries: list[str] = []
     try:
-        meta = get_hf_file_metadata(hf_hub_url(entry.repo, f.path, revision=entry.revision, endpoint=endpoint), token=token)
-        check_free(downloads, meta.size or f.size or 0, f"downloading {f.path}")
-        path = hf_hub_download(entry.repo, f.path, revision=entry.revision, local_dir=downloads, endpoint=endpoint,
-                               token=token, tqdm_class=_progress_class(callback, f.path))
+        with _hub_log_kept(retries):
+            meta = get_hf_file_metadata(hf_hub_url(entry.repo, f.path, revision=entry.revision, endpoint=endpoint),
+                                        token=token)
+            check_free(downloads, meta.size or f.size or 0, f"downloading {f.path}")
+            path = hf_hub_download(entry.repo, f.path, revision=entry.revision, local_dir=downloads, endpoint=endpoint,
+                                   token=token, tqdm_class=_progress_class(callback, f.path))
     except LavinError:
         raise
     except HfHubHTTPError as exc:
@@ -131,9 +135,34 @@ def fetch_hf(entry: registry.ModelEntry, f: registry.RemoteFile, downloads: Path
                               "check the network (or HF_ENDPOINT), or install offline from a copy") from None
     except Exception as exc:  # the HTTP stack's connection errors, timeouts, ... as one line
         reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+        tries = sum("resume" in line for line in retries)
         raise CheckpointError(f"{entry.name}: cannot download {f.path} from {endpoint or 'https://huggingface.co'} "
-                              f"({reason}): check the network (or HF_ENDPOINT)") from None
+                              f"({reason}{f'; {tries} retries' if tries else ''}): check the network (or HF_ENDPOINT)"
+                              ) from None
     return Fetched(Path(path), owned=True)
+
+
+@contextlib.contextmanager
+def _hub_log_kept(kept: list[str]):
+    """huggingface_hub's log lines (a line per retry) kept in `kept` instead of stderr, where the
+    one-line error says what happened; LAVIN_DEBUG=1 lets them through."""
+    import logging
+
+    if os.environ.get("LAVIN_DEBUG"):
+        yield
+        return
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage())
+
+    logger = logging.getLogger("huggingface_hub")
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [Keep()], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 def fetch_url(entry: registry.ModelEntry, f: registry.RemoteFile, downloads: Path, is_offline: bool,
@@ -221,7 +250,7 @@ def _check_dit(path: Path, preset: str | None) -> None:
     shapes, _ = ck.safetensors_reader(path, torch.device("cpu"), None)
     meta = ck.read_metadata(path)
     ours = meta.get("format") == ck.FORMAT
-    cfg = ck.config_from_metadata(meta, path) if ours else dit_preset(preset) if preset else ck.infer_dit_config(shapes)
+    cfg = ck.config_from_metadata(meta, path) if ours else dit_preset(preset) if preset else ck.infer_dit_config(shapes, path)
     empty = lambda name: torch.empty(shapes[name], device="meta")  # noqa: E731
     state = {k: empty(k) for k in shapes} if ours else ck.from_official(empty, set(shapes), ck.dit_plan(cfg), path.name)
     ck.check_shapes(weights.build(cfg, init=False), state, path.name)

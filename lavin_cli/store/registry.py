@@ -71,9 +71,12 @@ def _read(path: Path) -> list[ModelEntry]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable registry ({exc})") from None
-    if data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file")
-    return [_entry(raw, str(path)) for raw in data.get("models", [])]
+    models = data.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(raw, dict) for raw in models):
+        raise CheckpointError(f"{path}: \"models\" must be a list of model objects")
+    return [_entry(raw, str(path)) for raw in models]
 
 
 def load(home_dir=None) -> dict[str, ModelEntry]:

@@ -62,12 +62,12 @@ def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
         dit_cfg = ck.config_from_metadata(ck.read_metadata(dit_path), dit_path)
     else:
         shapes, _ = ck.safetensors_reader(dit_path, torch.device("cpu"), None)
-        dit_cfg = ck.infer_dit_config(shapes)
+        dit_cfg = ck.infer_dit_config(shapes, dit_path)
     if vae_path.suffix == ".safetensors" and _is_lavin(vae_path):
         vae_cfg = ck.config_from_metadata(ck.read_metadata(vae_path), vae_path)
     else:
         raw = ck.load_torch_state_dict(vae_path)  # memory-mapped where the file allows it
-        vae_cfg = ck.infer_vae_config({k: tuple(v.shape) for k, v in raw.items()})
+        vae_cfg = ck.infer_vae_config({k: tuple(v.shape) for k, v in raw.items()}, vae_path)
     return dit_cfg, vae_cfg
 
 
@@ -87,7 +87,7 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
         state = {k: get(k) for k in shapes}
     else:
-        cfg = config or ck.infer_dit_config(shapes)
+        cfg = config or ck.infer_dit_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.dit_plan(cfg), str(path))
     return _finish(build(cfg, init=False), state, str(path))
 
@@ -111,7 +111,7 @@ def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.fl
             raw = ck.load_torch_state_dict(path)
             shapes = {k: tuple(v.shape) for k, v in raw.items()}
             get = lambda k: raw[k].to(device=device, dtype=dtype)  # noqa: E731
-        cfg = config or ck.infer_vae_config(shapes)
+        cfg = config or ck.infer_vae_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.vae_plan(cfg), str(path))
     return _finish(build(cfg, init=False), state, str(path))
 

@@ -26,8 +26,9 @@ import torch
 import torch.distributed as dist
 
 from lavin_cli.config import dit_preset
-from lavin_cli.errors import UsageError
+from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference import codec
+from lavin_cli.inference.options import check_int, check_number
 from lavin_cli.io.files import write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE, Posterior
@@ -59,6 +60,25 @@ class DiTTrainConfig:
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
+
+    def __post_init__(self) -> None:
+        """Checked when made, as RunOptions are: a bad value never reaches torch."""
+        check_int("steps", self.steps, 1)
+        check_int("batch", self.batch, 1, 4096)
+        check_number("lr", self.lr, 0.0, 1.0, above=True)
+        check_number("ema", self.ema, 0.0, 0.999999)
+        check_number("uncond", self.uncond, 0.0, 0.99)
+        check_int("max_pairs", self.max_pairs, 1, 64)
+        check_int("size", self.size, 16, 4096)
+        if self.size % 16:
+            raise OptionError("size", f"must be a multiple of 16, got {self.size}")
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_number("video_fraction", self.video_fraction, 0.0, 1.0)
+        check_int("save_every", self.save_every, 1)
+        check_int("warmup", self.warmup, 0)
+        check_int("bank_slots", self.bank_slots, 1, 1 << 20)
+        check_int("bank_period", self.bank_period, 1)
+        check_number("lr_final", self.lr_final, 0.0, 1.0)
 
 
 @dataclass
@@ -128,14 +148,18 @@ def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str, device
 
 def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | None = None, init: Path | None = None,
               resume: bool = False, callback: loop.Callback = None, device: str = "cpu",
-              guard: loop.Guard = contextlib.nullcontext, stage: loop.StageCallback = None) -> Path:
+              guard: loop.Guard = contextlib.nullcontext, stage: loop.StageCallback = None,
+              overwrite: bool = False) -> Path:
     """Train (or fine-tune, or resume) a J-DiT into the model folder `out`. `guard()` wraps each
     optimizer step (the CLI defers signals there, so an interrupt lands between steps and the
     steps done are saved); `stage(label, done, total)` reports the work before the first step
     (encoding the latent bank: minutes on a CPU)."""
     check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
-    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        loop.prepare_folder(out, "dit_state.pt", "dit.safetensors", resume, overwrite)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     dit, vae, vae_file = _model_and_vae(init, vae_path, cfg.preset, torch.device(device))
     dit.requires_grad_(True).train()
@@ -144,7 +168,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     opt = torch.optim.AdamW(dit.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     ema = loop.EMA(dit, cfg.ema)
     step = 0
-    if resume and (out / "dit_state.pt").is_file():
+    if resume:
         step = loop.load_state(out / "dit_state.pt", dit, ema, opt)
     bank = LatentBank(source, vae, cfg.bank_slots, cfg.size, cfg.seed, cfg.bank_period)
     bank.build(step, (lambda done, total: stage("encoding latent bank", done, total)) if stage and rank == 0 else None)

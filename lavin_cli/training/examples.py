@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lavin_cli.errors import OutputError
 from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training.data import Source
 from lavin_cli.training.tasks import GRAY_TARGETS, to_uint8
@@ -30,6 +31,8 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
     """root/<task>/<id>_input + <id>_target (.png for image tasks, .mp4 for video tasks) for every
     task (existing folders kept unless `replace`), task.json, and `queries` query inputs under
     root/<task>/queries/. Pair i of task k is drawn from seed + 1000 k + i."""
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: is a file; --out names the folder of task folders to write")
     written = []
     for index, task in enumerate(source.task_names):
         if tasks is not None and task not in tasks:

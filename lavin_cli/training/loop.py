@@ -12,7 +12,7 @@ from typing import Callable, ContextManager, Optional
 import torch
 from torch import nn
 
-from lavin_cli.errors import OutputError
+from lavin_cli.errors import CheckpointError, OutputError, UsageError
 from lavin_cli.io.files import atomic_path, describe_os_error
 from lavin_cli.store import weights
 
@@ -81,12 +81,40 @@ def save_state(path: Path, model: nn.Module, ema: EMA, optimizer, step: int, met
 
 
 def load_state(path: Path, model: nn.Module, ema: EMA, optimizer) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    ema.shadow = {k: v.float() for k, v in state["ema"].items()}
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return int(state["step"])
+    """Resume from a state file; one that is not a state of this model is refused naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        return int(state["step"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path}: not a training state of this run ({type(exc).__name__}: {reason}); "
+                              "start again with --overwrite, or resume from a good copy") from None
+    except Exception as exc:  # torch's UnpicklingError and other reader failures
+        if type(exc).__name__ != "UnpicklingError":
+            raise
+        raise CheckpointError(f"{path}: not a training state (it does not unpickle as one); start again with "
+                              "--overwrite") from None
+
+
+def prepare_folder(out: Path, state: str, product: str, resume: bool, overwrite: bool) -> None:
+    """The run folder's rules, as every output's: a file there is refused; --resume needs its
+    state; a folder holding a run is replaced only with `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file; --out names the run folder to write")
+    if resume and not (out / state).is_file():
+        raise UsageError(f"{out / state}: nothing to resume (no training state there); drop --resume to start a "
+                         "new run")
+    held = [name for name in (product, state) if (out / name).exists()]
+    if not resume and held and not overwrite:
+        raise OutputError(f"{out}: holds a run ({held[0]}); add --resume to continue it or --overwrite to start again")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot make the run folder ({describe_os_error(exc)})") from None
 
 
 class Log:

@@ -26,6 +26,7 @@ import torch
 
 from lavin_cli.config import VAEConfig
 from lavin_cli.errors import OptionError
+from lavin_cli.inference.options import check_int, check_number
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
 from lavin_cli.training import loop
@@ -49,6 +50,26 @@ class VAETrainConfig:
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
     tone_weight: float = 0.0  # weight of the mu-law (dark-weighted) L1 term
+
+    def __post_init__(self) -> None:
+        """Checked when made, as RunOptions are: a bad value never reaches torch."""
+        check_int("steps", self.steps, 1)
+        check_int("batch", self.batch, 1, 4096)
+        check_number("lr", self.lr, 0.0, 1.0, above=True)
+        check_number("kl_weight", self.kl_weight, 0.0)
+        check_number("video_fraction", self.video_fraction, 0.0, 1.0)
+        check_int("size", self.size, 16, 4096)
+        if self.size % 16:
+            raise OptionError("size", f"must be a multiple of 16, got {self.size}")
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_number("ema", self.ema, 0.0, 0.999999)
+        check_int("save_every", self.save_every, 1)
+        if len(self.channels) != 4 or any(isinstance(c, bool) or not isinstance(c, int) or c < 32 or c % 32
+                                          for c in self.channels):
+            raise OptionError("channels", f"must be four widths, multiples of 32, got {','.join(map(str, self.channels))}")
+        check_int("layers", self.layers_per_block, 1, 16)
+        check_number("lr_final", self.lr_final, 0.0, 1.0)
+        check_number("tone_weight", self.tone_weight, 0.0)
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -104,12 +125,10 @@ def latent_stats(vae: STVAE, source: Source, size: int, seed: int = 12345, n: in
 
 
 def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = False, init: Path | None = None,
-              callback: loop.Callback = None, guard: loop.Guard = contextlib.nullcontext) -> Path:
+              callback: loop.Callback = None, guard: loop.Guard = contextlib.nullcontext, overwrite: bool = False) -> Path:
     """Train (or resume) an ST-VAE into `out`; `guard()` wraps each optimizer step (see train_dit)."""
     check_task_weights(cfg.task_weights, source.task_names)
-    if not (math.isfinite(cfg.tone_weight) and cfg.tone_weight >= 0):
-        raise OptionError("tone_weight", f"{cfg.tone_weight} must be a finite number, 0 or more (0: no tone term)")
-    out.mkdir(parents=True, exist_ok=True)
+    loop.prepare_folder(out, "vae_state.pt", "vae.safetensors", resume, overwrite)
     torch.manual_seed(cfg.seed)
     vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
     vae = weights.load_vae(init) if init else weights.build(vae_cfg)
@@ -117,7 +136,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = loop.EMA(vae, cfg.ema)
     state_path, step = out / "vae_state.pt", 0
-    if resume and state_path.is_file():
+    if resume:
         step = loop.load_state(state_path, vae, ema, opt)
     log = loop.Log(out / "vae_log.jsonl")
     saved = step
