@@ -150,3 +150,28 @@ def test_an_option_shows_the_same_metavar_on_every_command():
     exceptions = {"--queries", "-i", "--output", "-o", "--size", "--init"}
     differing = {opt: where for opt, where in seen.items() if len(set(where.values())) > 1 and opt not in exceptions}
     assert not differing, differing
+
+
+def test_the_cli_takes_names_and_defaults_from_the_library():
+    """A solver, an attention kernel or a default is written once: the registries (sampling.SOLVERS,
+    ops.FUNCTIONS) match the torch-free name lists of inference/options.py, and every flag's
+    default and named choices come from the option dataclasses."""
+    import dataclasses
+
+    from lavin_cli.inference import options as lib
+    from lavin_cli.inference import sampling
+    from lavin_cli.models import ops
+    from lavin_cli.runtime import attention
+
+    assert tuple(sampling.SOLVERS) == lib.SOLVERS and set(sampling.EVALUATIONS) == set(lib.SOLVERS)
+    assert ("auto", *ops.FUNCTIONS) == lib.ATTENTIONS == attention.BACKENDS
+    run = typer.main.get_command(app).commands["run"]
+    params = {p.name: p for p in run.params}
+    fields = {f.name: f.default for cls in (lib.RunOptions, lib.LoadOptions) for f in dataclasses.fields(cls)}
+    for name in ("steps", "cfg", "seed", "solver", "cond_refresh", "select", "fit", "max_pixels", "batch_size",
+                 "dtype", "attention", "offload"):
+        assert params[name].default == fields[name], name
+    assert params["cfg_interval"].default == ",".join(f"{v:g}" for v in fields["cfg_interval"])
+    for name, choices in (("solver", lib.SOLVERS), ("attention", lib.ATTENTIONS), ("dtype", lib.DTYPES),
+                          ("offload", lib.OFFLOADS), ("select", lib.SELECTIONS), ("fit", lib.FITS)):
+        assert all(choice in params[name].help for choice in choices), (name, params[name].help)

@@ -110,3 +110,17 @@ def test_no_module_uses_another_modules_private_names():
                     and node.attr.startswith("_") and not node.attr.startswith("__"):
                 offenders.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
     assert offenders == []
+
+
+def test_model_json_has_one_writer():
+    """model.json is written by store/folders.write_model_json only (atomic, read back by its reader)."""
+    import re
+
+    writers = []
+    for path in PACKAGE.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "model.json" in line and re.search(r"write_text|write_atomic|open\(.*['\"]w", line):
+                writers.append(f"{path.relative_to(PACKAGE)}:{n}")
+    assert not writers, writers
+    source = (PACKAGE / "store" / "folders.py").read_text()
+    assert "def write_model_json" in source

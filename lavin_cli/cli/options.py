@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from lavin_cli.inference import options as lib
+
 
 class _HelpStyle:
     """Help without Typer's Python type names (flags get no metavar, other options their name),
@@ -78,57 +80,69 @@ def one_of(names) -> str:
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
+def default(cls, name: str):
+    """The library's default of an option dataclass field: the CLI never spells a default itself
+    (tests/test_docs.py checks that every flag shows the library's)."""
+    import dataclasses
+
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _interval(lo_hi: tuple[float, float]) -> str:
+    return ",".join(f"{v:g}" for v in lo_hi)
+
+
 MODEL = typer.Option(None, "--model", "-m", metavar="NAME|DIR", rich_help_panel=DEVICE_PANEL,
                      help="Model name or folder (default: $LAVIN_MODEL, else the bundled model).")
 HOME = typer.Option(None, "--home", metavar="DIR", rich_help_panel=DEVICE_PANEL,
                     help="lavin's model store (default: $LAVIN_HOME, else the user data folder).")
 DEVICE = typer.Option("auto", "--device", metavar="DEVICE", rich_help_panel=DEVICE_PANEL,
                       help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")
-DTYPE = typer.Option("auto", "--dtype", metavar="TYPE", rich_help_panel=DEVICE_PANEL,
-                     help="Precision: auto, float32, bfloat16 or float16; auto is bfloat16 on CUDA and on CPUs with "
+DTYPE = typer.Option(default(lib.LoadOptions, "dtype"), "--dtype", metavar="TYPE", rich_help_panel=DEVICE_PANEL,
+                     help=f"Precision: {one_of(lib.DTYPES)}; auto is bfloat16 on CUDA and on CPUs with "
                           "native bf16 (AVX512-BF16, AMX), else float32.")
-ATTENTION = typer.Option("auto", "--attention", metavar="KERNEL", rich_help_panel=DEVICE_PANEL,
-                         help="Attention kernel: auto, sdpa, xformers or math; auto is torch SDPA on a CPU or a Hopper "
+ATTENTION = typer.Option(default(lib.LoadOptions, "attention"), "--attention", metavar="KERNEL", rich_help_panel=DEVICE_PANEL,
+                         help=f"Attention kernel: {one_of(lib.ATTENTIONS)}; auto is torch SDPA on a CPU or a Hopper "
                               "or newer GPU, xformers on an older GPU where it works; xformers is CUDA only, math is "
                               "the reference.")
-OFFLOAD = typer.Option("none", "--offload", metavar="MODE", rich_help_panel=DEVICE_PANEL,
+OFFLOAD = typer.Option(default(lib.LoadOptions, "offload"), "--offload", metavar="MODE", rich_help_panel=DEVICE_PANEL,
                        help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
                             "auto (the fastest that fits the free GPU memory).")
 COMPILE = typer.Option(False, "--compile", rich_help_panel=DEVICE_PANEL,
                        help="torch.compile the DiT blocks (slow first call; faster sampling after).")
-BATCH = typer.Option(4, "--batch-size", "-b", metavar="N", rich_help_panel=DEVICE_PANEL, help="Queries per model call.")
+BATCH = typer.Option(default(lib.RunOptions, "batch_size"), "--batch-size", "-b", metavar="N", rich_help_panel=DEVICE_PANEL, help="Queries per model call.")
 
 CONTEXT = typer.Option(None, "--context", "-c", metavar="DIR", rich_help_panel=INPUTS,
                        help="Folder of example pairs: <id>_input.<ext> and <id>_target.<ext> files, or input/ and "
                             "target/ folders.")
 TASK = typer.Option(None, "--task", "-t", metavar="NAME", rich_help_panel=INPUTS,
                     help="A task folder installed with the model or shipped in examples/ (see `lavin tasks`).")
-MAX_PIXELS = typer.Option(64_000_000, "--max-pixels", metavar="N", rich_help_panel=INPUTS,
+MAX_PIXELS = typer.Option(default(lib.RunOptions, "max_pixels"), "--max-pixels", metavar="N", rich_help_panel=INPUTS,
                           help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
 
 PAIRS = typer.Option(None, "--pairs", "-n", metavar="N", rich_help_panel=SAMPLING,
                      help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
                           "with if fewer: 3 for lavin-small).")
-SELECT = typer.Option("first", "--select", metavar="HOW", rich_help_panel=SAMPLING,
+SELECT = typer.Option(default(lib.RunOptions, "select"), "--select", metavar="HOW", rich_help_panel=SAMPLING,
                       help="Which pairs: first (the first ones), random (seeded) or nearest (the closest inputs to "
                            "each query).")
 SIZE = typer.Option(None, "--size", metavar="N|WxH", rich_help_panel=SAMPLING,
                     help="Working resolution, N or WIDTHxHEIGHT, multiples of 16 (default: the model's).")
-FIT = typer.Option("squash", "--fit", metavar="HOW", rich_help_panel=SAMPLING,
+FIT = typer.Option(default(lib.RunOptions, "fit"), "--fit", metavar="HOW", rich_help_panel=SAMPLING,
                    help="How images meet the working size: squash, pad (letterbox) or crop (centre).")
-STEPS = typer.Option(11, "--steps", metavar="N", rich_help_panel=SAMPLING,
+STEPS = typer.Option(default(lib.SamplingOptions, "steps"), "--steps", metavar="N", rich_help_panel=SAMPLING,
                      help="Time points of the sampler, any count >= 2 (11: 10 model evaluations, measured as good as "
                           "the official 20 on lavin-small; 20 reproduces the official numerics).")
-CFG = typer.Option(1.5, "--cfg", metavar="SCALE", rich_help_panel=SAMPLING,
+CFG = typer.Option(default(lib.SamplingOptions, "cfg"), "--cfg", metavar="SCALE", rich_help_panel=SAMPLING,
                    help="Classifier-free guidance scale (1 disables the null branch).")
-SEED = typer.Option(0, "--seed", metavar="N", rich_help_panel=SAMPLING, help="Seed of the noise and of --select random.")
-SOLVER = typer.Option("euler", "--solver", metavar="NAME", rich_help_panel=SAMPLING,
+SEED = typer.Option(default(lib.SamplingOptions, "seed"), "--seed", metavar="N", rich_help_panel=SAMPLING, help="Seed of the noise and of --select random.")
+SOLVER = typer.Option(default(lib.SamplingOptions, "solver"), "--solver", metavar="NAME", rich_help_panel=SAMPLING,
                       help="ODE solver: euler (official), heun (2 evaluations per step) or adams (second order, "
                            "1 evaluation per step).")
-COND_REFRESH = typer.Option(1, "--cond-refresh", metavar="N", rich_help_panel=SAMPLING,
+COND_REFRESH = typer.Option(default(lib.SamplingOptions, "cond_refresh"), "--cond-refresh", metavar="N", rich_help_panel=SAMPLING,
                             help="Compute the context's tokens on every N-th model pass only and reuse their keys "
                                  "and values between (1: every pass, exact; 2-4: faster, approximate, see README).")
-CFG_INTERVAL = typer.Option("0,1", "--cfg-interval", metavar="LO,HI", rich_help_panel=SAMPLING,
+CFG_INTERVAL = typer.Option(_interval(default(lib.SamplingOptions, "cfg_interval")), "--cfg-interval", metavar="LO,HI", rich_help_panel=SAMPLING,
                             help="Guide only while the time t (0 noise .. 1 data) is in [LO, HI]; outside, the "
                                  "null branch is skipped (about half the work of those steps).")
 

@@ -19,13 +19,12 @@ from lavin_cli.evaluation import protocols
 from lavin_cli.evaluation.protocols import Protocol
 from lavin_cli.io import images as image_io
 from lavin_cli.io import listing
+from lavin_cli.training.tasks import TASKS
 
 TRUTH_EXTENSIONS = (".npy", *image_io.IMAGE_EXTENSIONS)
-# the families of the tasks lavin knows; a task folder's task.json "metric" names one for others
-TASK_FAMILIES = {"depth_estimation": "depth", "video_depth": "depth", "surface_normals": "normals",
-                 "foreground_segmentation": "mask", "edge_detection": "edges", "colorization": "restoration",
-                 "inpainting": "restoration", "denoising": "restoration", "deblurring": "restoration",
-                 "low_light_enhancement": "restoration"}
+# the protocols of the tasks lavin knows (their generator entries); a task folder's task.json
+# "metric" names one for others
+TASK_FAMILIES = {name: task.metric for name, task in TASKS.items() if task.metric in protocols.FAMILIES}
 
 
 @dataclass

@@ -63,14 +63,14 @@ def make_case(task: str, rng: np.random.Generator, size: int) -> Case:
 
 def score(task: str, pred: np.ndarray, case: Case) -> dict[str, float]:
     """pred (H, W, 3) float in [0, 1]."""
-    gray = pred.mean(-1)
-    if task == "depth_estimation":
+    gray, metric = pred.mean(-1), tasks.TASKS[task].metric
+    if metric == "depth":
         return depth_metrics(gray, case.render.depth)
-    if task == "surface_normals":
+    if metric == "normals":
         return {"angular_error_deg": normal_error(pred, case.render.normal, case.render.surface)}
-    if task == "foreground_segmentation":
+    if metric == "mask":
         return {"iou": iou(gray, case.render.instance > 0)}
-    if task == "edge_detection":
+    if metric == "edges":
         return {"f1": edge_f1(gray, case.target.mean(-1))}
     return {"psnr_db": psnr(pred, case.target)}
 

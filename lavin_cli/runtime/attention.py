@@ -10,9 +10,9 @@ import functools
 import torch
 
 from lavin_cli.errors import DeviceError, OptionError
-from lavin_cli.models.ops import attention_math, attention_xformers
+from lavin_cli.models.ops import FUNCTIONS, attention_math, attention_xformers
 
-BACKENDS = ("auto", "sdpa", "xformers", "math")
+BACKENDS = ("auto", *FUNCTIONS)  # the kernels registered in models/ops.py, and the automatic choice
 
 
 @functools.lru_cache(maxsize=None)

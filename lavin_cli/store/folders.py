@@ -97,6 +97,18 @@ def read_model_json(folder: Path) -> dict:
     return meta
 
 
+def write_model_json(folder: Path, meta: dict) -> Path:
+    """The one writer of model.json (the trainer, the store's installs, save_model_folder):
+    atomic, and read back through read_model_json so that nothing is written that the reader
+    would refuse."""
+    import json
+
+    path = Path(folder) / "model.json"
+    files.write_atomic(path, (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    read_model_json(Path(folder))
+    return path
+
+
 def open_folder(path: Path, name: str | None = None, dit: Path | None = None) -> ModelFolder:
     """Recognise a model folder: model.json naming its files, lavin's layout, or the official one."""
     path = path.expanduser()

@@ -274,7 +274,7 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
              "vae": entry.vae, "preset": entry.preset}
     if entry.tasks:
         model["tasks_dir"] = entry.tasks
-    (staging / "model.json").write_text(json.dumps(model, indent=2) + "\n")
+    folders.write_model_json(staging, model)
     files = {str(p.relative_to(staging)): {"sha256": sha256(p), "size": p.stat().st_size}
              for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
     pinned = bool(entry.files) and all(f.sha256 for f in entry.files)

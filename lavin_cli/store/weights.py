@@ -13,7 +13,7 @@ import torch
 
 from lavin_cli.config import DiTConfig, VAEConfig
 from lavin_cli.errors import CheckpointError
-from lavin_cli.io.files import atomic_path, file_kind, write_atomic
+from lavin_cli.io.files import atomic_path, file_kind
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 from lavin_cli.store import checkpoints as ck
@@ -135,12 +135,11 @@ def export_official(model: JDiT | STVAE, path) -> None:
 
 def save_model_folder(folder, dit: JDiT, vae: STVAE, name: str, size: int, description: str = "", **extra) -> Path:
     """Write a lavin model folder: dit.safetensors, vae.safetensors and model.json."""
-    import json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save(dit, folder / "dit.safetensors")
     save(vae, folder / "vae.safetensors")
-    meta = {"name": name, "size": size, "description": description, **extra}
-    write_atomic(folder / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    from lavin_cli.store.folders import write_model_json
+
+    write_model_json(folder, {"name": name, "size": size, "description": description, **extra})
     return folder

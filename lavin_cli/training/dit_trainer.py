@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from lavin_cli.config import dit_preset
 from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference import codec
 from lavin_cli.inference.options import check_int, check_number
-from lavin_cli.io.files import write_atomic
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import folders, weights
@@ -225,7 +223,7 @@ def _write_folder_files(out: Path, vae_file: Path, source: Source, cfg: DiTTrain
         shutil.copyfile(vae_file, out / "vae.safetensors")
     meta = {"name": out.name, "size": cfg.size, "sizes": [cfg.size], "tasks": source.task_names,
             "description": "a LaVin-DiT trained by `lavin train dit`", "training": dataclasses.asdict(cfg)}
-    write_atomic(out / "model.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    folders.write_model_json(out, meta)
     write_task_folders(out / "tasks", source, cfg.size, pairs=6, seed=10_000_000 + cfg.seed)
 
 

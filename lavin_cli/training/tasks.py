@@ -5,7 +5,7 @@ video tasks (4k + 1, the ST-VAE's natural clip length). Scene targets are made o
 supersampled render and box-filtered like the picture (so a mask is soft along its edges).
 Target encodings:
 
-image tasks, on rendered scenes (lavin_cli/train/scenes.py)
+image tasks, on rendered scenes (lavin_cli/training/scenes.py)
     depth_estimation         gray = inverse depth, min-max normalised per image (near = white)
     surface_normals          RGB = (n + 1) / 2, camera-space normal (x right, y up, z to camera)
     foreground_segmentation  white = objects, black = floor and sky
@@ -37,9 +37,13 @@ Frames = np.ndarray  # (F, H, W, 3) float32 in [0, 1]
 
 @dataclass(frozen=True)
 class Task:
+    """One generator task, whole: adding a task is one entry of TASKS."""
+
     name: str
     kind: str  # "image" | "video"
     make: Callable[[np.random.Generator, int], tuple[Frames, Frames]]
+    target: str = "rgb"  # "gray" targets are written as 16-bit PNGs (task.json "target")
+    metric: str = "restoration"  # how `lavin eval` scores it: depth, normals, mask, edges, restoration, frames
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -149,22 +153,21 @@ def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
 
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("depth_estimation", "image", _scene_task("depth_estimation")),
-    Task("surface_normals", "image", _scene_task("surface_normals")),
-    Task("foreground_segmentation", "image", _scene_task("foreground_segmentation")),
-    Task("edge_detection", "image", _scene_task("edge_detection")),
+    Task("depth_estimation", "image", _scene_task("depth_estimation"), "gray", "depth"),
+    Task("surface_normals", "image", _scene_task("surface_normals"), "rgb", "normals"),
+    Task("foreground_segmentation", "image", _scene_task("foreground_segmentation"), "gray", "mask"),
+    Task("edge_detection", "image", _scene_task("edge_detection"), "gray", "edges"),
     Task("colorization", "image", _derived(lambda p, rng: np.repeat(_gray(p)[..., None], 3, -1))),
     Task("inpainting", "image", _derived(_inpaint)),
     Task("denoising", "image", _derived(lambda p, rng: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),
     Task("deblurring", "image", _derived(lambda p, rng: gaussian_blur(p, rng.uniform(1.0, 2.0)))),
     Task("low_light_enhancement", "image", _derived(_low_light)),
-    Task("frame_prediction", "video", _frame_prediction),
-    Task("video_depth", "video", _video_depth),
+    Task("frame_prediction", "video", _frame_prediction, "rgb", "frames"),
+    Task("video_depth", "video", _video_depth, "gray", "depth"),
 ]}
 
 IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
-GRAY_TARGETS = {"depth_estimation", "foreground_segmentation", "edge_detection", "video_depth"}  # task.json "gray"
-VIDEO_TASKS = [n for n, t in TASKS.items() if t.kind == "video"]
+GRAY_TARGETS = {n for n, t in TASKS.items() if t.target == "gray"}  # task.json "gray"
 
 
 def pair(task: str, seed: int, size: int = 64) -> tuple[Frames, Frames]:
