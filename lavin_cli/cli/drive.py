@@ -20,9 +20,9 @@ from lavin_cli.inference import shards
 LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Files:
-    """The command's file arguments, as given."""
+    """The command's file arguments, as given (by name: fourteen of them)."""
 
     query: list[str]
     output: str

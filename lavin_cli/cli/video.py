@@ -74,8 +74,9 @@ def video(
     """
     from lavin_cli.inference.options import LoadOptions, VideoOptions
 
-    files = Files(query or [], output, files_from, nul, recursive, root, fmt, ext, skip_existing, shard, overwrite,
-                  record, as_json, quiet)
+    files = Files(query=query or [], output=output, files_from=files_from, nul=nul, recursive=recursive, root=root,
+                  fmt=fmt, ext=ext, skip_existing=skip_existing, shard=shard, overwrite=overwrite, record=record,
+                  as_json=as_json, quiet=quiet)
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
