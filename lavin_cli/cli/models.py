@@ -35,14 +35,14 @@ def download(
     stvae.pt is converted to safetensors through weights_only loading; the DiT is checked
     against its preset before the model is marked ready.
     """
-    from lavin_cli.store import hub
+    from lavin_cli.store import hub, manifest
 
     with Progress(not quiet, units="bytes") as progress:
         folder = hub.install(name, home, offline, force,
                              lambda e: progress.update(f"{e.stage} {e.item}", f"{e.stage} {e.item}"[:28], e.done, e.total),
                              revision=revision)
     if not quiet:
-        source = hub.manifest_source(folder.path)
+        source = manifest.source(folder.path)
         if source.get("type") == "hf" and not source.get("pinned"):
             warn(f"{folder.name}: {source.get('repo')}@{source.get('revision')} is not pinned (no sha256 in the "
                  "registry): installed as the hub served it, its hashes recorded in manifest.json for `lavin verify`")
@@ -56,7 +56,7 @@ def models(
 ) -> None:
     """List the models lavin knows and the ones installed: status, source, size on disk (--json adds
     each one's path)."""
-    from lavin_cli.store import hub, registry
+    from lavin_cli.store import manifest, registry
     from lavin_cli.store.home import bundled_dir
     from lavin_cli.store.home import home as store_home
 
@@ -67,18 +67,18 @@ def models(
             path = bundled_dir()
             status = "bundled" if path else "missing from this install"
         else:
-            path = hub.installed(entry.name, home)
+            path = manifest.installed(entry.name, home)
             partial = (store_home(home) / "models" / f"{entry.name}.partial").exists()
             status = "ready" if path else ("interrupted" if partial else "not installed")
         source = f"hf:{entry.repo}" if entry.source == "hf" else entry.source
         rows.append({"name": entry.name, "status": status, "source": source, "preset": entry.preset,
-                     "bytes": hub.disk_size(path) if path else None, "path": str(path) if path else None,
+                     "bytes": manifest.disk_size(path) if path else None, "path": str(path) if path else None,
                      "description": entry.description})
     models_dir = store_home(home) / "models"
     for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
         if folder.is_dir() and folder.name not in entries and not folder.name.endswith(".partial"):
             rows.append({"name": folder.name, "status": "local", "source": "local", "preset": None,
-                         "bytes": hub.disk_size(folder), "path": str(folder), "description": ""})
+                         "bytes": manifest.disk_size(folder), "path": str(folder), "description": ""})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -98,9 +98,9 @@ def verify(
 ) -> None:
     """Re-hash an installed model's files against the manifest written when it was downloaded."""
     from lavin_cli.errors import CheckpointError
-    from lavin_cli.store import hub
+    from lavin_cli.store import manifest
 
-    results = hub.verify(name, home)
+    results = manifest.verify(name, home)
     bad = {k: v for k, v in results.items() if v != "ok"}
     if not quiet:
         for rel, status in results.items():

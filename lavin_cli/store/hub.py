@@ -32,10 +32,10 @@ from typing import Callable, Optional
 from lavin_cli.errors import CheckpointError, LavinError, OutputError
 from lavin_cli.io import files
 from lavin_cli.store import folders, registry
+from lavin_cli.store.manifest import MANIFEST, installed
 from lavin_cli.store.home import bundled_dir
 from lavin_cli.store.home import home as store_home
 
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -285,25 +285,6 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def manifest_source(folder: Path) -> dict:
-    """The "source" of an installed model's manifest ({} where there is none)."""
-    try:
-        source = json.loads((folder / MANIFEST).read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return source if isinstance(source, dict) else {}
-
-
-def installed(name: str, home=None) -> Optional[Path]:
-    folder = store_home(home) / "models" / name
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    ready = isinstance(manifest, dict) and manifest.get("status") == "ready"
-    return folder if ready else None
-
-
 def install(spec: str, home=None, offline_flag: bool = False, force: bool = False, callback: Callback = None,
             revision: str | None = None) -> folders.ModelFolder:
     """Download, verify, unpack and convert a registry model or a hub id `org/repo[@revision]`
@@ -377,42 +358,3 @@ def _remove_empty(folder: Path) -> None:
         folder.parent.rmdir()
     except OSError:
         pass
-
-
-def verify(name_or_path: str, home=None, callback: Callback = None) -> dict[str, str]:
-    """Re-hash an installed model's files against its manifest: {relative path: "ok" | problem}."""
-    folder = Path(name_or_path) if Path(name_or_path).is_dir() else store_home(home) / "models" / name_or_path
-    if not folder.is_dir():
-        known = registry.load(home)
-        hint = f"install it with `lavin download {name_or_path}`" if name_or_path in known else \
-            "give an installed model's name (see `lavin models`) or a model folder"
-        raise CheckpointError(f"{name_or_path}: not installed; {hint}")
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder}: has no {MANIFEST} (lavin download writes it; a folder made otherwise "
-                              "has nothing to verify against)") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder / MANIFEST}: unreadable manifest ({exc}); install the model again with "
-                              "--force") from None
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict) or not all(isinstance(i, dict) and {"sha256", "size"} <= set(i) for i in listed.values()):
-        raise CheckpointError(f"{folder / MANIFEST}: malformed manifest (no 'files' with sha256 and size); "
-                              "install the model again with --force")
-    results = {}
-    for rel, info in listed.items():
-        path = folder / rel
-        if not path.is_file():
-            results[rel] = "missing"
-        elif path.stat().st_size != info["size"]:
-            results[rel] = f"size {path.stat().st_size} != {info['size']}"
-        else:
-            try:
-                results[rel] = "ok" if sha256(path, callback) == info["sha256"] else "sha256 mismatch"
-            except OSError as exc:
-                results[rel] = f"unreadable ({files.describe_os_error(exc)})"
-    return results
-
-
-def disk_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
