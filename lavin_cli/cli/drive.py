@@ -16,6 +16,7 @@ from lavin_cli.cli.progress import Progress
 from lavin_cli.cli.results import Results
 from lavin_cli.errors import LavinError, OutputError, UnknownTask, UsageError, render
 from lavin_cli.inference import shards
+from lavin_cli.inference.predictions import Run
 
 LABELS = {"context": "encoding context", "sample": "sampling", "query": "queries", "frames": "frames"}
 
@@ -175,15 +176,14 @@ def drive(files: Files, the_plan: plan.Plan, ranks, start_stream: Callable, writ
         raise SystemExit(code)
 
 
-def consume(stream, results: Results, write, noun: str) -> int:
+def consume(stream: Run, results: Results, write, noun: str) -> int:
     """Write every prediction of `stream` as it arrives; the exit code. When the run stops early
     (SIGINT, SIGTERM, or an error that concerns every query), what is written stays, the record
     says so, and the interrupt or error goes on up (exit 130 / 143, or the error's)."""
     start = time.perf_counter()
 
     def timings() -> dict:
-        extra = {"context_s": round(getattr(stream, "context_seconds", 0.0), 4),
-                 "input_wait_s": round(getattr(stream, "input_wait", 0.0), 4)}
+        extra = {"context_s": round(stream.context_seconds, 4), "input_wait_s": round(stream.input_wait, 4)}
         return {**extra, "run_s": round(time.perf_counter() - start, 4)}
 
     try:

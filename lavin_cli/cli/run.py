@@ -114,8 +114,9 @@ def run(
         def start_stream(callback):
             stream = source.stream(found, task, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
                                    the_plan.todo, already_written(the_plan, overwrite), views=grid)
+            header = stream.prepare()
             show_warnings(stream.warnings, quiet)
-            return stream, stream.header
+            return stream, header
 
         drive(files, the_plan, ranks, start_stream, _writer(the_plan, grid, overwrite, ext), "prediction(s)")
     finally:

@@ -116,14 +116,18 @@ class VideoRun:
         self.working = options.working_size(model.size if model else 512)
         self.model = model
         self.context: ContextClips | None = None
-        self.context_seconds = 0.0
+        self.context_seconds = self.input_wait = 0.0
         self.tokens = 0
         self.warnings: list[str] = []
+        self.header: dict = {}
 
     def prepare(self) -> dict:
-        """Encode the context clips, check that one DiT call fits; returns the record header."""
-        with self.engine.oom_advice(self.working, self.options.pairs, 1, frames=5):
-            return self._prepare()
+        """Encode the context clips, check that one DiT call fits; returns the record header
+        (once: a second call returns the same)."""
+        if self.context is None:
+            with self.engine.oom_advice(self.working, self.options.pairs, 1, frames=5):
+                self.header = self._prepare()
+        return self.header
 
     def _prepare(self) -> dict:
         t0 = time.perf_counter()
@@ -157,8 +161,7 @@ class VideoRun:
         return index, str(query), (clip, fitted, placement)
 
     def __iter__(self) -> Iterator[VideoPrediction]:
-        if self.context is None:
-            self.prepare()
+        self.prepare()
         with self.engine.oom_advice(self.working, self.options.pairs, 1, frames=5):
             yield from self._run()
 

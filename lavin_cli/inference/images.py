@@ -81,6 +81,10 @@ class ImageRun:
             "pairs_used": self.pairs_used, "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
+    def prepare(self) -> dict:
+        """The record's header (an image run's context is encoded with its first batch)."""
+        return self.header
+
     # ------------------------------------------------------------------ context
 
     def _encode_context(self):

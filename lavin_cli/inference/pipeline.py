@@ -125,8 +125,9 @@ class Pipeline:
         `context`: a folder, or (input, target) pairs (paths, PIL images or arrays); keywords are
         RunOptions fields (pairs, select, size, fit, steps, cfg, seed, solver, batch_size)."""
         run = self.stream(context, queries, options, callback, **keywords)
+        header = run.prepare()
         predictions = list(run)
-        return RunResult(predictions, _collect(run.header, run.context_seconds, predictions))
+        return RunResult(predictions, _collect(header, run.context_seconds, predictions))
 
     # ------------------------------------------------------------------ video
 

@@ -4,7 +4,7 @@ events, one image prediction, one clip prediction."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
@@ -22,6 +22,22 @@ class Progress:
 
 ProgressCallback = Optional[Callable[[Progress], None]]
 SkipBatch = Optional[Callable[[list[int]], bool]]  # positions of a batch -> True to leave it out
+
+
+class Run(Protocol):
+    """What every run is, image or clip, here or on a server (ImageRun, VideoRun, RemoteImageRun,
+    RemoteVideoRun): `prepare()` does the work before the first prediction (a clip run encodes its
+    context there) and returns the record's header, also kept as `header`; then iterate for the
+    predictions in order. `warnings` (of the options against the model) are known after prepare."""
+
+    header: dict
+    warnings: list[str]
+    context_seconds: float  # encoding the context
+    input_wait: float  # the model waiting for queries to be read
+
+    def prepare(self) -> dict: ...
+
+    def __iter__(self) -> Iterator: ...
 
 
 @dataclass

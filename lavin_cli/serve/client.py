@@ -203,6 +203,9 @@ class RemoteImageRun:
         self.warnings, self.header = run_header(remote, self.info, options, self.working, context, task, self.pairs)
         self._pair_images: dict[str, tuple] = {}
 
+    def prepare(self) -> dict:
+        return self.header
+
     def _pairs(self) -> list[dict]:
         """The context's pairs: [{"id", "input", "target"}] (a task's, as the server lists them)."""
         if self.task is None:
