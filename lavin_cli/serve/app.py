@@ -54,6 +54,10 @@ def _guard(app: FastAPI) -> None:
     app.add_middleware(Guard)
 
 
+ROUTE_LABELS = ("/v1/run", "/v1/video", "/v1/contexts", "/v1/tasks", "/v1/models", "/healthz", "/metrics",
+                "/openapi.json", "/")  # the metrics' route labels; ids and file names are folded, the rest is other
+
+
 class Guard:
     """Every request, as plain ASGI (a disconnecting client stays visible to the routes): the
     token, the body limit (also for bodies without a length, counted as they arrive),
@@ -69,8 +73,8 @@ class Guard:
         request = Request(scope)
         s, start = request.app.state.lavin, time.monotonic()
         route = scope["path"]
-        label = route if route.startswith(("/v1/run", "/v1/video", "/v1/contexts", "/healthz", "/metrics")) \
-            else "/v1/jobs" if route.startswith("/v1/jobs") else "other"
+        label = route if route in ROUTE_LABELS else "/v1/jobs" if route.startswith("/v1/jobs") \
+            else "/v1/tasks/files" if route.startswith("/v1/tasks/") else "other"
         status = [500]
 
         async def sending(message):
