@@ -22,7 +22,9 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 LR_FINAL = typer.Option(1.0, "--lr-final", help="Learning rate at the last step as a fraction of --lr (cosine "
                                                  "decay after the warm-up; 1 keeps it constant).")
 DATA = typer.Option("generator", "--data", metavar="SOURCE", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
-                                                "or a folder of task folders in the `lavin run` context format.")
+                                                "'photos:DIR[,DIR]' (the tasks that follow from a photo, on crops "
+                                                "of real photos) or a folder of task folders in the `lavin run` "
+                                                "context format.")
 
 TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
                             help="Draw some tasks more often, e.g. 'edge_detection=4' (others weigh 1; image and video "
@@ -35,6 +37,10 @@ def _source(data: str):
     if data == "generator" or data.startswith("generator:"):
         names = data.split(":", 1)[1].split(",") if ":" in data else None
         return Generator(names)
+    if data.startswith("photos:"):
+        from lavin_cli.training.photos import Photos
+
+        return Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p])
     return Folders(Path(data))
 
 

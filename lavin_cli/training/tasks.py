@@ -112,10 +112,27 @@ def _scene_task(name: str):
 
 def _derived(degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray], to_target=None):
     def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
-        pic = _picture(rng, size)
-        target = pic if to_target is None else to_target(pic)
-        return _rgb1(np.clip(degrade(pic, rng), 0, 1)), _rgb1(target)
+        return derive(degrade, to_target, _picture(rng, size), rng)
+    make.degrade, make.to_target = degrade, to_target  # what another picture source reuses (derived_pair)
     return make
+
+
+def derive(degrade, to_target, pic: np.ndarray, rng: np.random.Generator) -> tuple[Frames, Frames]:
+    target = pic if to_target is None else to_target(pic)
+    return _rgb1(np.clip(degrade(pic, rng), 0, 1)), _rgb1(target)
+
+
+def derived_pair(task: str, pic: np.ndarray, rng: np.random.Generator) -> tuple[Frames, Frames]:
+    """The (input, target) of a task derived from any picture (H, W, 3) float32 in [0, 1], e.g. a
+    real photo: the same degradation the generator applies to its rendered pictures."""
+    make = TASKS[task].make
+    if not hasattr(make, "degrade"):
+        raise ValueError(f"{task} is not derived from a picture (its target needs a rendered scene)")
+    return derive(make.degrade, make.to_target, pic.astype(np.float32), rng)
+
+
+def is_derived(task: str) -> bool:
+    return hasattr(TASKS[task].make, "degrade")
 
 
 def _inpaint(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:

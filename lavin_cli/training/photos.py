@@ -1,0 +1,85 @@
+"""Real photographs as a training and evaluation source: the tasks whose target follows from the
+photo itself (denoising, deblurring, low-light, inpainting, colorization: the generator's own
+degradations, `tasks.derived_pair`; edges: the same Sobel detector on the clean photo), on crops
+of the photos in some folders.
+
+    lavin train dit --data photos:/usr/share/backgrounds/mate/nature ...
+
+A crop is a random square of a random scale (from the whole shorter side down to a quarter of
+it, never below the working size), resized to the working size: the same photo gives many
+pictures. Photos are decoded once, scaled so that the shorter side is at most MAX_SIDE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lavin_cli.errors import InputError
+from lavin_cli.training import tasks as gen
+from lavin_cli.training.data import Source
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+MAX_SIDE = 1024  # decoded photos are scaled down to this shorter side (memory, speed)
+MIN_SIDE = 128  # smaller images (icons, thumbnails) are not photos to learn from
+PHOTO_TASKS = [t for t in gen.TASKS if gen.is_derived(t)] + ["edge_detection"]
+
+
+def photo_files(roots: list[Path]) -> list[Path]:
+    """Every photo below the roots, sorted (so a seed draws the same ones on every machine)."""
+    found = []
+    for root in roots:
+        if not Path(root).is_dir():
+            raise InputError(f"{root}: photo folder not found")
+        found += [p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS]
+    return sorted(found)
+
+
+class Photos(Source):
+    def __init__(self, roots: list[Path], names: list[str] | None = None):
+        unknown = sorted(set(names or []) - set(PHOTO_TASKS))
+        if unknown:
+            raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(PHOTO_TASKS)}")
+        self.task_names = list(names or PHOTO_TASKS)
+        self.files = photo_files([Path(r) for r in roots])
+        self._decoded: dict[Path, np.ndarray | None] = {}
+        if not any(self._photo(p) is not None for p in self.files):
+            raise InputError(f"no photo of at least {MIN_SIDE} px in {', '.join(map(str, roots))}")
+        self.files = [p for p in self.files if self._photo(p) is not None]
+
+    def kind(self, task: str) -> str:
+        return "image"
+
+    def _photo(self, path: Path) -> np.ndarray | None:
+        """The photo as float32 RGB, shorter side at most MAX_SIDE; None for what is not one."""
+        if path not in self._decoded:
+            try:
+                with Image.open(path) as image:
+                    image = image.convert("RGB")
+                    scale = MAX_SIDE / min(image.size)
+                    if scale < 1:
+                        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+                    array = np.asarray(image, dtype=np.float32) / 255.0
+            except (OSError, ValueError, Image.DecompressionBombError):
+                array = None
+            self._decoded[path] = array if array is not None and min(array.shape[:2]) >= MIN_SIDE else None
+        return self._decoded[path]
+
+    def picture(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A random square crop of a random photo at a random scale, (size, size, 3) in [0, 1]."""
+        photo = self._photo(self.files[int(rng.integers(len(self.files)))])
+        h, w = photo.shape[:2]
+        side = int(rng.integers(max(size, min(h, w) // 4), min(h, w) + 1))
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = Image.fromarray((photo[top:top + side, left:left + side] * 255 + 0.5).astype(np.uint8))
+        picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
+        return picture / 255.0
+
+    def pair(self, task, rng, size):
+        pic = self.picture(rng, size)
+        if task == "edge_detection":
+            edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+            return pic[None], np.repeat(edges[..., None], 3, -1)[None]
+        return gen.derived_pair(task, pic, rng)

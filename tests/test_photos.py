@@ -1,0 +1,55 @@
+"""Real photos as a source: crops, the generator's own degradations, the folder rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lavin_cli.errors import InputError
+from lavin_cli.training import tasks
+from lavin_cli.training.photos import PHOTO_TASKS, Photos
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(200, 160), (320, 240), (160, 300)]):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(tmp_path / f"p{i}.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "icon.png")  # too small to be a photo
+    (tmp_path / "vector.svg").write_text("<svg/>")  # not read
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")  # left out
+    return tmp_path
+
+
+def test_crops_are_seeded_and_pairs_use_the_generators_degradations(photo_dir):
+    photos = Photos([photo_dir])
+    assert [p.name for p in photos.files] == ["p0.png", "p1.png", "p2.png"]
+    assert photos.task_names == PHOTO_TASKS
+    a = photos.pair("denoising", np.random.default_rng(5), 64)
+    b = photos.pair("denoising", np.random.default_rng(5), 64)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and a[0].shape == (1, 64, 64, 3)
+    rng = np.random.default_rng(7)
+    pic = photos.picture(rng, 64)
+    inp, tgt = tasks.derived_pair("deblurring", pic, rng)
+    assert np.array_equal(tgt[0], pic) and not np.array_equal(inp[0], pic)
+    inp, tgt = photos.pair("edge_detection", np.random.default_rng(1), 64)
+    assert set(np.unique(tgt)) <= {0.0, 1.0} and inp.min() >= 0 and inp.max() <= 1
+
+
+def test_what_cannot_be_made_from_photos_is_refused(photo_dir, tmp_path):
+    with pytest.raises(InputError, match="cannot be made from photos"):
+        Photos([photo_dir], ["depth_estimation"])
+    with pytest.raises(InputError, match="no photo of at least 128 px"):
+        Photos([tmp_path / "nothing"] if (tmp_path / "nothing").mkdir() is None else [])
+    with pytest.raises(InputError, match="photo folder not found"):
+        Photos([tmp_path / "missing"])
+    with pytest.raises(ValueError, match="not derived from a picture"):
+        tasks.derived_pair("depth_estimation", np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
+
+
+def test_train_on_photos(cli, photo_dir, tmp_path):
+    code, _, err = cli("train", "vae", "-o", tmp_path / "run", "--data", f"photos:{photo_dir}", "--steps", "1",
+                       "--batch", "2", "--size", "32", "--video-fraction", "0", "-q")
+    assert code == 0, err
+    assert (tmp_path / "run" / "vae.safetensors").is_file()
