@@ -334,3 +334,12 @@ def test_under_torchrun_the_ranks_predict_and_rank_0_scores_all(cli, depth_bench
     assert code == 0, err
     one = json.loads(stdout)["results"][0]["summary"]
     assert {k: v for k, v in lines[-1].items() if k != "type"} == one  # the same as one process
+
+
+def test_without_the_eval_extra_the_fix_is_named(cli, depth_bench, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    code, _, err = _eval(cli, depth_bench, "--report", "rep")
+    assert code == 2 and "needs the eval extra (matplotlib is missing): pip install 'lavin-cli[eval]'" in err, err
