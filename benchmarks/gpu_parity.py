@@ -24,7 +24,7 @@ from einops import rearrange
 from gpu import random_models
 
 from lavin_cli.inference import codec, sampling
-from lavin_cli.inference.engine import Engine
+from lavin_cli.inference.engine import Engine, WithKernel
 from lavin_cli.inference.options import SamplingOptions
 from lavin_cli.runtime import device as devices
 
@@ -58,7 +58,7 @@ def run_dtype(dit, vae, o, args, device, dtype, reference: dict | None) -> tuple
     x, t = noise.to(device), torch.full((1,), T, device=device)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     with torch.no_grad():
-        v_lavin = sampling.guided(engine.dit, cond, CFG, null)(x, t)
+        v_lavin = sampling.guided(WithKernel(engine.dit, engine.attention), cond, CFG, null)(x, t)
         with torch.autocast(**autocast):
             v_official = dit_o.forward_with_cfg(x.repeat(2, 1, 1, 1, 1).to(dtype), t.repeat(2), conds=(cond, null),
                                                 cfg_scale=CFG)[:1]

@@ -20,7 +20,7 @@ from gpu import random_models
 from torch.profiler import ProfilerActivity, profile
 
 from lavin_cli.inference import codec, sampling
-from lavin_cli.inference.engine import Engine
+from lavin_cli.inference.engine import Engine, WithKernel
 from lavin_cli.runtime import device as devices
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     cond = torch.randn(1, dit.cfg.in_channels, 2 * args.pairs + 1, h, h, generator=gen).to(device, dtype)
     x = torch.randn(1, dit.cfg.in_channels, 1, h, h, generator=gen).to(device)
     t = torch.full((1,), 0.37, device=device)
-    velocity = sampling.guided(engine.dit, cond, 1.5, codec.null_condition(cond))
+    velocity = sampling.guided(WithKernel(engine.dit, engine.attention), cond, 1.5, codec.null_condition(cond))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.no_grad(), engine.offload.using(engine.dit):
         for _ in range(2):

@@ -46,8 +46,8 @@ def test_cpu_model_run_never_imports_xformers(tmp_path):
         from lavin_cli.store import weights
         dev = devices.pick_device('cpu')  # (what 'auto' is on a machine without CUDA)
         model = weights.build(dit_preset('tiny'))
-        model.attention_backend = attention.resolve_backend('auto', dev)
-        model(torch.zeros(1, 16, 1, 8, 8), torch.zeros(1), torch.zeros(1, 16, 3, 8, 8))
+        kernel = attention.resolve_backend('auto', dev)
+        model(torch.zeros(1, 16, 1, 8, 8), torch.zeros(1), torch.zeros(1, 16, 3, 8, 8), attention=kernel)
         devices.describe('cpu', 'auto')
         assert 'xformers' not in sys.modules
     """)

@@ -59,12 +59,29 @@ def check_latents(z: torch.Tensor, options: SamplingOptions) -> None:
                           "precision are at fault; try {{dtype=float32}}, or download or convert the model again")
 
 
+class WithKernel:
+    """The DiT as sampling calls it, with the attention kernel this engine chose passed on every
+    call (the model holds no device policy)."""
+
+    def __init__(self, dit, attention: str):
+        self.dit, self.attention = dit, attention
+
+    def __call__(self, x, t, cond):
+        return self.dit(x, t, cond, attention=self.attention)
+
+    def forward_multi(self, x, t, conds, cache=None):
+        return self.dit.forward_multi(x, t, conds, cache, attention=self.attention)
+
+    def new_cond_cache(self):
+        return self.dit.new_cond_cache()
+
+
 class Engine:
     def __init__(self, dit, vae, device: torch.device, dtype: torch.dtype, attention: str = "auto",
                  offload: str = "none", compile: bool = False, vae_tile: int | None = None):
         self.dit, self.vae = dit, vae
         self.device, self.dtype = device, dtype
-        self.dit.attention_backend = self.attention = attention_policy.resolve_backend(attention, device)
+        self.attention = attention_policy.resolve_backend(attention, device)
         self.offload = offload_mod.make(offload, device)
         self.offload.place(vae, dit)
         self.vae_tile = vae_tile  # None: tile inputs larger than 768 px in 512 px tiles
@@ -162,7 +179,8 @@ class Engine:
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         cond = cond.to(self.device, self.dtype)
         with torch.no_grad(), self.offload.using(self.dit):
-            velocity = sampling.guided(self.dit, cond, options.cfg, codec.null_condition(cond, query_frames),
+            velocity = sampling.guided(WithKernel(self.dit, self.attention), cond, options.cfg,
+                                       codec.null_condition(cond, query_frames),
                                        interval=options.cfg_interval, refresh=options.cond_refresh)
             if known is not None:
                 velocity = sampling.pinned(velocity, known.to(self.device), noise)

@@ -206,7 +206,6 @@ class JDiT(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.cfg = cfg
-        self.attention_backend = "sdpa"
         self.cond_embed = PatchEmbed(cfg)
         self.target_embed = PatchEmbed(cfg)
         self.cond_type = nn.Parameter(torch.zeros(1, cfg.hidden_size))  # "prompt" embedding
@@ -216,15 +215,16 @@ class JDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, drops[i]) for i in range(cfg.depth))
         self.final = FinalLayer(cfg)
 
-    def forward(self, target: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Velocity for noisy `target` (B, C, T_x, H, W) at times t (B,) given `cond` (B, C, T_c, H, W).
+    def forward(self, target: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, attention: str = "sdpa") -> torch.Tensor:
+        """Velocity for noisy `target` (B, C, T_x, H, W) at times t (B,) given `cond` (B, C, T_c, H, W),
+        attention computed by the kernel named `attention` (ops.FUNCTIONS; the caller chooses).
 
         H and W must be multiples of the patch size. Returns float32 (B, C, T_x, H, W).
         """
-        return self.forward_multi(target, t, [cond])[0]
+        return self.forward_multi(target, t, [cond], attention=attention)[0]
 
     def forward_multi(self, target: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor],
-                      cache: CondCache | None = None) -> list[torch.Tensor]:
+                      cache: CondCache | None = None, attention: str = "sdpa") -> list[torch.Tensor]:
         """The velocity of the same `target` under each condition (any frame counts), in one pass.
 
         The conditions' tokens and one copy of the target per condition are packed along the
@@ -252,14 +252,14 @@ class JDiT(nn.Module):
         t_cond, t_target = t_emb + self.cond_type, t_emb + self.target_type
         if cache is not None and not cache.fill:
             for i, block in enumerate(self.blocks):
-                x = block.forward_target(x, t_target, segments, cache.kv[i], self.attention_backend)
+                x = block.forward_target(x, t_target, segments, cache.kv[i], attention)
         else:
             c = self.cond_embed(torch.cat(conds, dim=2))  # tokens of each condition, one after the other
             for i, block in enumerate(self.blocks):
                 keep = cache.kv.setdefault(i, []) if cache is not None else None
                 if keep is not None:
                     keep.clear()
-                c, x = block(c, x, t_cond, t_target, segments, self.attention_backend, keep)
+                c, x = block(c, x, t_cond, t_target, segments, attention, keep)
         x = self.final(x, t_target)
         return [rearrange(x[:, seg.target], "b (t h w) (ph pw c) -> b c t (h ph) (w pw)", t=t_x, h=hp, ph=p, pw=p).float()
                 for seg in segments]
