@@ -23,7 +23,8 @@ LR_FINAL = typer.Option(1.0, "--lr-final", help="Learning rate at the last step 
                                                  "decay after the warm-up; 1 keeps it constant).")
 DATA = typer.Option("generator", "--data", metavar="SOURCE", help="'generator' (built-in procedural tasks), 'generator:task1,task2', "
                                                 "'photos:DIR[,DIR]' (the tasks that follow from a photo, on crops "
-                                                "of real photos) or a folder of task folders in the `lavin run` "
+                                                "of real photos), 'generator+photos:DIR' (half of those from photos) "
+                                                "or a folder of task folders in the `lavin run` "
                                                 "context format.")
 
 TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
@@ -37,10 +38,11 @@ def _source(data: str):
     if data == "generator" or data.startswith("generator:"):
         names = data.split(":", 1)[1].split(",") if ":" in data else None
         return Generator(names)
-    if data.startswith("photos:"):
-        from lavin_cli.training.photos import Photos
+    if data.startswith(("photos:", "generator+photos:")):
+        from lavin_cli.training.photos import Photos, WithPhotos
 
-        return Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p])
+        photos = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p])
+        return WithPhotos(Generator(), photos) if data.startswith("generator+") else photos
     return Folders(Path(data))
 
 

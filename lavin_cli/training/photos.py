@@ -12,6 +12,7 @@ pictures. Photos are decoded once, scaled so that the shorter side is at most MA
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,22 @@ MIN_SIDE = 128  # smaller images (icons, thumbnails) are not photos to learn fro
 PHOTO_TASKS = [t for t in gen.TASKS if gen.is_derived(t)] + ["edge_detection"]
 
 
+RESOLUTION = re.compile(r"\d+x\d+")  # wallpaper sets keep one photo at many sizes: 1920x1080.jpg, ...
+
+
 def photo_files(roots: list[Path]) -> list[Path]:
-    """Every photo below the roots, sorted (so a seed draws the same ones on every machine)."""
-    found = []
+    """Every photo below the roots, sorted (so a seed draws the same ones on every machine); of
+    the files of one folder named by a resolution (the same photo at several sizes), the largest."""
+    found: dict[tuple, Path] = {}
     for root in roots:
         if not Path(root).is_dir():
             raise InputError(f"{root}: photo folder not found")
-        found += [p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS]
-    return sorted(found)
+        for p in sorted(Path(root).rglob("*")):
+            if p.is_file() and p.suffix.lower() in EXTENSIONS:
+                key = (p.parent, "") if RESOLUTION.fullmatch(p.stem) else (p.parent, p.stem)
+                if key not in found or p.stat().st_size > found[key].stat().st_size:
+                    found[key] = p
+    return sorted(found.values())
 
 
 class Photos(Source):
@@ -53,7 +62,7 @@ class Photos(Source):
         return "image"
 
     def _photo(self, path: Path) -> np.ndarray | None:
-        """The photo as float32 RGB, shorter side at most MAX_SIDE; None for what is not one."""
+        """The photo as uint8 RGB, shorter side at most MAX_SIDE; None for what is not one."""
         if path not in self._decoded:
             try:
                 with Image.open(path) as image:
@@ -61,7 +70,7 @@ class Photos(Source):
                     scale = MAX_SIDE / min(image.size)
                     if scale < 1:
                         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-                    array = np.asarray(image, dtype=np.float32) / 255.0
+                    array = np.asarray(image, dtype=np.uint8)  # kept as bytes: a quarter of float32
             except (OSError, ValueError, Image.DecompressionBombError):
                 array = None
             self._decoded[path] = array if array is not None and min(array.shape[:2]) >= MIN_SIDE else None
@@ -73,7 +82,7 @@ class Photos(Source):
         h, w = photo.shape[:2]
         side = int(rng.integers(max(size, min(h, w) // 4), min(h, w) + 1))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = Image.fromarray((photo[top:top + side, left:left + side] * 255 + 0.5).astype(np.uint8))
+        crop = Image.fromarray(photo[top:top + side, left:left + side])
         picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
         return picture / 255.0
 
@@ -83,3 +92,24 @@ class Photos(Source):
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
             return pic[None], np.repeat(edges[..., None], 3, -1)[None]
         return gen.derived_pair(task, pic, rng)
+
+
+class WithPhotos(Source):
+    """The generator's tasks, where a task can be made from a photo drawing its picture from
+    real photos with probability `share` (else the generator's rendered scene): procedural
+    ground truth stays, real texture comes in.
+
+        lavin train vae --data generator+photos:DIR[,DIR]
+    """
+
+    def __init__(self, generator: Source, photos: Photos, share: float = 0.5):
+        self.generator, self.photos, self.share = generator, photos, share
+        self.task_names = list(generator.task_names)
+
+    def kind(self, task: str) -> str:
+        return self.generator.kind(task)
+
+    def pair(self, task, rng, size):
+        if task in self.photos.task_names and rng.random() < self.share:
+            return self.photos.pair(task, rng, size)
+        return self.generator.pair(task, rng, size)
