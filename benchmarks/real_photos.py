@@ -10,16 +10,22 @@ PSNR (the baseline every restoration must beat) and the VAE's reconstruction of 
 ceiling no prediction through the VAE passes); F1 at 0.5 with a one-pixel tolerance for edges
 (against the Sobel detector on the clean photo). Float32, 20 steps, as README's tables. Prints a
 markdown table.
+
+    python benchmarks/real_photos.py --vae runs/vae_photos/vae.safetensors [--vae ...]
+
+compares VAEs alone: each one's reconstruction PSNR of the photo crops and of lavin eval's clean
+held-out scenes and clips (the ceilings), without a DiT.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from lavin_cli import Pipeline
-from lavin_cli.evaluation.evaluate import reconstruct
+from lavin_cli.evaluation.evaluate import reconstruct, vae_ceiling
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
 from lavin_cli.training.photos import Photos
@@ -44,14 +50,39 @@ def task_row(pipe, photos: Photos, task: str, queries: int, seed: int) -> dict:
             "vae": np.mean([psnr(reconstruct(pipe, t)[0], t[0]) for _, t in cases])}
 
 
+def vae_rows(vaes: list[str], photos: Photos, queries: int, seed: int) -> None:
+    """Each VAE's ceilings on photo crops and on lavin eval's clean scenes (seed 11)."""
+    import shutil
+    import tempfile
+
+    from lavin_cli.store.home import bundled_dir
+
+    rng = np.random.default_rng(seed)
+    crops = [photos.picture(rng, SIZE)[None] for _ in range(queries)]
+    print("| VAE | photo crops dB | scenes dB | clips dB |")
+    print("| --- | ---: | ---: | ---: |")
+    for vae in vaes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "model"
+            shutil.copytree(bundled_dir(), folder, ignore=shutil.ignore_patterns("tasks"))
+            shutil.copyfile(vae, folder / "vae.safetensors")  # the bundled DiT beside it is never called
+            pipe = Pipeline.from_pretrained(str(folder), dtype="float32")
+            photo_db = np.mean([psnr(reconstruct(pipe, c)[0], c[0]) for c in crops])
+            scenes = vae_ceiling(pipe, 11, queries, SIZE)
+        print(f"| {vae} | {photo_db:.2f} | {scenes['image_psnr_db']:.2f} | {scenes['clip_psnr_db']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", nargs="+", default=["/usr/share/backgrounds/mate/nature"])
     parser.add_argument("--queries", type=int, default=16)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--vae", nargs="+", default=None, help="compare these VAEs' ceilings instead")
     args = parser.parse_args()
     photos = Photos(args.photos)
+    if args.vae:
+        return vae_rows(args.vae, photos, args.queries, args.seed)
     pipe = Pipeline.from_pretrained(args.model, dtype="float32")
     print(f"{pipe.model.name} on crops of {len(photos.files)} photos in {', '.join(args.photos)}; "
           f"{PAIRS} pairs, {args.queries} queries per task, seed {args.seed}, float32, {STEPS} steps\n")
