@@ -376,6 +376,10 @@ CASES += [
     Case("registry-models-a-string", ["models", "--json"], 4, "\"models\" must be a list of model objects",
          setup=chain(file_with("home/registry.json", b'{"format": "lavin-registry/1", "models": "oops"}'),
                      env(LAVIN_HOME="{tmp}/home"))),
+    Case("train-photos-missing-folder", TRAIN_VAE + ["--steps", "1", "--data", "generator+photos:{tmp}/nowhere"], 3,
+         "nowhere: photo folder not found"),
+    Case("train-photos-no-folder", TRAIN_VAE + ["--steps", "1", "--data", "photos:"], 3,
+         "give one or more folders of photos"),
     Case("video-frames-huge", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.mp4", "--frames", "100000"], 2,
          "--frames must be at most 4096"),
 ]

@@ -40,8 +40,11 @@ def test_crops_are_seeded_and_pairs_use_the_generators_degradations(photo_dir):
 def test_what_cannot_be_made_from_photos_is_refused(photo_dir, tmp_path):
     with pytest.raises(InputError, match="cannot be made from photos"):
         Photos([photo_dir], ["depth_estimation"])
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(InputError, match="no photo of at least 128 px"):
-        Photos([tmp_path / "nothing"] if (tmp_path / "nothing").mkdir() is None else [])
+        Photos([tmp_path / "nothing"])
+    with pytest.raises(InputError, match="give one or more folders of photos"):
+        Photos([])
     with pytest.raises(InputError, match="photo folder not found"):
         Photos([tmp_path / "missing"])
     with pytest.raises(ValueError, match="not derived from a picture"):

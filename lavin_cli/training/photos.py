@@ -52,6 +52,8 @@ class Photos(Source):
         if unknown:
             raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(PHOTO_TASKS)}")
         self.task_names = list(names or PHOTO_TASKS)
+        if not roots:
+            raise InputError("photos: give one or more folders of photos (photos:DIR[,DIR])")
         self.files = photo_files([Path(r) for r in roots])
         self._decoded: dict[Path, np.ndarray | None] = {}
         if not any(self._photo(p) is not None for p in self.files):
