@@ -176,7 +176,7 @@ def tasks(
             found = ctx.find_pairs(task.path, clips=kind == "video")
             count, target = len(found.pairs), found.target
         except LavinError as exc:  # what `lavin run --task` would refuse it with
-            count, target, problem = 0, None, str(exc).replace("{{", "").replace("}}", "")
+            count, target, problem = 0, None, str(exc)
         rows.append({"task": task.name, "kind": kind, "source": task.source, "pairs": count, "path": str(task.path),
                      "trained": None if trained is None else task.name in trained, "target": target,
                      "usable": problem is None, **({"problem": problem} if problem else {})})

@@ -66,10 +66,9 @@ def _task_weights(text: str) -> tuple[tuple[str, float], ...]:
 def _prepare(size: int, threads: int | None) -> None:
     import torch
 
-    from lavin_cli.errors import UsageError
+    from lavin_cli.inference.options import check_size
 
-    if size % 16 or size < 16:
-        raise UsageError("--size must be a positive multiple of 16")
+    check_size("size", size)  # before the data is read (train examples has no config to check it)
     if threads:
         torch.set_num_threads(threads)
 

@@ -92,6 +92,13 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     _int(name, value, low, high)
 
 
+def check_size(name: str, value: Any, high: int = 4096) -> None:
+    """A square working size of training: a multiple of 16 from 16 to `high`."""
+    _int(name, value, 16, high)
+    if value % 16:
+        raise OptionError(name, f"must be a multiple of 16, got {value}")
+
+
 def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise OptionError(name, f"must be a whole number, got {value!r}")

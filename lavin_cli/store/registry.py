@@ -103,6 +103,11 @@ def is_hub_id(spec: str) -> bool:
     return bool(HUB_ID.fullmatch(spec)) and ".." not in spec
 
 
+def _unpinned(files: tuple[RemoteFile, ...]) -> tuple[RemoteFile, ...]:
+    """The files without their hashes and sizes (another repo or revision: not known to match)."""
+    return tuple(dataclasses.replace(f, sha256=None, size=None) for f in files)
+
+
 def entry_for(spec: str, home_dir=None, revision: str | None = None) -> ModelEntry:
     """A registry name or a hub id -> the entry to install or open. A hub id of a registered
     repo is that entry (at the given revision); another repo is read in the official release's
@@ -117,14 +122,13 @@ def entry_for(spec: str, home_dir=None, revision: str | None = None) -> ModelEnt
         entry = known[0] if known else dataclasses.replace(
             entries[OFFICIAL_LAYOUT], name=repo.replace("/", "--"), repo=repo,
             description=f"{repo} from the Hugging Face hub, read in the official release's layout", preset=None,
-            files=tuple(dataclasses.replace(f, sha256=None, size=None) for f in entries[OFFICIAL_LAYOUT].files))
+            files=_unpinned(entries[OFFICIAL_LAYOUT].files))
     else:
         raise CheckpointError(f"unknown model {spec!r}; known: {', '.join(sorted(entries))} (see `lavin models`), "
                               "or a Hugging Face repo as org/repo[@revision]")
     if revision and revision != entry.revision:
         if entry.source != "hf":
             raise CheckpointError(f"{spec}: --revision applies to Hugging Face models; {entry.name} is not one")
-        pinned = any(f.sha256 for f in entry.files)
-        entry = dataclasses.replace(entry, name=f"{entry.name}@{revision}", revision=revision, files=tuple(
-            dataclasses.replace(f, sha256=None, size=None) for f in entry.files) if pinned else entry.files)
+        entry = dataclasses.replace(entry, name=f"{entry.name}@{revision}", revision=revision,
+                                    files=_unpinned(entry.files))
     return entry

@@ -25,9 +25,9 @@ import torch
 import torch.distributed as dist
 
 from lavin_cli.config import dit_preset
-from lavin_cli.errors import OptionError, UsageError
+from lavin_cli.errors import UsageError
 from lavin_cli.inference import codec
-from lavin_cli.inference.options import check_int, check_number
+from lavin_cli.inference.options import check_int, check_number, check_size
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import folders, weights
@@ -67,9 +67,7 @@ class DiTTrainConfig:
         check_number("ema", self.ema, 0.0, 0.999999)
         check_number("uncond", self.uncond, 0.0, 0.99)
         check_int("max_pairs", self.max_pairs, 1, 64)
-        check_int("size", self.size, 16, 4096)
-        if self.size % 16:
-            raise OptionError("size", f"must be a multiple of 16, got {self.size}")
+        check_size("size", self.size)
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_number("video_fraction", self.video_fraction, 0.0, 1.0)
         check_int("save_every", self.save_every, 1)

@@ -26,7 +26,7 @@ import torch
 
 from lavin_cli.config import VAEConfig
 from lavin_cli.errors import OptionError
-from lavin_cli.inference.options import check_int, check_number
+from lavin_cli.inference.options import check_int, check_number, check_size
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
 from lavin_cli.training import loop
@@ -58,9 +58,7 @@ class VAETrainConfig:
         check_number("lr", self.lr, 0.0, 1.0, above=True)
         check_number("kl_weight", self.kl_weight, 0.0)
         check_number("video_fraction", self.video_fraction, 0.0, 1.0)
-        check_int("size", self.size, 16, 4096)
-        if self.size % 16:
-            raise OptionError("size", f"must be a multiple of 16, got {self.size}")
+        check_size("size", self.size)
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_number("ema", self.ema, 0.0, 0.999999)
         check_int("save_every", self.save_every, 1)
