@@ -1,9 +1,11 @@
-"""What `lavin run` and `lavin video` share once their options are checked: plan the files, load
-the model, stream the predictions into files and the record, and end with one exit code (across
-torchrun's ranks too)."""
+"""What `lavin run` and `lavin video` share once their options are checked (`execute`): find the
+context, plan the files, refuse what would fail before anything loads, load the model, stream the
+predictions into files and the record, and end with one exit code (across torchrun's ranks too).
+The two commands differ only in their options and in how a prediction becomes files (`writer`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -39,6 +41,55 @@ class Files:
     record: Optional[Path]
     as_json: bool
     quiet: bool
+
+
+def execute(files: Files, options, load, source, context: Optional[Path], task: Optional[str], *, clips: bool,
+            grid: bool, batch_size: int, writer: Callable) -> None:
+    """Run the command: `options` (RunOptions or VideoOptions) and `load` checked, `source` the
+    local model or the server; `writer(the_plan, found)` makes the function that writes one
+    prediction (and its grid) and fills its record entry."""
+    options = options.for_model(source.default_pairs)
+    found = source.context(context, task, clips=clips, quiet=files.quiet)
+    the_plan = make_plan(files, batch_size, not clips and found.target == "gray", clips)
+    plan.check_queries(the_plan, clips=clips)
+    if the_plan.fmt != ("video" if clips else "png"):
+        options = dataclasses.replace(options, raw=True)
+    if grid and clips and source.remote and not found.pairs:
+        raise UsageError("--grid with --server shows the context clips, which stay on the server for --task: "
+                         "give them with --context")
+    outputs = [the_plan.outputs[i] for i in the_plan.todo if i not in the_plan.finished]
+    grids = [plan.grid_path(o) for o in outputs] if grid else []
+    record = [str(files.record)] if files.record else []
+    plan.not_over_inputs(outputs + grids + record,
+                         the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
+    plan.preflight(outputs, files.overwrite, grids + ([] if files.skip_existing else record), folders_ok=clips,
+                   replace=redone(the_plan, files.quiet))
+    if nothing_to_do(files, the_plan):
+        return
+    check_context(found, options, clips=clips)
+
+    ranks = distributed.start()
+    main = ranks is None or ranks.main
+    try:
+        line = source.start(ranks, load, options.working_size(source.size), options.pairs,
+                            batch=1 if clips else batch_size, frames=5 if clips else 1)
+        if not files.quiet and main:
+            log(line)
+
+        def start_stream(callback):
+            stream = source.stream(found, [the_plan.queries[i] for i in the_plan.todo], options, callback,
+                                   the_plan.todo, already_written(the_plan, files.overwrite), clips=clips, views=grid)
+            header = stream.prepare()
+            show_warnings(stream.warnings, files.quiet)
+            if clips and not files.quiet and main:
+                frames = header["context_clip_frames"]
+                log(f"task kind: {header['mode']}; context clips of {frames['input']} input and {frames['target']} "
+                    "target frames")
+            return stream, header
+
+        drive(files, the_plan, ranks, start_stream, writer(the_plan, found), "prediction(s)")
+    finally:
+        distributed.stop(ranks)
 
 
 def resolve_context(context: Optional[Path], task: Optional[str], model, clips: bool = False, quiet: bool = False):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -12,11 +11,10 @@ from typing import Optional
 
 import typer
 
-from lavin_cli.cli import distributed, options
-from lavin_cli.cli.console import log, print_table, warn
-from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
-                                 show_warnings)
-from lavin_cli.cli.plan import STDIO, check_queries, grid_path, not_over_inputs, preflight
+from lavin_cli.cli import options
+from lavin_cli.cli.console import print_table, warn
+from lavin_cli.cli.drive import Files, execute
+from lavin_cli.cli.plan import STDIO, grid_path
 from lavin_cli.cli.results import auxiliary
 from lavin_cli.cli.source import source_for
 from lavin_cli.errors import BrokenPipe, LavinError, UsageError
@@ -86,41 +84,8 @@ def run(
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
-    source = source_for(server, token, model, home)
-    run_options = run_options.for_model(source.default_pairs)
-    found = source.context(context, task, clips=False, quiet=quiet)
-    the_plan = make_plan(files, batch_size, found.target == "gray", clips=False)
-    check_queries(the_plan, clips=False)
-    if the_plan.fmt != "png":
-        run_options = dataclasses.replace(run_options, raw=True)
-    writing = [i for i in the_plan.todo if i not in the_plan.finished]
-    outputs = [the_plan.outputs[i] for i in writing]
-    grids = [grid_path(o) for o in outputs] if grid else []
-    not_over_inputs(outputs + grids + ([str(record)] if record else []),
-                    the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
-    preflight(outputs, overwrite, grids + ([str(record)] if record and not skip_existing else []),
-              replace=redone(the_plan, quiet))
-
-    if nothing_to_do(files, the_plan):
-        return
-    check_context(found, run_options, clips=False)
-
-    ranks = distributed.start()
-    try:
-        line = source.start(ranks, load, run_options.working_size(source.size), run_options.pairs, batch_size)
-        if not quiet and (ranks is None or ranks.main):
-            log(line)
-
-        def start_stream(callback):
-            stream = source.stream(found, task, [the_plan.queries[i] for i in the_plan.todo], run_options, callback,
-                                   the_plan.todo, already_written(the_plan, overwrite), views=grid)
-            header = stream.prepare()
-            show_warnings(stream.warnings, quiet)
-            return stream, header
-
-        drive(files, the_plan, ranks, start_stream, _writer(the_plan, grid, overwrite, ext), "prediction(s)")
-    finally:
-        distributed.stop(ranks)
+    execute(files, run_options, load, source_for(server, token, model, home), context, task, clips=False, grid=grid,
+            batch_size=batch_size, writer=lambda the_plan, found: _writer(the_plan, grid, overwrite, ext))
 
 
 def _writer(the_plan, grid: bool, overwrite: bool, ext: str):

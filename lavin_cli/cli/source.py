@@ -49,11 +49,10 @@ class LocalSource:
         self.pipe = Pipeline.load(self.folder, here, MemoryPlan(size, pairs, batch, frames))
         return model_line(self.pipe)
 
-    def stream(self, found, task, queries, options, callback, indices, skip, views: bool = False):
-        return self.pipe.stream(found, queries, options, callback, indices=indices, skip=skip)
-
-    def video_stream(self, found, task, queries, options, callback, indices, skip):
-        return self.pipe.video_stream(found, queries, options, callback, indices=indices, skip=skip)
+    def stream(self, found, queries, options, callback, indices, skip, clips: bool, views: bool = False):
+        """The run (image or clip queries, as `clips` says) over this process's queries."""
+        start = self.pipe.video_stream if clips else self.pipe.stream
+        return start(found, queries, options, callback, indices=indices, skip=skip)
 
 
 class ServerSource:
@@ -94,10 +93,10 @@ class ServerSource:
     def _context(self, found):
         return None if self.task is not None else found
 
-    def stream(self, found, task, queries, options, callback, indices, skip, views: bool = False):
-        return self.remote_api.stream(self._context(found), queries, options, callback, indices, skip, self.task, views)
-
-    def video_stream(self, found, task, queries, options, callback, indices, skip):
+    def stream(self, found, queries, options, callback, indices, skip, clips: bool, views: bool = False):
+        if not clips:
+            return self.remote_api.stream(self._context(found), queries, options, callback, indices, skip, self.task,
+                                          views)
         from lavin_cli.serve.remote_video import RemoteVideoRun
 
         return RemoteVideoRun(self.remote_api, self._context(found), queries, options, callback, indices, skip, self.task)

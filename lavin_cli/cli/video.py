@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from lavin_cli.cli import distributed, options
-from lavin_cli.cli.console import log
-from lavin_cli.cli.drive import (Files, already_written, check_context, drive, make_plan, nothing_to_do, redone,
-                                 show_warnings)
-from lavin_cli.cli.plan import check_queries, grid_path, not_over_inputs, preflight
+from lavin_cli.cli import options
+from lavin_cli.cli.drive import Files, execute
+from lavin_cli.cli.plan import grid_path
 from lavin_cli.cli.results import auxiliary
 from lavin_cli.cli.source import source_for
-from lavin_cli.errors import UsageError
 
 
 def video(
@@ -81,50 +77,8 @@ def video(
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
-    source = source_for(server, token, model, home)
-    video_options = video_options.for_model(source.default_pairs)
-    found = source.context(context, task, clips=True, quiet=quiet)
-    the_plan = make_plan(files, 1, gray_target=False, clips=True)  # clips default to a video file
-    check_queries(the_plan, clips=True)
-    if the_plan.fmt != "video":
-        video_options = dataclasses.replace(video_options, raw=True)
-    writing = [i for i in the_plan.todo if i not in the_plan.finished]
-    grids = [grid_path(the_plan.outputs[i]) for i in writing] if grid else []
-    if grid and source.remote and not found.pairs:
-        raise UsageError("--grid with --server shows the context clips, which stay on the server for --task: "
-                         "give them with --context")
-    not_over_inputs([the_plan.outputs[i] for i in writing] + grids + ([str(record)] if record else []),
-                    the_plan.queries + [p for pair in found.pairs for p in (pair.input, pair.target)])
-    preflight([the_plan.outputs[i] for i in writing], overwrite,
-              grids + ([str(record)] if record and not skip_existing else []), folders_ok=True,
-              replace=redone(the_plan, quiet))
-
-    if nothing_to_do(files, the_plan):
-        return
-    check_context(found, video_options, clips=True)
-
-    ranks = distributed.start()
-    try:
-        line = source.start(ranks, load, video_options.working_size(source.size), video_options.pairs, frames=5)
-        main = ranks is None or ranks.main
-        if not quiet and main:
-            log(line)
-
-        def start_stream(callback):
-            stream = source.video_stream(found, task, [the_plan.queries[i] for i in the_plan.todo], video_options,
-                                         callback, the_plan.todo, already_written(the_plan, overwrite))
-            header = stream.prepare()
-            show_warnings(stream.warnings, quiet)
-            if not quiet and main:
-                frames = header["context_clip_frames"]
-                log(f"task kind: {header['mode']}; context clips of {frames['input']} input and {frames['target']} "
-                    "target frames")
-            return stream, header
-
-        drive(files, the_plan, ranks, start_stream, _writer(the_plan, overwrite, found if grid else None, max_pixels),
-              "prediction(s)")
-    finally:
-        distributed.stop(ranks)
+    execute(files, video_options, load, source_for(server, token, model, home), context, task, clips=True, grid=grid,
+            batch_size=1, writer=lambda the_plan, found: _writer(the_plan, overwrite, found if grid else None, max_pixels))
 
 
 def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
