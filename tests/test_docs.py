@@ -153,9 +153,9 @@ def test_an_option_shows_the_same_metavar_on_every_command():
 
 
 def test_the_cli_takes_names_and_defaults_from_the_library():
-    """A solver, an attention kernel or a default is written once: the registries (sampling.SOLVERS,
-    ops.FUNCTIONS) match the torch-free name lists of inference/options.py, and every flag's
-    default and named choices come from the option dataclasses."""
+    """A solver, an attention kernel or a default is written once: lavin_cli/choices.py registers
+    the names, the implementations (sampling.SOLVERS, ops.FUNCTIONS), the option dataclasses'
+    choices and --help follow from it, and every flag's default comes from the dataclasses."""
     import dataclasses
 
     from lavin_cli.inference import options as lib
@@ -163,8 +163,10 @@ def test_the_cli_takes_names_and_defaults_from_the_library():
     from lavin_cli.models import ops
     from lavin_cli.runtime import attention
 
-    assert tuple(sampling.SOLVERS) == lib.SOLVERS and set(sampling.EVALUATIONS) == set(lib.SOLVERS)
-    assert ("auto", *ops.FUNCTIONS) == lib.ATTENTIONS == attention.BACKENDS
+    from lavin_cli import choices
+
+    assert tuple(sampling.SOLVERS) == lib.SOLVERS == tuple(choices.SOLVERS)
+    assert ("auto", *ops.FUNCTIONS) == lib.ATTENTIONS == attention.BACKENDS == ("auto", *choices.ATTENTION_KERNELS)
     run = typer.main.get_command(app).commands["run"]
     params = {p.name: p for p in run.params}
     fields = {f.name: f.default for cls in (lib.RunOptions, lib.LoadOptions) for f in dataclasses.fields(cls)}

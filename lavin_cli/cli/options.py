@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from lavin_cli.choices import ATTENTION_KERNELS, SOLVERS, described
 from lavin_cli.inference import options as lib
 
 
@@ -102,9 +103,8 @@ DTYPE = typer.Option(default(lib.LoadOptions, "dtype"), "--dtype", metavar="TYPE
                      help=f"Precision: {one_of(lib.DTYPES)}; auto is bfloat16 on CUDA and on CPUs with "
                           "native bf16 (AVX512-BF16, AMX), else float32.")
 ATTENTION = typer.Option(default(lib.LoadOptions, "attention"), "--attention", metavar="KERNEL", rich_help_panel=DEVICE_PANEL,
-                         help=f"Attention kernel: {one_of(lib.ATTENTIONS)}; auto is torch SDPA on a CPU or a Hopper "
-                              "or newer GPU, xformers on an older GPU where it works; xformers is CUDA only, math is "
-                              "the reference.")
+                         help=f"Attention kernel: auto (torch SDPA on a CPU or a Hopper or newer GPU, xformers "
+                              f"on an older GPU where it works), {described(ATTENTION_KERNELS)}.")
 OFFLOAD = typer.Option(default(lib.LoadOptions, "offload"), "--offload", metavar="MODE", rich_help_panel=DEVICE_PANEL,
                        help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
                             "auto (the fastest that fits the free GPU memory).")
@@ -137,8 +137,7 @@ CFG = typer.Option(default(lib.SamplingOptions, "cfg"), "--cfg", metavar="SCALE"
                    help="Classifier-free guidance scale (1 disables the null branch).")
 SEED = typer.Option(default(lib.SamplingOptions, "seed"), "--seed", metavar="N", rich_help_panel=SAMPLING, help="Seed of the noise and of --select random.")
 SOLVER = typer.Option(default(lib.SamplingOptions, "solver"), "--solver", metavar="NAME", rich_help_panel=SAMPLING,
-                      help="ODE solver: euler (official), heun (2 evaluations per step) or adams (second order, "
-                           "1 evaluation per step).")
+                      help=f"ODE solver: {described(SOLVERS)}.")
 COND_REFRESH = typer.Option(default(lib.SamplingOptions, "cond_refresh"), "--cond-refresh", metavar="N", rich_help_panel=SAMPLING,
                             help="Compute the context's tokens on every N-th model pass only and reuse their keys "
                                  "and values between (1: every pass, exact; 2-4: faster, approximate, see README).")

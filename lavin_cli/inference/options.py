@@ -17,15 +17,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from lavin_cli import choices
 from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS
 
 SELECTIONS = ("first", "random", "nearest")
 FITS = ("squash", "pad", "crop")
-SOLVERS = ("euler", "heun", "adams")
+SOLVERS = tuple(choices.SOLVERS)
 VIDEO_MODES = ("auto", "clip", "predict")
 OFFLOADS = ("none", "model", "sequential", "auto")
-ATTENTIONS = ("auto", "sdpa", "xformers", "math")
+ATTENTIONS = ("auto", *choices.ATTENTION_KERNELS)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAX_SEED = 2**63 - 1
 MAX_CFG = 100.0

@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import torch
 
+from lavin_cli import choices
+
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t of shape (B,)) -> v
 StepCallback = Optional[Callable[[int, int], None]]  # (steps done, total steps)
 
@@ -129,8 +131,7 @@ def pinned(velocity: Velocity, known: torch.Tensor, noise: torch.Tensor) -> Velo
     return held
 
 
-SOLVERS = {"euler": euler, "heun": heun, "adams": adams}
-EVALUATIONS = {"euler": 1, "heun": 2, "adams": 1}  # model evaluations per solver step
+SOLVERS: dict[str, Callable] = {name: globals()[name] for name in choices.SOLVERS}  # registered in lavin_cli/choices.py
 
 
 def sample(velocity: Velocity, noise: torch.Tensor, steps: int = 20, solver: str = "euler",

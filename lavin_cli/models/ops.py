@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from lavin_cli.choices import ATTENTION_KERNELS
+
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -52,11 +54,7 @@ def attention_xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     return xops.memory_efficient_attention(q5, k5, v5).reshape(b, length, hq, d)
 
 
-FUNCTIONS: dict[str, AttentionFn] = {
-    "sdpa": attention_sdpa,
-    "xformers": attention_xformers,
-    "math": attention_math,
-}
+FUNCTIONS: dict[str, AttentionFn] = {name: globals()[f"attention_{name}"] for name in ATTENTION_KERNELS}
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
