@@ -76,7 +76,8 @@ def main() -> None:
 
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
-        latents = codec.encode_frames(vae, torch.stack(frames).to(device), generator=generator)[:, :, None]  # (2k+1, C, 1, h, w)
+        posterior = vae.encode(torch.stack(frames).to(device)[:, :, None])  # each image a 1-frame clip
+        latents = codec.sample(posterior, vae.cfg, generator=generator)  # (2k+1, C, 1, h, w), normalised
         cond = codec.condition(list(zip(latents[:-1:2], latents[1:-1:2])), latents[-1])[None]  # (1, C, 2k+1, h, w)
         noise = torch.randn(1, cond.shape[1], 1, *cond.shape[-2:], generator=generator).to(device)
         z = sampling.sample(sampling.guided(dit, cond, args.cfg, codec.null_condition(cond)), noise, args.steps)

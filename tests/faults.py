@@ -104,11 +104,11 @@ def record_line_fault(code: int, after: int):
 def read_fault(code: int, match: str):
     """Make image reads of paths containing `match` fail with `code`."""
     def setup(w: World) -> None:
-        from lavin_cli.io import images
+        from PIL import Image
 
-        real = images._open
-        w.monkeypatch.setattr(images, "_open", lambda src: (_ for _ in ()).throw(oserror(code, src))
-                              if match in str(src) else real(src))
+        real = Image.open
+        w.monkeypatch.setattr(Image, "open", lambda src, *a, **k: (_ for _ in ()).throw(oserror(code, src))
+                              if match in str(src) else real(src, *a, **k))
     return setup
 
 
@@ -163,7 +163,7 @@ def signal_after(sig: int, writes: int):
 def bug(w: World) -> None:
     from lavin_cli.inference.images import ImageRun
 
-    w.monkeypatch.setattr(ImageRun, "_encode_context", lambda self: {}["a bug"])
+    w.monkeypatch.setattr(ImageRun, "prepare", lambda self: {}["a bug"])
 
 
 def env(**values):

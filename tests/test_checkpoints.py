@@ -63,8 +63,6 @@ def test_key_mapping_round_trip_is_identity():
     vours = ck.from_official(vae_sd.__getitem__, set(vae_sd), vplan, "vae")
     vback = ck.to_official(vours, vplan)
     assert vback.keys() == vae_sd.keys() and all(torch.equal(vback[k], vae_sd[k]) for k in vae_sd)
-    for key in vae_sd:
-        assert ck.vae_ours_to_official(ck.vae_official_to_ours(key)) == key
 
 
 @needs_parity
@@ -139,7 +137,7 @@ def test_loading_assigns_tensors_without_copying():
     state = weights.build(cfg).state_dict()
     model = weights.build(cfg, init=False)
     assert all(p.is_meta for p in model.parameters())
-    model = weights._finish(model, state, "test")
+    model = weights.assign(model, state, "test")
     assert all(model.state_dict()[k].data_ptr() == v.data_ptr() for k, v in state.items())
 
 

@@ -118,7 +118,7 @@ def test_readme_video_commands_run_as_written(tmp_path):
 def test_every_help_reads_at_80_and_100_columns(columns, cli, monkeypatch):
     """Each command's --help fits the width, cuts nothing off ('…') and shows every example of
     its docstring whole, on a line of its own."""
-    from lavin_cli.cli.help import _split_docstring
+    from lavin_cli.cli.help import split_docstring
 
     root = typer.main.get_command(app)
     commands = {"": root, "train": root.commands["train"], **_commands()}
@@ -129,21 +129,21 @@ def test_every_help_reads_at_80_and_100_columns(columns, cli, monkeypatch):
         lines = out.splitlines()
         assert "…" not in out, f"lavin {name} --help cuts text off"
         assert max(len(line) for line in lines) <= columns, f"lavin {name} --help is wider than {columns}"
-        for example in _split_docstring(command.help or "")[1]:
+        for example in split_docstring(command.help or "")[1]:
             assert example.strip() in [line.strip() for line in lines], f"lavin {name} --help wraps {example!r}"
         assert "Options" in out or "Inputs" in out
 
 
 def test_an_option_shows_the_same_metavar_on_every_command():
     """--device DEVICE, --seed N, ... read the same wherever they appear (train's once differed)."""
-    from lavin_cli.cli.options import _metavar
+    from lavin_cli.cli.options import metavar_of
 
     seen: dict[str, dict[str, str]] = {}
     for name, command in _commands().items():
         for param in command.params:
             if getattr(param, "is_flag", False) or not param.opts or not param.opts[0].startswith("-"):
                 continue
-            shown = param.metavar or _metavar(param)
+            shown = param.metavar or metavar_of(param)
             for opt in param.opts:
                 seen.setdefault(opt, {})[name] = shown
     # the same letters for different things: a count or images, a file or a folder, a square or any size
@@ -163,10 +163,10 @@ def test_the_cli_takes_names_and_defaults_from_the_library():
     from lavin_cli.models import ops
     from lavin_cli.runtime import attention
 
-    from lavin_cli import choices
+    from lavin_cli import choices as registry
 
-    assert tuple(sampling.SOLVERS) == lib.SOLVERS == tuple(choices.SOLVERS)
-    assert ("auto", *ops.FUNCTIONS) == lib.ATTENTIONS == attention.BACKENDS == ("auto", *choices.ATTENTION_KERNELS)
+    assert tuple(sampling.SOLVERS) == lib.SOLVERS == tuple(registry.SOLVERS)
+    assert ("auto", *ops.FUNCTIONS) == lib.ATTENTIONS == attention.BACKENDS == ("auto", *registry.ATTENTION_KERNELS)
     run = typer.main.get_command(app).commands["run"]
     params = {p.name: p for p in run.params}
     fields = {f.name: f.default for cls in (lib.RunOptions, lib.LoadOptions) for f in dataclasses.fields(cls)}

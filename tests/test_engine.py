@@ -195,7 +195,7 @@ def test_a_training_batch_condition_equals_the_pipelines(tiny_model, monkeypatch
 
     bank = LatentBank.__new__(LatentBank)
     bank.tasks, bank.vae = ["t"], pipe.vae
-    moments = bank._encode([p[None].astype(np.float32) / 255 for p in pixels])
+    moments = bank.encode([p[None].astype(np.float32) / 255 for p in pixels])
     bank.draw = lambda task, rng, count: [(moments[0], moments[1]), (moments[2], moments[3]), (moments[4], moments[5])]
     cfg = dit_trainer.DiTTrainConfig(batch=1, max_pairs=2, uncond=0.0, seed=0)
     step = next(s for s in range(100)  # a step whose draw is k = 2 context pairs

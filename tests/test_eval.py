@@ -88,12 +88,12 @@ def test_continuity_sees_a_jump_between_chunks():
 
 
 def test_the_table_names_the_contexts_that_switch_wrong(cli, tiny_model):
-    from lavin_cli.cli.evaluate import _switch_line
+    from lavin_cli.cli.evaluate import switch_line
 
-    line = _switch_line(0.75, {"depth_estimation": {"depth_estimation": 4, "edge_detection": 0},
+    line = switch_line(0.75, {"depth_estimation": {"depth_estimation": 4, "edge_detection": 0},
                                "edge_detection": {"depth_estimation": 2, "edge_detection": 2}})
     assert line == "task switch accuracy: 0.750 (edge_detection 2/4 right, answered as depth_estimation 2)"
-    assert _switch_line(1.0, {"a": {"a": 3, "b": 0}, "b": {"a": 0, "b": 3}}).endswith("(every context right)")
+    assert switch_line(1.0, {"a": {"a": 3, "b": 0}, "b": {"a": 0, "b": 3}}).endswith("(every context right)")
     code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
                             "-t", "depth_estimation", "-t", "edge_detection", "-q")
     assert code == 0, err

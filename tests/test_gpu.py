@@ -91,7 +91,7 @@ def test_sequential_offload_waits_for_a_late_prefetch(tiny_model, pairs_dir, que
     did not wait for the side stream, a block would read NaN (or a stale block) and the
     prediction would differ or fail."""
     base = _predict(tiny_model, pairs_dir, queries, offload="none")
-    real = offload.SequentialOffload._fetch
+    real = offload.SequentialOffload.fetch
 
     def late_fetch(self, block):
         if self._stream is None or torch.cuda.current_stream(self.device) != self._stream:
@@ -102,7 +102,7 @@ def test_sequential_offload_waits_for_a_late_prefetch(tiny_model, pairs_dir, que
         for p, t in zip(moving, poisoned):
             p.data = t.copy_(self._home[p], non_blocking=True)
 
-    monkeypatch.setattr(offload.SequentialOffload, "_fetch", late_fetch)
+    monkeypatch.setattr(offload.SequentialOffload, "fetch", late_fetch)
     for a, b in zip(base, _predict(tiny_model, pairs_dir, queries, offload="sequential")):
         assert np.array_equal(a, b)
 

@@ -112,6 +112,39 @@ def test_no_module_uses_another_modules_private_names():
     assert offenders == []
 
 
+def test_tests_use_no_private_names():
+    """Tests drive the package through its public names: no `from lavin_cli.x import _y`, no
+    `module._y` or `Class._y` of a lavin_cli name, no monkeypatch of a private attribute (a
+    renamed internal must not quietly turn a test into one that cannot fail)."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        ours = set()  # local names bound to lavin_cli modules or their members
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lavin_cli"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        offenders.append(f"{path.name}:{node.lineno} imports {node.module}.{alias.name}")
+                    ours.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                ours.update(a.asname for a in node.names if a.name.startswith("lavin_cli") and a.asname)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in ours:
+                    offenders.append(f"{path.name}:{node.lineno} uses {root.id}...{node.attr}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "setattr":
+                strings = [a.value for a in node.args[:2] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                for text in strings:
+                    last = text.split(".")[-1]
+                    if last.startswith("_") and not last.startswith("__") and (text.startswith("lavin_cli") or
+                                                                                "." not in text):
+                        offenders.append(f"{path.name}:{node.lineno} patches {text}")
+    assert offenders == []
+
+
 def test_model_json_has_one_writer():
     """model.json is written by store/folders.write_model_json only (atomic, read back by its reader)."""
     import re

@@ -203,7 +203,7 @@ def run_pipeline(fx: Fixture, dtype):
     assert frames.shape[0] == 2 * pairs + 1
     with torch.no_grad():
         post = vae.encode(frames[:, :, None])
-        lat = codec.encode_frames(vae, frames, noise=fx.t["input.posterior_eps"].to(dtype)).to(dtype)
+        lat = codec.sample(post, vae.cfg, noise=fx.t["input.posterior_eps"].to(dtype))[:, :, 0].to(dtype)
         steps = [f[:, None] for f in lat]  # (C, 1, h, w) per image: in_1, tg_1, ..., query
         cond = codec.condition(list(zip(steps[:-1:2], steps[1:-1:2])), steps[-1])[None]
         final = sampling.sample(sampling.guided(dit, cond, m["cfg_scale"], codec.null_condition(cond)),

@@ -53,7 +53,7 @@ def test_image_is_a_one_frame_video(vae):
     noise = torch.randn(2, 16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         video = codec.normalize(vae.encode(x).sample(noise=noise[:1]), vae.cfg)[:, :, 0]
-        images = codec.encode_frames(vae, torch.cat([x, other])[:, :, 0], noise=noise)[:1]
+        images = codec.sample(vae.encode(torch.cat([x, other])[:, :, :1]), vae.cfg, noise=noise)[:1, :, 0]
     assert images.shape == (1, 16, 4, 4)
     assert torch.allclose(video, images, atol=1e-5)
 

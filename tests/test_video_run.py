@@ -48,10 +48,10 @@ def test_prediction_holds_the_known_first_target_frame(tiny_model, clips):
     run = Pipeline.from_pretrained(str(tiny_model)).video_stream(clips["predict"], [str(clips["query"])], steps=3, pairs=2)
     run.prepare()
     window = np.stack(video_io.read_video(clips["query"]).frames[-5:])
-    z, _ = run._generate(window, 2, 0, first=window[-1])
+    z, _ = run.generate(window, 2, 0, first=window[-1])
     anchor = run.engine.encode(window[None, -1:], [torch.Generator()])[1]
     assert torch.allclose(z[:, :, :1], anchor.float(), atol=1e-5)
-    free, _ = run._generate(window, 2, 0)
+    free, _ = run.generate(window, 2, 0)
     assert not torch.allclose(free[:, :, :1], anchor.float(), atol=1e-2)
 
 

@@ -202,7 +202,7 @@ def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: s
         for metric, value in r["metrics"].items():
             table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
     print_table(table)
-    out.print(_switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
+    out.print(switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
     ceiling = report["vae_ceiling"]
     out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "
               f"{ceiling['clip_psnr_db']} dB clips")
@@ -217,7 +217,7 @@ def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: s
         log(f"skipped {name}: {why}")
 
 
-def _switch_line(accuracy: float | None, answers: dict | None) -> str:
+def switch_line(accuracy: float | None, answers: dict | None) -> str:
     """'task switch accuracy: 0.828 (edge_detection 10/32 right, answered as depth_estimation 10, ...)'."""
     if accuracy is None:
         return "task switch accuracy: n/a (needs two of depth, normals, foreground, edges)"

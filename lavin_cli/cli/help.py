@@ -22,7 +22,7 @@ FLAG_COLUMN_MAX = 26  # wider flags give their help a line of its own
 _EXAMPLE = re.compile(r"^\s*\[dim\](.*)\[/\]\s*$")
 
 
-def _split_docstring(text: str) -> tuple[list[str], list[str]]:
+def split_docstring(text: str) -> tuple[list[str], list[str]]:
     """Paragraphs of description, and example lines ([dim]...[/])."""
     description, examples, paragraph = [], [], []
     for line in (text or "").strip().splitlines():
@@ -103,7 +103,7 @@ def _commands_panel(command, ctx) -> list:
         sub = command.get_command(ctx, name)
         if sub is None or getattr(sub, "hidden", False):
             continue
-        table.add_row(name, Text(_split_docstring(sub.help or "")[0][0] if sub.help else ""))
+        table.add_row(name, Text(split_docstring(sub.help or "")[0][0] if sub.help else ""))
     return [Panel(table, title="Commands", title_align="left", border_style="dim")]
 
 
@@ -113,7 +113,7 @@ def render(command, ctx, file=None) -> None:
     width = console.width
     pieces = " ".join(command.collect_usage_pieces(ctx))
     parts: list = [Text.assemble(("Usage: ", "bold"), f"{ctx.command_path} {pieces}".rstrip()), Text("")]
-    description, examples = _split_docstring(command.help or "")
+    description, examples = split_docstring(command.help or "")
     for paragraph in description:
         parts += [Text(paragraph), Text("")]
     if examples:

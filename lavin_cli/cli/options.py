@@ -33,11 +33,11 @@ class _HelpStyle:
         params = super().get_params(ctx)
         for param in params:
             if param.metavar is None and param.param_type_name == "option":
-                param.metavar = "" if getattr(param, "is_flag", False) else _metavar(param)
+                param.metavar = "" if getattr(param, "is_flag", False) else metavar_of(param)
         return params
 
 
-def _metavar(param) -> str:
+def metavar_of(param) -> str:
     """What an option without a declared metavar takes, the same on every command: N (a whole
     number), X (a number), PATH, else its name where short (DATA), else TEXT."""
     kind = _value_type(param)

@@ -187,7 +187,7 @@ class VideoRun:
             yield pred
             self.notify(Progress("query", n + 1, len(self.queries)))
 
-    def _generate(self, window: np.ndarray, target_latents: int, noise_seed: int, first: np.ndarray | None = None):
+    def generate(self, window: np.ndarray, target_latents: int, noise_seed: int, first: np.ndarray | None = None):
         """Encode a query window, choose its pairs, sample `target_latents` latents; (latents, ids).
         `first` (H, W, 3 uint8): the target's first frame where it is known (a prediction's
         anchor: the window's last frame): its latent, the frame coded alone
@@ -224,7 +224,7 @@ class VideoRun:
         done, used = 0, []
         for start, end in frame_rules.chunks(len(frames), c.input_frames):
             chunk = frame_rules.pad(frames[start:end], c.input_frames)
-            z, ids = self._generate(chunk, frame_rules.latents_for(c.input_frames), self.options.seed + start)
+            z, ids = self.generate(chunk, frame_rules.latents_for(c.input_frames), self.options.seed + start)
             used = used or ids
             pixels, floats = self._decode(z)
             keep = slice(max(start, done) - start, end - start)
@@ -248,7 +248,7 @@ class VideoRun:
             window = np.stack(history[-c.input_frames:])
             if len(window) < c.input_frames:  # a short query: repeat its first frame in front
                 window = np.concatenate([np.repeat(window[:1], c.input_frames - len(window), 0), window])
-            z, ids = self._generate(window, plan.chunk_latents, self.options.seed + n, first=window[-1])
+            z, ids = self.generate(window, plan.chunk_latents, self.options.seed + n, first=window[-1])
             used = used or ids
             pixels, floats = self._decode(z)
             fresh = slice(1, 1 + plan.chunk_new_frames)  # frame 0 is the anchor

@@ -75,17 +75,6 @@ def encode(vae: STVAE, x: torch.Tensor, generators: Sequence[torch.Generator] | 
     return sample(posterior, vae.cfg, noise), normalize(posterior.mean, vae.cfg).float()
 
 
-def encode_frames(vae: STVAE, frames: torch.Tensor, noise: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None, tile: int | None = None) -> torch.Tensor:
-    """Encode N images (N, 3, H, W) in [-1, 1], each as its own 1-frame clip.
-
-    Returns normalised latents (N, C, h, w) from a posterior sample; `noise` (N, C, 1, h, w)
-    injects the sample's randomness, otherwise it is drawn from `generator` on the CPU.
-    """
-    posterior = tiled_encode(vae, frames[:, :, None], tile) if tile else vae.encode(frames[:, :, None])
-    return sample(posterior, vae.cfg, noise, generator)[:, :, 0]
-
-
 def decode_latents(vae: STVAE, z: torch.Tensor, tile: int | None = None) -> torch.Tensor:
     """Normalised latents (B, C, T, h, w) -> decoder output (B, 3, F, H, W) in about [-1, 1]."""
     z = denormalize(z, vae.cfg)

@@ -126,7 +126,8 @@ class SequentialOffload(ModelOffload):
             self._hooks.append(block.register_forward_pre_hook(self._arrive(block, nxt)))
             self._hooks.append(block.register_forward_hook(self._leave(block)))
 
-    def _fetch(self, block: nn.Module) -> None:
+    def fetch(self, block: nn.Module) -> None:
+        """Start copying `block`'s tensors that are not on the device yet (on the current stream)."""
         for p in _tensors(block):
             if p.device != self.device:
                 p.data = self._home[p].to(self.device, non_blocking=True)
@@ -141,13 +142,13 @@ class SequentialOffload(ModelOffload):
                         # copied on the side stream, read on this one: the allocator must not reuse
                         # the memory until this stream's queued work is done, even once we drop it
                         p.data.record_stream(compute)
-            self._fetch(block)  # nothing to do when it was prefetched
+            self.fetch(block)  # nothing to do when it was prefetched
             if nxt is not None:
                 if self._stream is not None:
                     with torch.cuda.stream(self._stream):
-                        self._fetch(nxt)
+                        self.fetch(nxt)
                 else:
-                    self._fetch(nxt)
+                    self.fetch(nxt)
         return hook
 
     def _leave(self, block: nn.Module):

@@ -81,14 +81,7 @@ _VAE_RULES = [
     (".conv_shortcut.", ".shortcut."), (".norm_layer.", ".norm."),
     (".conv_y.conv.", ".to_scale."), (".conv_b.conv.", ".to_shift."),
 ]
-_CAUSAL = re.compile(r"\.(conv_in|conv_out|conv1|conv2)\.conv\.(weight|bias)$")
 _CAUSAL_OURS = re.compile(r"\.(conv_in|conv_out|conv1|conv2)\.(weight|bias)$")
-
-
-def vae_official_to_ours(key: str) -> str:
-    for old, new in _VAE_RULES:
-        key = key.replace(old, new)
-    return _CAUSAL.sub(r".\1.\2", key)
 
 
 def vae_ours_to_official(key: str) -> str:

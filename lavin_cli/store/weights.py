@@ -44,7 +44,9 @@ def check_finite(state, label: str) -> None:
                               "the file is corrupt: download or convert it again")
 
 
-def _finish(model, state, label: str):
+def assign(model, state, label: str):
+    """Put `state` into a model built on the meta device: shapes and finiteness checked (errors
+    name `label`), tensors assigned without a copy, the model returned in eval mode, frozen."""
     ck.check_shapes(model, state, label)
     check_finite(state, label)
     model.load_state_dict(state, strict=True, assign=True)
@@ -89,7 +91,7 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
     else:
         cfg = config or ck.infer_dit_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.dit_plan(cfg), str(path))
-    return _finish(build(cfg, init=False), state, str(path))
+    return assign(build(cfg, init=False), state, str(path))
 
 
 def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.float32) -> STVAE:
@@ -113,7 +115,7 @@ def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.fl
             get = lambda k: raw[k].to(device=device, dtype=dtype)  # noqa: E731
         cfg = config or ck.infer_vae_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.vae_plan(cfg), str(path))
-    return _finish(build(cfg, init=False), state, str(path))
+    return assign(build(cfg, init=False), state, str(path))
 
 
 def save(model: JDiT | STVAE, path, extra: dict[str, str] | None = None) -> None:

@@ -34,7 +34,7 @@ class LatentBank:
         return (self.seed * 1_000_003 + task_index * 7_919_113 + slot * 104_729 + generation * 15_485_863) % (2**63 - 1)
 
     @torch.no_grad()
-    def _encode(self, frames: list[np.ndarray]) -> list[torch.Tensor]:
+    def encode(self, frames: list[np.ndarray]) -> list[torch.Tensor]:
         """Frames (F, H, W, 3) in [0, 1] -> moments (2C, F', h, w); images (F = 1) in one batch."""
         out = []
         for group in _same_shape_groups(frames):
@@ -48,7 +48,7 @@ class LatentBank:
         for task, slot, generation in wanted:
             rng = np.random.default_rng(self._seed(self.tasks.index(task), slot, generation))
             frames += list(self.source.pair(task, rng, self.size))
-        encoded = self._encode(frames)
+        encoded = self.encode(frames)
         for n, (task, slot, _) in enumerate(wanted):
             self.moments[task][slot] = (encoded[2 * n], encoded[2 * n + 1])
 
