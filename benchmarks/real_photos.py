@@ -1,15 +1,11 @@
-"""The bundled model on real photos (issue 31's starting point, and its bars).
+"""Models on real photos, as a markdown table for README (issue 31's bars).
 
     apt-get install -y mate-backgrounds          # GPL-2+ photographs in /usr/share/backgrounds/mate
-    python benchmarks/real_photos.py [--photos /usr/share/backgrounds/mate/nature] [--queries 16]
+    python benchmarks/real_photos.py [--photos /usr/share/backgrounds/mate/nature] [--queries 16] [--model A B]
 
-For each task that follows from a photo (lavin_cli/training/photos.py), in context: 3 pairs
-and N queries drawn from crops of the photos (different crops, a fixed seed), the model's
-answer scored against the truth: PSNR for the restorations, beside the degraded input's own
-PSNR (the baseline every restoration must beat) and the VAE's reconstruction of the truth (the
-ceiling no prediction through the VAE passes); F1 at 0.5 with a one-pixel tolerance for edges
-(against the Sobel detector on the clean photo). Float32, 20 steps, as README's tables. Prints a
-markdown table.
+`lavin eval --photos` (lavin_cli/evaluation/photos.py) for each model, float32, 20 steps, as
+README's tables: per task the model's PSNR beside the degraded input's and the VAE's ceiling,
+edges F1 beside the mean context target's.
 
     python benchmarks/real_photos.py --vae runs/vae_photos/vae.safetensors [--vae ...]
 
@@ -26,28 +22,11 @@ import numpy as np
 
 from lavin_cli import Pipeline
 from lavin_cli.evaluation.evaluate import reconstruct, vae_ceiling
-from lavin_cli.evaluation.metrics import edge_f1, psnr
-from lavin_cli.training import tasks
+from lavin_cli.evaluation.metrics import psnr
+from lavin_cli.evaluation.photos import evaluate_photos
 from lavin_cli.training.photos import Photos
 
 PAIRS, SIZE, STEPS = 3, 64, 20
-
-
-def task_row(pipe, photos: Photos, task: str, queries: int, seed: int) -> dict:
-    rng = np.random.default_rng([seed, tasks.IMAGE_TASKS.index(task) if task in tasks.IMAGE_TASKS else 99])
-    context = [photos.pair(task, rng, SIZE) for _ in range(PAIRS)]
-    cases = [photos.pair(task, rng, SIZE) for _ in range(queries)]
-    u8 = tasks.to_uint8
-    result = pipe([(u8(a[0]), u8(b[0])) for a, b in context], [u8(a[0]) for a, _ in cases], pairs=PAIRS, seed=seed,
-                  steps=STEPS, batch_size=queries)
-    preds = [p.image.astype(np.float32) / 255 for p in result.predictions]
-    if task == "edge_detection":
-        return {"task": task, "metric": "F1@0.5", "model": np.mean([edge_f1(p.mean(-1), t[0].mean(-1))
-                                                                   for p, (_, t) in zip(preds, cases)])}
-    return {"task": task, "metric": "PSNR dB",
-            "model": np.mean([psnr(p, t[0]) for p, (_, t) in zip(preds, cases)]),
-            "input": np.mean([psnr(i[0], t[0]) for i, t in cases]),
-            "vae": np.mean([psnr(reconstruct(pipe, t)[0], t[0]) for _, t in cases])}
 
 
 def vae_rows(vaes: list[str], photos: Photos, queries: int, seed: int) -> None:
@@ -77,24 +56,27 @@ def main() -> None:
     parser.add_argument("--photos", nargs="+", default=["/usr/share/backgrounds/mate/nature"])
     parser.add_argument("--queries", type=int, default=16)
     parser.add_argument("--seed", type=int, default=31)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", nargs="+", default=[None], help="models to compare (default: the bundled one)")
+    parser.add_argument("--task", nargs="+", default=None)
     parser.add_argument("--vae", nargs="+", default=None, help="compare these VAEs' ceilings instead")
     args = parser.parse_args()
-    photos = Photos(args.photos)
     if args.vae:
-        return vae_rows(args.vae, photos, args.queries, args.seed)
-    pipe = Pipeline.from_pretrained(args.model, dtype="float32")
-    print(f"{pipe.model.name} on crops of {len(photos.files)} photos in {', '.join(args.photos)}; "
-          f"{PAIRS} pairs, {args.queries} queries per task, seed {args.seed}, float32, {STEPS} steps\n")
-    print("| task | metric | model | degraded input | VAE ceiling | model - input |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for task in photos.task_names:
-        r = task_row(pipe, photos, task, args.queries, args.seed)
-        if "input" in r:
-            print(f"| {task} | {r['metric']} | {r['model']:.2f} | {r['input']:.2f} | {r['vae']:.2f} | "
-                  f"{r['model'] - r['input']:+.2f} |")
-        else:
-            print(f"| {task} | {r['metric']} | {r['model']:.3f} | | | |")
+        return vae_rows(args.vae, Photos(args.photos), args.queries, args.seed)
+    reports = []
+    for model in args.model:
+        pipe = Pipeline.from_pretrained(model, dtype="float32")
+        reports.append(evaluate_photos(pipe, args.photos, args.task, seed=args.seed, queries=args.queries,
+                                       pairs=PAIRS, steps=STEPS))
+    first = reports[0]
+    print(f"crops of {first['photo_files']} photos in {', '.join(args.photos)}; {PAIRS} pairs, {args.queries} "
+          f"queries per task, seed {args.seed}, float32, {STEPS} steps; models: {', '.join(map(str, args.model))}\n")
+    print("| task | metric | " + " | ".join(f"model {i + 1}" for i in range(len(reports)))
+          + " | degraded input | VAE ceiling (model 1) |")
+    print("| --- | --- | " + " | ".join("---:" for _ in reports) + " | ---: | ---: |")
+    for task, r in first["tasks"].items():
+        values = " | ".join(f"{rep['tasks'][task]['model']:.{2 if 'input' in r else 3}f}" for rep in reports)
+        extra = f"{r['input']:.2f} | {r['vae_ceiling']:.2f}" if "input" in r else f"baseline {r['baseline']:.3f} |"
+        print(f"| {task} | {r['metric']} | {values} | {extra} |")
 
 
 if __name__ == "__main__":

@@ -56,3 +56,23 @@ def test_train_on_photos(cli, photo_dir, tmp_path):
                        "--batch", "2", "--size", "32", "--video-fraction", "0", "-q")
     assert code == 0, err
     assert (tmp_path / "run" / "vae.safetensors").is_file()
+
+
+def test_eval_on_photos_scores_model_input_and_vae(cli, tiny_model, photo_dir):
+    """lavin eval --photos: each restoration beside its degraded input and the VAE's ceiling, edges
+    beside the mean context target; seeded, so the same command gives the same report."""
+    import json
+
+    args = ("eval", "-m", tiny_model, "--photos", photo_dir, "-t", "denoising", "-t", "edge_detection",
+            "--queries", "2", "--pairs", "1", "--steps", "2", "--json", "-q")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["photo_files"] == 3 and list(report["tasks"]) == ["denoising", "edge_detection"]
+    den, edges = report["tasks"]["denoising"], report["tasks"]["edge_detection"]
+    assert den["metric"] == "psnr_db" and 10 < den["input"] < 25  # noise of sigma 0.08-0.2 on random pixels
+    assert 0 < den["model"] < 99 and 0 < den["vae_ceiling"] < 99
+    assert edges["metric"] == "f1" and 0 <= edges["model"] <= 1 and 0 <= edges["baseline"] <= 1
+    assert json.loads(cli(*args)[1]) == report
+    code, out, err = cli(*args[:-2], "-q")
+    assert code == 0 and "model - input" in out and "denoising" in out

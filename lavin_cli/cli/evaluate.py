@@ -6,6 +6,9 @@
                                                     run`, scored by the target's protocol
                                                     (cli/evaluate_data.py)
     lavin eval --compare A.jsonl B.jsonl            records side by side, paired bootstrap intervals
+
+and, beside the generated scenes, `lavin eval --photos DIR`: the tasks that follow from a photo,
+on crops of real photos, against the degraded input and the VAE (evaluation/photos.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def evaluate(
     queries: Optional[list[str]] = typer.Option(None, "--queries", "-i", metavar="N|PATH", rich_help_panel=options.INPUTS,
                                                 help="Generator: held-out queries per task (default 8). With --truth: "
                                                      "query images as lavin run's --query (files, folders, globs)."),
+    photos: Optional[list[Path]] = typer.Option(None, "--photos", metavar="DIR", rich_help_panel=options.INPUTS,
+                                                help="Instead of generated scenes: crops of the photos in DIR "
+                                                     "(repeatable), for the tasks that follow from a photo, scored "
+                                                     "against the degraded input and the VAE's reconstruction."),
     truth: Optional[Path] = typer.Option(None, "--truth", metavar="DIR", rich_help_panel=TRUTH,
                                          help="Folder of ground truths, matched to the queries by relative path "
                                               "without the extension, else by unique file stem."),
@@ -105,6 +112,7 @@ def evaluate(
     """Measure a model: on held-out generated scenes, on your own folders (--truth), or compare records.
 
     [dim]lavin eval -t depth_estimation --queries 16[/]
+    [dim]lavin eval --photos /usr/share/backgrounds/mate/nature[/]
     [dim]lavin eval -c pairs/ -i img/ --truth depth/ --record v3.jsonl --report v3/[/]
     [dim]lavin eval --compare v2.jsonl v3.jsonl[/]
     """
@@ -121,7 +129,9 @@ def evaluate(
             raise UsageError(f"{extra[0]} scores your own folders: give --truth DIR with it (without --truth, "
                              "lavin eval scores held-out generated scenes)")
         return _generator(model, home, task, seed, _count(queries), pairs, steps, cfg, solver, cfg_interval,
-                          cond_refresh, device, dtype, as_json, quiet)
+                          cond_refresh, device, dtype, as_json, quiet, photos)
+    if photos:
+        raise UsageError("--photos scores crops of photos, --truth your own folders: give one")
     from lavin_cli.cli import evaluate_data
 
     code = evaluate_data.from_command(dict(locals()))
@@ -170,14 +180,20 @@ def _compare(paths: list[Path], as_json: bool) -> None:
 
 
 def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_interval, cond_refresh, device,
-               dtype, as_json, quiet) -> None:
+               dtype, as_json, quiet, photos=None) -> None:
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
+    from lavin_cli.evaluation.photos import evaluate_photos
     from lavin_cli.inference.pipeline import Pipeline
+    from lavin_cli.training.photos import PHOTO_TASKS, Photos
     from lavin_cli.training.tasks import TASKS
 
-    unknown = [t for t in task or [] if t not in TASKS]
+    known = PHOTO_TASKS if photos else TASKS
+    unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
-        raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(TASKS)}")
+        kind = "that follow from a photo" if photos else "of the generator"
+        raise UsageError(f"unknown task(s) {', '.join(unknown)}; the tasks {kind} are {', '.join(known)}")
+    if photos:
+        Photos(photos, task or None)  # a missing folder or one without photos, before the model loads
     from lavin_cli.inference.options import SamplingOptions
 
     sampling = SamplingOptions(steps=steps, cfg=cfg, solver=solver, cfg_interval=cfg_interval,
@@ -185,12 +201,31 @@ def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_
     pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype, home=home)
     if not quiet:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
-    report = run_eval(pipe, task or None, seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg,
-                      solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
+    keywords = dict(seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg, solver=sampling.solver,
+                    cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
+    report = evaluate_photos(pipe, photos, task or None, **keywords) if photos else run_eval(pipe, task or None, **keywords)
     if as_json:
         print(json.dumps(report, indent=2))
-        return
-    _show_generator(report, queries, seed, steps, solver)
+    elif photos:
+        _show_photos(report)
+    else:
+        _show_generator(report, queries, seed, steps, solver)
+
+
+def _show_photos(report: dict) -> None:
+    table = Table(title=f"{report['model']}: {report['queries_per_task']} crops per task of {report['photo_files']} "
+                        f"photos, seed {report['seed']}, {report['pairs']} pairs, {report['steps']} steps "
+                        f"({report['solver']}), {report['dtype']}")
+    for column in ("task", "metric", "model", "input", "VAE ceiling", "model - input", "baseline"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for name, r in report["tasks"].items():
+        if "input" in r:
+            table.add_row(name, r["metric"], f"{r['model']:.2f}", f"{r['input']:.2f}", f"{r['vae_ceiling']:.2f}",
+                          f"{r['model'] - r['input']:+.2f}", "")
+        else:
+            table.add_row(name, r["metric"], f"{r['model']:.4f}", "", "", "", f"{r['baseline']:.4f}")
+    print_table(table)
+    out.print("input: the degraded input's own score (doing nothing); baseline: the mean context target's")
 
 
 def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: str) -> None:

@@ -120,7 +120,7 @@ class SamplingOptions:
 
     # 11 time points = 10 model evaluations per branch: on lavin-small's eval (every task, two
     # fresh seeds) as good as the official 20-point grid: equal or better on every metric on v8
-    # (README, "CPU speed: fewer steps, bf16")
+    # (docs/performance.md, "CPU speed: fewer steps, bf16")
     steps: int = 11
     cfg: float = 1.5
     seed: int = 0

@@ -16,6 +16,8 @@ image-to-image tasks, derived from any picture (here: rendered scenes)
     denoising                input = picture + Gaussian noise (sigma 0.08-0.2); target = picture
     deblurring               input = Gaussian blur (sigma 1-2 px); target = picture
     low_light_enhancement    input = 0.12-0.35 x picture, gamma 1.2-1.8; target = picture
+    super_resolution         input = the picture at 1/4 size (box filter), scaled back up bilinearly
+    jpeg_artifact_removal    input = the picture through JPEG at quality 5-20; target = picture
 video tasks, on moving scenes
     frame_prediction         input = frames 0-4; target = frames 4-8 (the first target frame
                              repeats the last input frame, anchoring the continuation)
@@ -144,6 +146,26 @@ def _inpaint(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _downscaled(pic: np.ndarray, factor: int) -> np.ndarray:
+    """What a camera `factor` times coarser sees (box filter), shown at the picture's size (bilinear)."""
+    from PIL import Image
+
+    h, w = pic.shape[:2]
+    small = pic[:h - h % factor, :w - w % factor].reshape(h // factor, factor, w // factor, factor, 3).mean((1, 3))
+    return np.stack([np.asarray(Image.fromarray(small[..., c].astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+                     for c in range(3)], -1)
+
+
+def _jpeg(pic: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(pic)).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"), np.float32) / 255.0
+
+
 def _low_light(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (pic * rng.uniform(0.12, 0.35)) ** rng.uniform(1.2, 1.8)
 
@@ -181,6 +203,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("low_light_enhancement", "image", _derived(_low_light)),
     Task("frame_prediction", "video", _frame_prediction, "rgb", "frames"),
     Task("video_depth", "video", _video_depth, "gray", "depth"),
+    Task("super_resolution", "image", _derived(lambda p, rng: _downscaled(p, 4))),
+    Task("jpeg_artifact_removal", "image", _derived(lambda p, rng: _jpeg(p, int(rng.integers(5, 21))))),
 ]}
 
 IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
