@@ -8,7 +8,7 @@ from PIL import Image
 
 from lavin_cli.errors import InputError
 from lavin_cli.training import tasks
-from lavin_cli.training.photos import PHOTO_TASKS, Photos
+from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def photo_dir(tmp_path):
 def test_crops_are_seeded_and_pairs_use_the_generators_degradations(photo_dir):
     photos = Photos([photo_dir])
     assert [p.name for p in photos.files] == ["p0.png", "p1.png", "p2.png"]
-    assert photos.task_names == PHOTO_TASKS
+    assert photos.task_names == PHOTO_TASKS + VIDEO_PHOTO_TASKS
     a = photos.pair("denoising", np.random.default_rng(5), 64)
     b = photos.pair("denoising", np.random.default_rng(5), 64)
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and a[0].shape == (1, 64, 64, 3)
@@ -76,3 +76,28 @@ def test_eval_on_photos_scores_model_input_and_vae(cli, tiny_model, photo_dir):
     assert json.loads(cli(*args)[1]) == report
     code, out, err = cli(*args[:-2], "-q")
     assert code == 0 and "model - input" in out and "denoising" in out
+
+
+def test_photo_clips_move_a_camera_over_one_photo(photo_dir):
+    """Frame prediction from photos: 9 frames of one window panning and zooming, seeded; the
+    target's first frame is the input's last, as the generator's clips."""
+    photos = Photos([photo_dir], ["frame_prediction"])
+    assert photos.kind("frame_prediction") == "video"
+    inp, tgt = photos.pair("frame_prediction", np.random.default_rng(3), 32)
+    again = photos.pair("frame_prediction", np.random.default_rng(3), 32)
+    assert inp.shape == tgt.shape == (5, 32, 32, 3) and np.array_equal(inp, again[0])
+    assert np.array_equal(inp[-1], tgt[0]) and 0 <= inp.min() and inp.max() <= 1
+    frames = photos.clip(np.random.default_rng(4), 32, 9)
+    steps = [np.abs(frames[t + 1] - frames[t]).mean() for t in range(8)]
+    assert all(s > 0 for s in steps)  # the camera moves every frame
+    assert np.abs(frames[8] - frames[0]).mean() > np.mean(steps) / 2  # ... and gets somewhere
+
+
+def test_eval_on_photo_clips_scores_frame_prediction_against_repeating(cli, tiny_model, photo_dir):
+    import json
+
+    code, out, err = cli("eval", "-m", tiny_model, "--photos", photo_dir, "-t", "frame_prediction", "--queries", "1",
+                         "--pairs", "1", "--steps", "2", "--json", "-q")
+    assert code == 0, err
+    r = json.loads(out)["tasks"]["frame_prediction"]
+    assert r["metric"] == "psnr_db" and 0 < r["model"] < 99 and 0 < r["input"] < 99 and 0 < r["vae_ceiling"] < 99

@@ -184,10 +184,10 @@ def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_photos
     from lavin_cli.inference.pipeline import Pipeline
-    from lavin_cli.training.photos import PHOTO_TASKS, Photos
+    from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
     from lavin_cli.training.tasks import TASKS
 
-    known = PHOTO_TASKS if photos else TASKS
+    known = PHOTO_TASKS + VIDEO_PHOTO_TASKS if photos else TASKS
     unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
         kind = "that follow from a photo" if photos else "of the generator"
@@ -225,7 +225,8 @@ def _show_photos(report: dict) -> None:
         else:
             table.add_row(name, r["metric"], f"{r['model']:.4f}", "", "", "", f"{r['baseline']:.4f}")
     print_table(table)
-    out.print("input: the degraded input's own score (doing nothing); baseline: the mean context target's")
+    out.print("input: the degraded input's own score (doing nothing; for frame prediction, repeating the last "
+              "frame); baseline: the mean context target's")
 
 
 def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: str) -> None:

@@ -6,7 +6,9 @@ crop of the photos (a fixed seed). A restoration is scored by PSNR beside two re
 degraded input's own PSNR (what doing nothing scores: a restoration must beat it) and the VAE's
 reconstruction of the truth (the ceiling no prediction through the VAE passes). Edges are scored
 by F1 at 0.5 with a one-pixel tolerance against the Sobel detector on the clean crop, beside the
-mean context target's F1 (the generator eval's baseline).
+mean context target's F1 (the generator eval's baseline). Frame prediction runs on clips of a
+camera moving over a photo: PSNR of the 4 new frames against repeating the last input frame,
+beside the VAE's own coding of the true new frames.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from lavin_cli.evaluation.evaluate import EVAL_TAG, reconstruct
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
-from lavin_cli.training.photos import PHOTO_TASKS, Photos
+from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
 
 
 def _rng(seed: int, task: str, part: int) -> np.random.Generator:
@@ -47,6 +49,34 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
             "vae_ceiling": _mean(psnr(reconstruct(pipe, t[None])[0], t) for t in truths)}
 
 
+def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
+                   **sampling) -> dict:
+    """Frame prediction on photo clips: the query is frames 0-4, the truth frames 5-8."""
+    import tempfile
+
+    from lavin_cli.io.video import Clip, write_video
+
+    u8 = tasks.to_uint8
+    rng = _rng(seed, task, 0)
+    context = [photos.pair(task, rng, size) for _ in range(pairs)]
+    rng = _rng(seed, task, 1)
+    clips = [photos.clip(rng, size, 9) for _ in range(queries)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for j, (inp, tgt) in enumerate(context):
+            write_video(root / "ctx" / f"{j:03d}_input", Clip(u8(inp), 8))
+            write_video(root / "ctx" / f"{j:03d}_target", Clip(u8(tgt), 8))
+        paths = []
+        for i, clip in enumerate(clips):
+            write_video(root / f"q{i}", Clip(u8(clip[:5]), 8))
+            paths.append(str(root / f"q{i}"))
+        result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
+    preds = [p.clip.frames.astype(np.float32) / 255 for p in result.predictions]
+    return {"metric": "psnr_db", "model": _mean(psnr(p, c[5:9]) for p, c in zip(preds, clips)),
+            "input": _mean(psnr(np.repeat(c[4:5], 4, axis=0), c[5:9]) for c in clips),
+            "vae_ceiling": _mean(psnr(reconstruct(pipe, c[4:9])[1:], c[5:9]) for c in clips)}
+
+
 def _mean(values) -> float:
     return round(float(np.mean(list(values))), 4)
 
@@ -54,7 +84,8 @@ def _mean(values) -> float:
 def default_tasks(pipe) -> list[str]:
     """The photo tasks the model was trained on (all of them where its model.json does not say)."""
     trained = pipe.model.trained_tasks if pipe.model else None
-    return [t for t in PHOTO_TASKS if trained is None or t in trained] or list(PHOTO_TASKS)
+    every = PHOTO_TASKS + VIDEO_PHOTO_TASKS
+    return [t for t in every if trained is None or t in trained] or every
 
 
 def evaluate_photos(pipe, roots: list[str | Path], names: list[str] | None = None, seed: int = 0, queries: int = 8,
@@ -70,7 +101,8 @@ def evaluate_photos(pipe, roots: list[str | Path], names: list[str] | None = Non
                     "steps": steps, "cfg": cfg, "solver": solver, "dtype": str(pipe.dtype).replace("torch.", ""),
                     "size": size, "tasks": {}}
     for n, task in enumerate(photos.task_names):
-        report["tasks"][task] = evaluate_task(pipe, photos, task, seed, queries, pairs, size, **sampling)
+        run = evaluate_clips if photos.kind(task) == "video" else evaluate_task
+        report["tasks"][task] = run(pipe, photos, task, seed, queries, pairs, size, **sampling)
         if callback:
             callback(n + 1, len(photos.task_names))
     return report

@@ -1,7 +1,8 @@
 """Real photographs as a training and evaluation source: the tasks whose target follows from the
 photo itself (denoising, deblurring, low-light, inpainting, colorization: the generator's own
 degradations, `tasks.derived_pair`; edges: the same Sobel detector on the clean photo), on crops
-of the photos in some folders.
+of the photos in some folders; and frame prediction on clips of a camera moving over a photo
+(a pan at constant velocity and a steady zoom, sub-pixel: real texture in real motion classes).
 
     lavin train dit --data photos:/usr/share/backgrounds/mate/nature ...
 
@@ -26,6 +27,9 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SIDE = 1024  # decoded photos are scaled down to this shorter side (memory, speed)
 MIN_SIDE = 128  # smaller images (icons, thumbnails) are not photos to learn from
 PHOTO_TASKS = [t for t in gen.TASKS if gen.is_derived(t)] + ["edge_detection"]
+VIDEO_PHOTO_TASKS = ["frame_prediction"]  # clips of a camera panning and zooming over a photo
+MAX_PAN = 0.04  # of the window's side per frame
+MAX_ZOOM = 0.03  # window scale change per frame
 
 
 RESOLUTION = re.compile(r"\d+x\d+")  # wallpaper sets keep one photo at many sizes: 1920x1080.jpg, ...
@@ -48,10 +52,11 @@ def photo_files(roots: list[Path]) -> list[Path]:
 
 class Photos(Source):
     def __init__(self, roots: list[Path], names: list[str] | None = None):
-        unknown = sorted(set(names or []) - set(PHOTO_TASKS))
+        unknown = sorted(set(names or []) - set(PHOTO_TASKS + VIDEO_PHOTO_TASKS))
         if unknown:
-            raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(PHOTO_TASKS)}")
-        self.task_names = list(names or PHOTO_TASKS)
+            raise InputError(f"task(s) {unknown} cannot be made from photos; these can: "
+                             f"{', '.join(PHOTO_TASKS + VIDEO_PHOTO_TASKS)}")
+        self.task_names = list(names or PHOTO_TASKS + VIDEO_PHOTO_TASKS)
         if not roots:
             raise InputError("photos: give one or more folders of photos (photos:DIR[,DIR])")
         self.files = photo_files([Path(r) for r in roots])
@@ -61,7 +66,7 @@ class Photos(Source):
         self.files = [p for p in self.files if self._photo(p) is not None]
 
     def kind(self, task: str) -> str:
-        return "image"
+        return "video" if task in VIDEO_PHOTO_TASKS else "image"
 
     def _photo(self, path: Path) -> np.ndarray | None:
         """The photo as uint8 RGB, shorter side at most MAX_SIDE; None for what is not one."""
@@ -88,7 +93,32 @@ class Photos(Source):
         picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
         return picture / 255.0
 
+    def clip(self, rng: np.random.Generator, size: int, frames: int) -> np.ndarray:
+        """A camera over a random photo: a square window panning at a constant velocity (up to
+        MAX_PAN of its side per frame, any direction) and zooming steadily (up to MAX_ZOOM per
+        frame), kept inside the photo; (frames, size, size, 3) in [0, 1]."""
+        photo = self._photo(self.files[int(rng.integers(len(self.files)))])
+        h, w = photo.shape[:2]
+        side = float(rng.uniform(max(size, min(h, w) / 5), min(h, w) / 1.6))
+        zoom = float(np.exp(rng.uniform(-MAX_ZOOM, MAX_ZOOM)))
+        velocity = rng.uniform(-MAX_PAN, MAX_PAN, 2) * side
+        scale = min(1.0, 1.5 * size / side)  # sample from a copy at most 1.5x the working size (no aliasing)
+        image = Image.fromarray(photo)
+        if scale < 1:
+            image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BOX)
+        sides = side * zoom ** np.arange(frames)
+        centre = np.array([rng.uniform(sides.max() / 2, w - sides.max() / 2), rng.uniform(sides.max() / 2, h - sides.max() / 2)])
+        out = []
+        for t, s in enumerate(sides):
+            c = np.clip(centre + velocity * t, s / 2, [w - s / 2, h - s / 2])  # stops at the photo's edge
+            box = tuple(float(v) * scale for v in (c[0] - s / 2, c[1] - s / 2, c[0] + s / 2, c[1] + s / 2))
+            out.append(np.asarray(image.transform((size, size), Image.EXTENT, box, Image.BILINEAR), np.float32))
+        return np.stack(out) / 255.0
+
     def pair(self, task, rng, size):
+        if task == "frame_prediction":
+            frames = self.clip(rng, size, 9)
+            return frames[:5], frames[4:9]
         pic = self.picture(rng, size)
         if task == "edge_detection":
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
