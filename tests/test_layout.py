@@ -157,3 +157,20 @@ def test_model_json_has_one_writer():
     assert not writers, writers
     source = (PACKAGE / "store" / "folders.py").read_text()
     assert "def write_model_json" in source
+
+
+def test_manifest_has_one_writer_beside_its_reader():
+    """manifest.json is written (store/manifest.write_manifest) in the module that reads and
+    verifies it; nothing else writes a file named by MANIFEST."""
+    import re
+
+    writers = []
+    for path in PACKAGE.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"MANIFEST|manifest\.json", line) and re.search(r"write_text|write_atomic|open\(.*['\"]w", line):
+                writers.append(f"{path.relative_to(PACKAGE)}:{n}")
+    assert writers == [f"store/manifest.py:{n}" for n in _lines(PACKAGE / "store" / "manifest.py", "write_atomic(folder / MANIFEST")]
+
+
+def _lines(path: Path, text: str) -> list[int]:
+    return [n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line]

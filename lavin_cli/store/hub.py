@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -32,7 +31,7 @@ from typing import Callable, Optional
 from lavin_cli.errors import CheckpointError, LavinError, OutputError
 from lavin_cli.io import files
 from lavin_cli.store import folders, registry
-from lavin_cli.store.manifest import MANIFEST, installed
+from lavin_cli.store.manifest import installed, write_manifest
 from lavin_cli.store.home import bundled_dir
 from lavin_cli.store.home import home as store_home
 
@@ -275,14 +274,9 @@ def _finalize(entry: registry.ModelEntry, staging: Path, downloads: dict, callba
     if entry.tasks:
         model["tasks_dir"] = entry.tasks
     folders.write_model_json(staging, model)
-    files = {str(p.relative_to(staging)): {"sha256": sha256(p), "size": p.stat().st_size}
-             for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
     pinned = bool(entry.files) and all(f.sha256 for f in entry.files)
-    manifest = {"name": entry.name, "source": {"type": entry.source, "repo": entry.repo, "revision": entry.revision,
-                                               "pinned": pinned},
-                "downloads": downloads, "files": files, "status": "ready",
-                "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(staging, entry.name, {"type": entry.source, "repo": entry.repo, "revision": entry.revision,
+                                         "pinned": pinned}, downloads)
 
 
 def install(spec: str, home=None, offline_flag: bool = False, force: bool = False, callback: Callback = None,

@@ -15,6 +15,18 @@ from lavin_cli.store.home import home as store_home
 MANIFEST = "manifest.json"
 
 
+def write_manifest(folder: Path, name: str, source: dict, downloads) -> None:
+    """Hash every file of a finished model folder into its manifest, marked ready; written last,
+    so that a folder with a manifest is complete (and atomically: a crash leaves none)."""
+    import time
+
+    listed = {str(p.relative_to(folder)): {"sha256": files.sha256(p), "size": p.stat().st_size}
+              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {"name": name, "source": source, "downloads": downloads, "files": listed, "status": "ready",
+                "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    files.write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), overwrite=True)
+
+
 def source(folder: Path) -> dict:
     """The "source" of an installed model's manifest ({} where there is none)."""
     try:
