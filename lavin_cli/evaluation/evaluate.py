@@ -35,7 +35,7 @@ from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training import tasks
 
 EVAL_TAG = 0x1A71E
-SWITCH_TASKS = ("depth_estimation", "surface_normals", "foreground_segmentation", "edge_detection")
+SWITCH_TASKS = tuple(tasks.SCENE_TARGETS)  # the tasks of one rendered scene: the same query, different answers
 
 
 def heldout_rng(seed: int, task: str, i: int) -> np.random.Generator:
@@ -116,11 +116,11 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
         truths = [(np.stack([r.rgb for r in clip]), np.stack([r.depth for r in clip])) for clip in renders]
         result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
         longer = pipe.video(root / "ctx", paths, frames=12, pairs=pairs, seed=seed, size=size, **sampling) \
-            if task == "frame_prediction" else None
+            if _frames(task) else None
     ours, base, ceiling = [], [], []
     for pred, (frames, depth) in zip(result.predictions, truths):
         p = pred.clip.frames.astype(np.float32) / 255
-        if task == "frame_prediction":
+        if _frames(task):
             ceiling.append(psnr(reconstruct(pipe, frames[4:9])[1:], frames[5:9]))  # the target clip, coded
             ours.append({"psnr_db": psnr(p, frames[5:9])})
             base.append({"psnr_db": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9])})
@@ -136,6 +136,11 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
     return report
 
 
+def _frames(task: str) -> bool:
+    """A task whose target is the clip's continuation (scored against repeating its last frame)."""
+    return tasks.TASKS[task].metric == "frames"
+
+
 def write_video_case(root: Path, task: str, seed: int, pairs: int, queries: int, size: int):
     """Held-out context clip pairs (root/ctx/<j>_input, _target) and 5-frame query clips (root/q<i>)
     of a video task, as files; returns (the context targets, the query paths, each query's renders:
@@ -147,7 +152,7 @@ def write_video_case(root: Path, task: str, seed: int, pairs: int, queries: int,
         write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
         write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
     for i in range(queries):
-        clip = tasks.clip_renders(heldout_rng(seed, task, i), size, 9 if task == "frame_prediction" else 5)
+        clip = tasks.clip_renders(heldout_rng(seed, task, i), size, 9 if _frames(task) else 5)
         write_video(root / f"q{i}", Clip(tasks.to_uint8(np.stack([r.rgb for r in clip[:5]])), 8))
         paths.append(str(root / f"q{i}"))
         renders.append(clip)

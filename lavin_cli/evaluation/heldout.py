@@ -29,13 +29,14 @@ from lavin_cli.training import tasks
 
 def _truth(task: str, case: evaluate.Case) -> tuple[str, np.ndarray]:
     """(extension, values) of a case's truth file."""
-    if task == "depth_estimation":
+    metric = tasks.TASKS[task].metric
+    if metric == "depth":
         return ".npy", case.render.depth.astype(np.float32)
-    if task == "surface_normals":
+    if metric == "normals":
         return ".npy", (case.render.normal * case.render.surface[..., None]).astype(np.float32)
-    if task == "foreground_segmentation":
+    if metric == "mask":
         return ".png", np.where(case.render.instance > 0, 255, 0).astype(np.uint8)
-    if task == "edge_detection":
+    if metric == "edges":
         return ".png", np.where(case.target.mean(-1) > 0.5, 255, 0).astype(np.uint8)
     return ".npy", case.target.astype(np.float32)
 

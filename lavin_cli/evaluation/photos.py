@@ -40,7 +40,7 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
                   size=size, batch_size=queries, **sampling)
     preds = [p.image.astype(np.float32) / 255 for p in result.predictions]
     truths = [t[0] for _, t in cases]
-    if task == "edge_detection":
+    if tasks.TASKS[task].metric == "edges":
         baseline = np.mean([b[0] for _, b in context], axis=0).mean(-1)
         return {"metric": "f1", "model": _mean(edge_f1(p.mean(-1), t.mean(-1)) for p, t in zip(preds, truths)),
                 "baseline": _mean(edge_f1(baseline, t.mean(-1)) for t in truths)}

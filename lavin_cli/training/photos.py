@@ -26,8 +26,9 @@ from lavin_cli.training.data import Source
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SIDE = 1024  # decoded photos are scaled down to this shorter side (memory, speed)
 MIN_SIDE = 128  # smaller images (icons, thumbnails) are not photos to learn from
-PHOTO_TASKS = [t for t in gen.TASKS if gen.is_derived(t)] + ["edge_detection"]
-VIDEO_PHOTO_TASKS = ["frame_prediction"]  # clips of a camera panning and zooming over a photo
+PHOTO_TASKS = ([t for t in gen.TASKS if gen.is_derived(t)]
+               + [t for t in gen.TASKS if gen.TASKS[t].metric == "edges"])  # edges: the Sobel detector on the photo
+VIDEO_PHOTO_TASKS = [t for t in gen.TASKS if gen.TASKS[t].metric == "frames"]  # a camera moving over a photo
 MAX_PAN = 0.04  # of the window's side per frame
 MAX_ZOOM = 0.03  # window scale change per frame
 
@@ -116,11 +117,11 @@ class Photos(Source):
         return np.stack(out) / 255.0
 
     def pair(self, task, rng, size):
-        if task == "frame_prediction":
+        if gen.TASKS[task].metric == "frames":
             frames = self.clip(rng, size, 9)
             return frames[:5], frames[4:9]
         pic = self.picture(rng, size)
-        if task == "edge_detection":
+        if gen.TASKS[task].metric == "edges":
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
             return pic[None], np.repeat(edges[..., None], 3, -1)[None]
         return gen.derived_pair(task, pic, rng)
