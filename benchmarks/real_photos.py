@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=16)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--model", nargs="+", default=[None], help="models to compare (default: the bundled one)")
-    parser.add_argument("--task", nargs="+", default=None)
+    parser.add_argument("--task", nargs="+", default=None, help="default: the photo tasks the first model knows")
     parser.add_argument("--vae", nargs="+", default=None, help="compare these VAEs' ceilings instead")
     args = parser.parse_args()
     if args.vae:
@@ -69,15 +69,17 @@ def main() -> None:
                                        pairs=PAIRS, steps=STEPS))
     first = reports[0]
     print(f"crops of {first['photo_files']} photos in {', '.join(args.photos)}; {PAIRS} pairs, {args.queries} "
-          f"queries per task, seed {args.seed}, float32, {STEPS} steps; models: {', '.join(map(str, args.model))}\n")
-    print("| task | metric | " + " | ".join(f"model {i + 1}" for i in range(len(reports)))
-          + " | degraded input | VAE ceiling (model 1) |")
-    print("| --- | --- | " + " | ".join("---:" for _ in reports) + " | ---: | ---: |")
+          f"queries per task, seed {args.seed}, float32, {STEPS} steps; models: {', '.join(map(str, args.model))}; "
+          "each cell: the model's score (its VAE's ceiling)\n")
+    print("| task | metric | " + " | ".join(f"model {i + 1}" for i in range(len(reports))) + " | degraded input |")
+    print("| --- | --- | " + " | ".join("---:" for _ in reports) + " | ---: |")
     for task, r in first["tasks"].items():
-        values = " | ".join(f"{rep['tasks'][task]['model']:.{2 if 'input' in r else 3}f}" for rep in reports)
-        extra = f"{r['input']:.2f} | {r['vae_ceiling']:.2f}" if "input" in r else f"baseline {r['baseline']:.3f} |"
-        print(f"| {task} | {r['metric']} | {values} | {extra} |")
-
+        cells = []
+        for rep in reports:
+            t = rep["tasks"][task]
+            cells.append(f"{t['model']:.2f} ({t['vae_ceiling']:.2f})" if "input" in t else f"{t['model']:.3f}")
+        extra = f"{r['input']:.2f}" if "input" in r else f"baseline {r['baseline']:.3f}"
+        print(f"| {task} | {r['metric']} | {' | '.join(cells)} | {extra} |")
 
 if __name__ == "__main__":
     main()
