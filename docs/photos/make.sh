@@ -1,7 +1,9 @@
 #!/bin/bash
-# README's real-photo pictures: the bundled model on crops of Debian's mate-backgrounds nature
-# photos (GPL-2+, see LICENSES.md), three context pairs and one query per task, each a crop
-# that training never saw (these photos are lavin's held-out real set).
+# Pictures of a model on real photos, one per photo task (docs/photos/<task>.png, for README
+# once a photo-trained bundled model ships): crops of Debian's mate-backgrounds nature photos
+# (GPL-2+, see LICENSES.md), three context pairs and one query per task, crops that training
+# never saw (these photos are lavin's held-out real set). Each is lavin run's (or lavin video's)
+# --grid: the pairs, the query, the prediction.
 #
 #   apt-get install -y mate-backgrounds
 #   bash docs/photos/make.sh [MODEL]
