@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--task", nargs="+", default=None, help="default: the photo tasks the first model knows")
     parser.add_argument("--vae", nargs="+", default=None, help="compare these VAEs' ceilings instead")
     args = parser.parse_args()
+    photos = Photos(args.photos)  # decoded once for every model
     if args.vae:
-        return vae_rows(args.vae, Photos(args.photos), args.queries, args.seed)
+        return vae_rows(args.vae, photos, args.queries, args.seed)
     reports = []
     for model in args.model:
         pipe = Pipeline.from_pretrained(model, dtype="float32")
-        reports.append(evaluate_photos(pipe, args.photos, args.task, seed=args.seed, queries=args.queries,
+        reports.append(evaluate_photos(pipe, photos, args.task, seed=args.seed, queries=args.queries,
                                        pairs=PAIRS, steps=STEPS))
     first = reports[0]
     print(f"crops of {first['photo_files']} photos in {', '.join(args.photos)}; {PAIRS} pairs, {args.queries} "

@@ -8,7 +8,7 @@ from PIL import Image
 
 from lavin_cli.errors import InputError
 from lavin_cli.training import tasks
-from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
+from lavin_cli.training.photos import ALL_PHOTO_TASKS, PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def photo_dir(tmp_path):
 def test_crops_are_seeded_and_pairs_use_the_generators_degradations(photo_dir):
     photos = Photos([photo_dir])
     assert [p.name for p in photos.files] == ["p0.png", "p1.png", "p2.png"]
-    assert photos.task_names == PHOTO_TASKS + VIDEO_PHOTO_TASKS
+    assert photos.task_names == PHOTO_TASKS + VIDEO_PHOTO_TASKS == ALL_PHOTO_TASKS
     a = photos.pair("denoising", np.random.default_rng(5), 64)
     b = photos.pair("denoising", np.random.default_rng(5), 64)
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and a[0].shape == (1, 64, 64, 3)

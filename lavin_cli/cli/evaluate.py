@@ -184,16 +184,15 @@ def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_photos
     from lavin_cli.inference.pipeline import Pipeline
-    from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
+    from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
     from lavin_cli.training.tasks import TASKS
 
-    known = PHOTO_TASKS + VIDEO_PHOTO_TASKS if photos else TASKS
+    known = ALL_PHOTO_TASKS if photos else TASKS
     unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
         kind = "that follow from a photo" if photos else "of the generator"
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the tasks {kind} are {', '.join(known)}")
-    if photos:
-        Photos(photos, task or None)  # a missing folder or one without photos, before the model loads
+    source = Photos(photos) if photos else None  # a missing folder or one without photos, before the model loads
     from lavin_cli.inference.options import SamplingOptions
 
     sampling = SamplingOptions(steps=steps, cfg=cfg, solver=solver, cfg_interval=cfg_interval,
@@ -203,7 +202,7 @@ def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
     keywords = dict(seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg, solver=sampling.solver,
                     cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
-    report = evaluate_photos(pipe, photos, task or None, **keywords) if photos else run_eval(pipe, task or None, **keywords)
+    report = evaluate_photos(pipe, source, task or None, **keywords) if source else run_eval(pipe, task or None, **keywords)
     if as_json:
         print(json.dumps(report, indent=2))
     elif photos:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lavin_cli.errors import InputError
 from lavin_cli.evaluation.evaluate import EVAL_TAG, reconstruct
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
-from lavin_cli.training.photos import PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
+from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
 
 
 def _rng(seed: int, task: str, part: int) -> np.random.Generator:
@@ -84,25 +85,28 @@ def _mean(values) -> float:
 def default_tasks(pipe) -> list[str]:
     """The photo tasks the model was trained on (all of them where its model.json does not say)."""
     trained = pipe.model.trained_tasks if pipe.model else None
-    every = PHOTO_TASKS + VIDEO_PHOTO_TASKS
-    return [t for t in every if trained is None or t in trained] or every
+    return [t for t in ALL_PHOTO_TASKS if trained is None or t in trained] or list(ALL_PHOTO_TASKS)
 
 
-def evaluate_photos(pipe, roots: list[str | Path], names: list[str] | None = None, seed: int = 0, queries: int = 8,
+def evaluate_photos(pipe, photos: Photos, names: list[str] | None = None, seed: int = 0, queries: int = 8,
                     pairs: int | None = None, steps: int = 11, cfg: float = 1.5, solver: str = "euler",
                     cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, callback=None) -> dict:
-    """Per-task scores of the model behind `pipe` on crops of the photos under `roots`."""
-    photos = Photos([Path(r) for r in roots], names or default_tasks(pipe))  # refuses a task photos cannot make
+    """Per-task scores of the model behind `pipe` on crops of `photos` (Photos([folder, ...]),
+    decoded once): the tasks `names`, else those of the model's that photos make."""
+    names = names or default_tasks(pipe)
+    unknown = [t for t in names if t not in ALL_PHOTO_TASKS]
+    if unknown:
+        raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(ALL_PHOTO_TASKS)}")
     size, pairs = pipe.default_size, pipe.default_pairs if pairs is None else pairs
     sampling = {"steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": cfg_interval,
                 "cond_refresh": cond_refresh}
-    report: dict = {"model": pipe.model.name if pipe.model else None, "photos": [str(r) for r in roots],
+    report: dict = {"model": pipe.model.name if pipe.model else None, "photos": [str(r) for r in photos.roots],
                     "photo_files": len(photos.files), "seed": seed, "queries_per_task": queries, "pairs": pairs,
                     "steps": steps, "cfg": cfg, "solver": solver, "dtype": str(pipe.dtype).replace("torch.", ""),
                     "size": size, "tasks": {}}
-    for n, task in enumerate(photos.task_names):
+    for n, task in enumerate(names):
         run = evaluate_clips if photos.kind(task) == "video" else evaluate_task
         report["tasks"][task] = run(pipe, photos, task, seed, queries, pairs, size, **sampling)
         if callback:
-            callback(n + 1, len(photos.task_names))
+            callback(n + 1, len(names))
     return report

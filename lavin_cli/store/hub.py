@@ -36,7 +36,6 @@ from lavin_cli.store.home import bundled_dir
 from lavin_cli.store.home import home as store_home
 
 
-
 @dataclass(frozen=True)
 class Event:
     stage: str  # "download", "unpack", "convert", "check", "verify"

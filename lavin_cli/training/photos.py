@@ -29,6 +29,7 @@ MIN_SIDE = 128  # smaller images (icons, thumbnails) are not photos to learn fro
 PHOTO_TASKS = ([t for t in gen.TASKS if gen.is_derived(t)]
                + [t for t in gen.TASKS if gen.TASKS[t].metric == "edges"])  # edges: the Sobel detector on the photo
 VIDEO_PHOTO_TASKS = [t for t in gen.TASKS if gen.TASKS[t].metric == "frames"]  # a camera moving over a photo
+ALL_PHOTO_TASKS = PHOTO_TASKS + VIDEO_PHOTO_TASKS  # what a Photos source makes
 MAX_PAN = 0.04  # of the window's side per frame
 MAX_ZOOM = 0.03  # window scale change per frame
 
@@ -53,14 +54,15 @@ def photo_files(roots: list[Path]) -> list[Path]:
 
 class Photos(Source):
     def __init__(self, roots: list[Path], names: list[str] | None = None):
-        unknown = sorted(set(names or []) - set(PHOTO_TASKS + VIDEO_PHOTO_TASKS))
+        unknown = sorted(set(names or []) - set(ALL_PHOTO_TASKS))
         if unknown:
             raise InputError(f"task(s) {unknown} cannot be made from photos; these can: "
-                             f"{', '.join(PHOTO_TASKS + VIDEO_PHOTO_TASKS)}")
-        self.task_names = list(names or PHOTO_TASKS + VIDEO_PHOTO_TASKS)
+                             f"{', '.join(ALL_PHOTO_TASKS)}")
+        self.task_names = list(names or ALL_PHOTO_TASKS)
         if not roots:
             raise InputError("photos: give one or more folders of photos (photos:DIR[,DIR])")
-        self.files = photo_files([Path(r) for r in roots])
+        self.roots = [Path(r) for r in roots]
+        self.files = photo_files(self.roots)
         self._decoded: dict[Path, np.ndarray | None] = {}
         if not any(self._photo(p) is not None for p in self.files):
             raise InputError(f"no photo of at least {MIN_SIDE} px in {', '.join(map(str, roots))}")
