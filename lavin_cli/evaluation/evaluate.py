@@ -121,9 +121,10 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
     for pred, (frames, depth) in zip(result.predictions, truths):
         p = pred.clip.frames.astype(np.float32) / 255
         if _frames(task):
-            ceiling.append(psnr(reconstruct(pipe, frames[4:9])[1:], frames[5:9]))  # the target clip, coded
-            ours.append({"psnr_db": psnr(p, frames[5:9])})
-            base.append({"psnr_db": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9])})
+            scores = continuation_scores(pipe, p, frames)
+            ours.append({"psnr_db": scores["model"]})
+            base.append({"psnr_db": scores["input"]})
+            ceiling.append(scores["vae_ceiling"])
         else:
             ours.append(depth_metrics(p.mean(-1), depth))
             base.append(depth_metrics(np.mean(targets, axis=0).mean(-1), depth))  # the mean context target
@@ -141,22 +142,34 @@ def _frames(task: str) -> bool:
     return tasks.TASKS[task].metric == "frames"
 
 
+def continuation_scores(pipe, predicted: np.ndarray, frames: np.ndarray) -> dict[str, float]:
+    """Frame prediction's protocol for one query whose true clip is `frames` (9, H, W, 3), the
+    query its frames 0-4: PSNR of the 4 `predicted` new frames against frames 5-8 ("model"), of
+    repeating frame 4 ("input") and of the VAE's own coding of the target clip 4-8 without its
+    anchor ("vae_ceiling")."""
+    return {"model": psnr(predicted, frames[5:9]), "input": psnr(np.repeat(frames[4:5], 4, axis=0), frames[5:9]),
+            "vae_ceiling": psnr(reconstruct(pipe, frames[4:9])[1:], frames[5:9])}
+
+
+def write_clip_case(root: Path, context: list[tuple[np.ndarray, np.ndarray]], queries: list[np.ndarray]) -> list[str]:
+    """Context clip pairs (frames in [0, 1]) as root/ctx/<j>_input and _target, query clips as
+    root/q<i>, frame folders at 8 fps; the query paths."""
+    for j, (inp, tgt) in enumerate(context):
+        write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
+        write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
+    for i, clip in enumerate(queries):
+        write_video(root / f"q{i}", Clip(tasks.to_uint8(clip), 8))
+    return [str(root / f"q{i}") for i in range(len(queries))]
+
+
 def write_video_case(root: Path, task: str, seed: int, pairs: int, queries: int, size: int):
     """Held-out context clip pairs (root/ctx/<j>_input, _target) and 5-frame query clips (root/q<i>)
     of a video task, as files; returns (the context targets, the query paths, each query's renders:
     9 frames for frame_prediction, whose last 4 are the truth, else 5)."""
-    targets, paths, renders = [], [], []
-    for j in range(pairs):
-        inp, tgt = tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), size)
-        targets.append(tgt)
-        write_video(root / "ctx" / f"{j:03d}_input", Clip(tasks.to_uint8(inp), 8))
-        write_video(root / "ctx" / f"{j:03d}_target", Clip(tasks.to_uint8(tgt), 8))
-    for i in range(queries):
-        clip = tasks.clip_renders(heldout_rng(seed, task, i), size, 9 if _frames(task) else 5)
-        write_video(root / f"q{i}", Clip(tasks.to_uint8(np.stack([r.rgb for r in clip[:5]])), 8))
-        paths.append(str(root / f"q{i}"))
-        renders.append(clip)
-    return targets, paths, renders
+    context = [tasks.TASKS[task].make(heldout_rng(seed, task, 100_000 + j), size) for j in range(pairs)]
+    renders = [tasks.clip_renders(heldout_rng(seed, task, i), size, 9 if _frames(task) else 5) for i in range(queries)]
+    paths = write_clip_case(root, context, [np.stack([r.rgb for r in clip[:5]]) for clip in renders])
+    return [tgt for _, tgt in context], paths, renders
 
 
 def continuity(clips: list[np.ndarray], chunk: int) -> dict[str, float]:

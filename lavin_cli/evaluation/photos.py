@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lavin_cli.errors import InputError
-from lavin_cli.evaluation.evaluate import EVAL_TAG, reconstruct
+from lavin_cli.evaluation.evaluate import EVAL_TAG, continuation_scores, reconstruct, write_clip_case
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
 from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
@@ -52,30 +52,21 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
 
 def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
                    **sampling) -> dict:
-    """Frame prediction on photo clips: the query is frames 0-4, the truth frames 5-8."""
+    """Frame prediction on photo clips (evaluate.continuation_scores: the query is frames 0-4, the
+    truth frames 5-8)."""
     import tempfile
 
-    from lavin_cli.io.video import Clip, write_video
-
-    u8 = tasks.to_uint8
     rng = _rng(seed, task, 0)
     context = [photos.pair(task, rng, size) for _ in range(pairs)]
     rng = _rng(seed, task, 1)
     clips = [photos.clip(rng, size, 9) for _ in range(queries)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for j, (inp, tgt) in enumerate(context):
-            write_video(root / "ctx" / f"{j:03d}_input", Clip(u8(inp), 8))
-            write_video(root / "ctx" / f"{j:03d}_target", Clip(u8(tgt), 8))
-        paths = []
-        for i, clip in enumerate(clips):
-            write_video(root / f"q{i}", Clip(u8(clip[:5]), 8))
-            paths.append(str(root / f"q{i}"))
+        paths = write_clip_case(root, context, [c[:5] for c in clips])
         result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
-    preds = [p.clip.frames.astype(np.float32) / 255 for p in result.predictions]
-    return {"metric": "psnr_db", "model": _mean(psnr(p, c[5:9]) for p, c in zip(preds, clips)),
-            "input": _mean(psnr(np.repeat(c[4:5], 4, axis=0), c[5:9]) for c in clips),
-            "vae_ceiling": _mean(psnr(reconstruct(pipe, c[4:9])[1:], c[5:9]) for c in clips)}
+    scores = [continuation_scores(pipe, p.clip.frames.astype(np.float32) / 255, c)
+              for p, c in zip(result.predictions, clips)]
+    return {"metric": "psnr_db", **{k: _mean(s[k] for s in scores) for k in ("model", "input", "vae_ceiling")}}
 
 
 def _mean(values) -> float:
