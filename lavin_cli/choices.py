@@ -22,7 +22,12 @@ ATTENTION_KERNELS: dict[str, str] = {
 }
 
 
+def one_of(names) -> str:
+    """'a, b or c', for --help and messages."""
+    names = list(names)
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def described(names: dict[str, str]) -> str:
     """'a (what a), b (what b) or c (what c)', for --help."""
-    items = [f"{name} ({what})" for name, what in names.items()]
-    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+    return one_of(f"{name} ({what})" for name, what in names.items())

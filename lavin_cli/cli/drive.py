@@ -71,8 +71,8 @@ def execute(files: Files, options, load, source, context: Optional[Path], task: 
     ranks = distributed.start()
     main = ranks is None or ranks.main
     try:
-        line = source.start(ranks, load, options.working_size(source.size), options.pairs,
-                            batch=1 if clips else batch_size, frames=5 if clips else 1)
+        line = source.start(ranks, load, options.working_size(source.size), options.pairs, batch=batch_size,
+                            frames=5 if clips else 1)
         if not files.quiet and main:
             log(line)
 

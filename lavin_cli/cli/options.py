@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from lavin_cli.choices import ATTENTION_KERNELS, SOLVERS, described
+from lavin_cli.choices import ATTENTION_KERNELS, SOLVERS, described, one_of
 from lavin_cli.inference import options as lib
 
 
@@ -73,12 +73,6 @@ class Group(_HelpStyle, TyperGroup):
 
 
 INPUTS, OUTPUTS, SAMPLING, DATASET, DEVICE_PANEL = "Inputs", "Outputs", "Sampling", "Dataset", "Model and device"
-
-
-def one_of(names) -> str:
-    """'a, b or c'."""
-    names = list(names)
-    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def default(cls, name: str):
