@@ -254,3 +254,17 @@ def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path)
     log = [json.loads(line) for line in (tmp_path / "ddp" / "dit_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2]  # rank 0 alone writes
     assert weights.load_dit(tmp_path / "ddp" / "dit.safetensors").cfg.hidden_size == 96
+
+
+def test_bf16_training_on_a_cpu_that_emulates_bf16_is_warned_and_runs(tmp_path):
+    """oneDNN capped at AVX2 emulates bf16 on any CPU (a fresh process: the cap is read once)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "lavin_cli", "train", "vae", "--steps", "1", "--batch", "1", "--size", "16",
+            "--video-fraction", "0", "--save-every", "1", "--data", "generator:denoising", "-q"]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "COLUMNS": "200"}
+    done = subprocess.run([*args, "--out", str(tmp_path / "b"), "--bf16"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "no native bf16" in done.stderr and "leave out --bf16" in done.stderr, done.stderr
+    assert (tmp_path / "b" / "vae.safetensors").exists()
