@@ -7,8 +7,9 @@
 # - KDE's plasma-workspace-wallpapers (Debian, GPL-2+ / LGPL-3 / CC-BY-SA): read in place,
 #   /usr/share/wallpapers (each wallpaper folder keeps one photo at many sizes; lavin reads the largest).
 # - Ubuntu Touch's lomiri-wallpapers-16.04 / -20.04 (Debian; each photo's licence, CC-BY-4.0,
-#   CC-BY-SA-4.0 or CC0-1.0, in /usr/share/doc/lomiri-wallpapers-16.04/copyright): the photographs
-#   only (the abstract renderings in the same folder are left out).
+#   CC-BY-SA-3.0, CC-BY-SA-4.0 or CC0-1.0, in /usr/share/doc/lomiri-wallpapers-16.04/copyright,
+#   the same file in both packages): the photographs only (the abstract renderings in the same
+#   folder are left out).
 # - scikit-image's bundled sample photos (the wheel's skimage/data; public domain, CC0 or
 #   permissive, skimage/data/README.txt): the colour photographs only.
 #
