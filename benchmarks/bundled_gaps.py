@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lavin_cli import Pipeline
-from lavin_cli.evaluation.evaluate import context_pairs, heldout_rng, make_case, reconstruct, write_video_case
+from lavin_cli.evaluation.evaluate import context_pairs, query_cases, reconstruct, write_video_case
 from lavin_cli.evaluation.metrics import psnr
 from lavin_cli.training import tasks
 
@@ -39,7 +39,7 @@ def restoration_rows(pipe, task: str, seed: int, queries: int, samples: int) -> 
     mean, statistics of the input (features for the regression), and the PSNR of the mean of
     `samples` predictions drawn with different noise."""
     context = [(tasks.to_uint8(a), tasks.to_uint8(b)) for a, b in context_pairs(task, seed, PAIRS, SIZE)]
-    cases = [make_case(task, heldout_rng(seed, task, i), SIZE) for i in range(queries)]
+    cases = query_cases(task, seed, queries, SIZE)
     outputs = []
     for k in range(samples):
         result = pipe(context, [tasks.to_uint8(c.input) for c in cases], pairs=PAIRS, seed=seed + 1000 * k, size=SIZE,

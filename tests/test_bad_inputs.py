@@ -354,6 +354,8 @@ CASES += [
     Case("train-dit-save-every-0", TRAIN_DIT + ["--steps", "1", "--save-every", "0"], 2,
          "--save-every must be at least 1, got 0"),
     Case("train-dit-ema-2", TRAIN_DIT + ["--ema", "2"], 2, "--ema must be at most"),
+    Case("train-dit-bank-under-a-sample", TRAIN_DIT + ["--steps", "1", "--bank-slots", "3"], 2,
+         "--bank-slots must be above --max-pairs (3): a sample draws 3 context pairs and a query pair"),
     Case("train-examples-pairs-0", ["train", "examples", "--out", "{tmp}/ex", "--pairs", "0"], 2,
          "--pairs must be at least 1, got 0"),
     Case("train-examples-queries-negative", ["train", "examples", "--out", "{tmp}/ex", "--queries", "-1"], 2,

@@ -41,6 +41,15 @@ def test_heldout_seeds_differ_from_training_seeds():
     assert np.array_equal(a, again)
 
 
+def test_a_low_light_context_and_its_queries_share_one_darkening():
+    setting = ev.case_setting(11, "low_light_enhancement")
+    factor, gamma = setting
+    darkened = lambda inp, tgt: np.allclose(inp, np.clip((tgt * factor) ** gamma, 0, 1), atol=1e-6)  # noqa: E731
+    assert all(darkened(a, b) for a, b in ev.context_pairs("low_light_enhancement", 11, 3, 32))
+    assert all(darkened(c.input, c.target) for c in ev.query_cases("low_light_enhancement", 11, 4, 32))
+    assert ev.case_setting(12, "low_light_enhancement") != setting and ev.case_setting(11, "denoising") is None
+
+
 def test_eval_json_report(cli, tiny_model):
     code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "2", "--steps", "2", "--pairs", "2",
                             "-t", "foreground_segmentation", "-t", "depth_estimation", "-t", "video_depth", "--json", "-q")

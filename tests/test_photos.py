@@ -35,6 +35,10 @@ def test_crops_are_seeded_and_pairs_use_the_generators_degradations(photo_dir):
     assert np.array_equal(tgt[0], pic) and not np.array_equal(inp[0], pic)
     inp, tgt = photos.pair("edge_detection", np.random.default_rng(1), 64)
     assert set(np.unique(tgt)) <= {0.0, 1.0} and inp.min() >= 0 and inp.max() <= 1
+    factor, gamma = setting = photos.draw_setting("low_light_enhancement", np.random.default_rng(2))
+    for seed in (3, 4):  # the pairs of one sample (context and query) share the darkening
+        inp, tgt = photos.pair("low_light_enhancement", np.random.default_rng(seed), 64, setting)
+        assert np.allclose(inp, np.clip((tgt * factor) ** gamma, 0, 1), atol=1e-6)
 
 
 def test_what_cannot_be_made_from_photos_is_refused(photo_dir, tmp_path):

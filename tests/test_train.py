@@ -115,6 +115,52 @@ def trained_vae(tmp_path_factory):
     return train_vae(out, Generator(), VAETrainConfig(steps=2, batch=2, size=32, save_every=2))
 
 
+def _darkened_by(inp: np.ndarray, tgt: np.ndarray, setting: tuple[float, float]) -> bool:
+    factor, gamma = setting
+    return np.allclose(inp, np.clip((tgt * factor) ** gamma, 0, 1), atol=1e-6)
+
+
+def test_low_light_pairs_of_one_sample_share_their_darkening():
+    """A low-light context shows the query's darkening (issue 31: drawn per pair, a dim scene
+    darkened a little and a bright one darkened a lot look alike); a lone pair draws its own, with
+    the same draws as before settings existed."""
+    setting = tasks.draw_setting("low_light_enhancement", np.random.default_rng(0))
+    assert all(_darkened_by(*tasks.pair("low_light_enhancement", seed, 32, setting), setting) for seed in (1, 2))
+    rng = np.random.default_rng(5)
+    picture = tasks.render_scene(rng, 32).rgb
+    alone = np.clip((picture * rng.uniform(0.12, 0.35)) ** rng.uniform(1.2, 1.8), 0, 1)
+    assert np.array_equal(tasks.pair("low_light_enhancement", 5, 32)[0][0], alone.astype(np.float32))
+    assert tasks.draw_setting("denoising", np.random.default_rng(0)) is None
+
+
+def test_the_latent_bank_draws_a_low_light_sample_from_one_darkening():
+    from lavin_cli.config import VAE_PRESETS
+    from lavin_cli.models.vae import STVAE
+    from lavin_cli.training.bank import LatentBank
+
+    torch.manual_seed(0)
+    source = Generator(["low_light_enhancement", "denoising"])
+    bank = LatentBank(source, STVAE(VAE_PRESETS["tiny"]).eval(), slots=8, size=16, seed=3, period=8, group=4)
+    bank.build(0)
+    assert bank.grouped == {"low_light_enhancement"}
+    slots = bank.moments["low_light_enhancement"]
+    for draw in range(10):
+        picked = bank.draw("low_light_enhancement", np.random.default_rng(draw), 4)
+        groups = {next(j for j, m in enumerate(slots) if m is p) // 4 for p in picked}
+        assert len(groups) == 1  # the four pairs of one sample come from one group
+    for group in (0, 1):  # each group's pairs are darkened alike, as stored
+        setting = bank._setting("low_light_enhancement", 4 * group, 0)
+        for j in range(4 * group, 4 * group + 4):
+            rng = np.random.default_rng(bank._seed(0, j, 0))
+            inp, tgt = source.pair("low_light_enhancement", rng, 16, setting)
+            assert _darkened_by(inp, tgt, setting)
+            assert all(torch.equal(a, b) for a, b in zip(bank.encode([inp, tgt]), slots[j]))
+    assert bank._setting("low_light_enhancement", 0, 0) != bank._setting("low_light_enhancement", 4, 0)
+    for step in range(1, 17):  # a group is regenerated as one (its setting with it)
+        changed = {bank._generation(bank._first("low_light_enhancement", j), step) for j in range(4)}
+        assert len(changed) == 1
+
+
 DIT_ARGS = ["--batch", "4", "--bank-slots", "4", "--size", "32", "--preset", "tiny", "--seed", "3", "-q"]
 
 

@@ -51,13 +51,19 @@ class Case:
     render: object = None
 
 
-def make_case(task: str, rng: np.random.Generator, size: int) -> Case:
+def case_setting(seed: int, task: str):
+    """What the context pairs and queries of `task` share under `seed` (tasks.draw_setting), as a
+    user's own context shows the degradation of their queries; None for most tasks."""
+    return tasks.draw_setting(task, heldout_rng(seed, task, 200_000))
+
+
+def make_case(task: str, rng: np.random.Generator, size: int, setting=None) -> Case:
     if task in tasks.SCENE_TARGETS:
         r = tasks.render_scene(rng, size)
         target = tasks.SCENE_TARGETS[task](r)
         target = np.repeat(target[..., None], 3, -1) if target.ndim == 2 else target
         return Case(r.rgb, target.astype(np.float32), r)
-    inp, tgt = tasks.TASKS[task].make(rng, size)
+    inp, tgt = tasks.TASKS[task].make(rng, size, setting)
     return Case(inp[0], tgt[0])
 
 
@@ -80,11 +86,16 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def context_pairs(task: str, seed: int, pairs: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
+    out, setting = [], case_setting(seed, task)
     for j in range(pairs):
-        case = make_case(task, heldout_rng(seed, task, 100_000 + j), size)
+        case = make_case(task, heldout_rng(seed, task, 100_000 + j), size, setting)
         out.append((case.input, case.target))
     return out
+
+
+def query_cases(task: str, seed: int, queries: int, size: int) -> list[Case]:
+    setting = case_setting(seed, task)
+    return [make_case(task, heldout_rng(seed, task, i), size, setting) for i in range(queries)]
 
 
 def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
@@ -93,7 +104,7 @@ def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
     context = context_pairs(task, seed, pairs, size)
-    cases = [make_case(task, heldout_rng(seed, task, i), size) for i in range(queries)]
+    cases = query_cases(task, seed, queries, size)
     result = pipe([(_u8(a), _u8(b)) for a, b in context], [_u8(c.input) for c in cases], pairs=pairs, seed=seed,
                   size=size, **sampling)
     baseline = np.mean([b for _, b in context], axis=0)

@@ -55,8 +55,7 @@ def write_folders(root: str | Path, task: str, seed: int = 0, pairs: int = 3, qu
         image_io.write_image(folders["context"] / f"{j:03d}_target.png", tasks.to_uint8(tgt), overwrite=True)
     meta = {"target": "gray" if task in tasks.GRAY_TARGETS else "rgb", "metric": TASK_FAMILIES[task]}
     write_atomic(folders["context"] / "task.json", json.dumps(meta).encode(), overwrite=True)
-    for i in range(queries):
-        case = evaluate.make_case(task, evaluate.heldout_rng(seed, task, i), size)
+    for i, case in enumerate(evaluate.query_cases(task, seed, queries, size)):
         image_io.write_image(folders["queries"] / f"q{i:03d}.png", tasks.to_uint8(case.input), overwrite=True)
         ext, values = _truth(task, case)
         path = folders["truth"] / f"q{i:03d}{ext}"

@@ -25,17 +25,19 @@ from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
 
 
 def _rng(seed: int, task: str, part: int) -> np.random.Generator:
-    """Crops drawn per (seed, task, part): part 0 the context pairs, 1 the queries."""
+    """Crops drawn per (seed, task, part): part 0 the context pairs, 1 the queries, 2 the setting
+    they share (tasks.draw_setting: low-light's darkening)."""
     return np.random.default_rng(np.random.SeedSequence([EVAL_TAG, seed, list(tasks.TASKS).index(task), part]))
 
 
 def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
                   **sampling) -> dict:
     """One task's metrics and references on photo crops."""
+    setting = photos.draw_setting(task, _rng(seed, task, 2))
     rng = _rng(seed, task, 0)
-    context = [photos.pair(task, rng, size) for _ in range(pairs)]
+    context = [photos.pair(task, rng, size, setting) for _ in range(pairs)]
     rng = _rng(seed, task, 1)
-    cases = [photos.pair(task, rng, size) for _ in range(queries)]
+    cases = [photos.pair(task, rng, size, setting) for _ in range(queries)]
     u8 = tasks.to_uint8
     result = pipe([(u8(a[0]), u8(b[0])) for a, b in context], [u8(a[0]) for a, _ in cases], pairs=pairs, seed=seed,
                   size=size, batch_size=queries, **sampling)

@@ -23,9 +23,15 @@ class Source:
     def kind(self, task: str) -> str:
         raise NotImplementedError
 
-    def pair(self, task: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(input, target) frames (F, H, W, 3) float32 in [0, 1]."""
+    def pair(self, task: str, rng: np.random.Generator, size: int, setting=None) -> tuple[np.ndarray, np.ndarray]:
+        """(input, target) frames (F, H, W, 3) float32 in [0, 1]; `setting`: what the pairs of one
+        sample share (draw_setting), drawn for this pair alone where None."""
         raise NotImplementedError
+
+    def draw_setting(self, task: str, rng: np.random.Generator):
+        """What every pair of one sample of `task` shares (tasks.py: low-light's darkening), or None
+        where its pairs are independent."""
+        return None
 
     def images(self, rng: np.random.Generator, n: int, size: int,
                weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
@@ -85,8 +91,11 @@ class Generator(Source):
     def kind(self, task: str) -> str:
         return gen.TASKS[task].kind
 
-    def pair(self, task, rng, size):
-        return gen.TASKS[task].make(rng, size)
+    def pair(self, task, rng, size, setting=None):
+        return gen.TASKS[task].make(rng, size, setting)
+
+    def draw_setting(self, task, rng):
+        return gen.draw_setting(task, rng)
 
 
 @dataclass
@@ -115,7 +124,7 @@ class Folders(Source):
     def kind(self, task: str) -> str:
         return "image"
 
-    def pair(self, task, rng, size):
+    def pair(self, task, rng, size, setting=None):  # a folder's pairs are as the user made them
         inp, tgt = self.tasks[task].pairs[int(rng.integers(len(self.tasks[task].pairs)))]
         load = lambda p: image_io.fit(image_io.read_image(p), (size, size))[0][None].astype(np.float32) / 255  # noqa: E731
         return load(inp), load(tgt)

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from lavin_cli.config import dit_preset
-from lavin_cli.errors import UsageError
+from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference import codec
 from lavin_cli.inference.options import check_int, check_number, check_size
 from lavin_cli.models.dit import JDiT
@@ -73,6 +73,9 @@ class DiTTrainConfig:
         check_int("save_every", self.save_every, 1)
         check_int("warmup", self.warmup, 0)
         check_int("bank_slots", self.bank_slots, 1, 1 << 20)
+        if self.bank_slots <= self.max_pairs:
+            raise OptionError("bank_slots", f"must be above --max-pairs ({self.max_pairs}): a sample draws "
+                              f"{self.max_pairs} context pairs and a query pair, got {self.bank_slots}")
         check_int("bank_period", self.bank_period, 1)
         check_number("lr_final", self.lr_final, 0.0, 1.0)
 
@@ -166,7 +169,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     step = 0
     if resume:
         step = loop.load_state(out / "dit_state.pt", dit, ema, opt)
-    bank = LatentBank(source, vae, cfg.bank_slots, cfg.size, cfg.seed, cfg.bank_period)
+    bank = LatentBank(source, vae, cfg.bank_slots, cfg.size, cfg.seed, cfg.bank_period, group=cfg.max_pairs + 1)
     bank.build(step, (lambda done, total: stage("encoding latent bank", done, total)) if stage and rank == 0 else None)
     log = loop.Log(out / "dit_log.jsonl") if rank == 0 else None
     if rank == 0:

@@ -30,7 +30,8 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
                        queries: int = 0, tasks: list[str] | None = None, replace: bool = False) -> list[Path]:
     """root/<task>/<id>_input + <id>_target (.png for image tasks, .mp4 for video tasks) for every
     task (existing folders kept unless `replace`), task.json, and `queries` query inputs under
-    root/<task>/queries/. Pair i of task k is drawn from seed + 1000 k + i."""
+    root/<task>/queries/. Pair i of task k is drawn from seed + 1000 k + i; the pairs and queries of
+    a folder share one setting (Source.draw_setting), drawn from seed + 1000 k + 999."""
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root}: is a file; --out names the folder of task folders to write")
     written = []
@@ -46,9 +47,10 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
             old.unlink()
         meta = {"target": "gray" if task in GRAY_TARGETS else "rgb", "kind": "video" if video else "image"}
         (folder / "task.json").write_text(json.dumps(meta) + "\n")
+        setting = source.draw_setting(task, np.random.default_rng(seed + 1000 * index + 999))
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)
-            inp, tgt = source.pair(task, rng, size)
+            inp, tgt = source.pair(task, rng, size, setting)
             if i < pairs:
                 _write(folder / f"{i:03d}_input", inp, video)
                 _write(folder / f"{i:03d}_target", tgt, video)

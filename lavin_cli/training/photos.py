@@ -118,7 +118,10 @@ class Photos(Source):
             out.append(np.asarray(image.transform((size, size), Image.EXTENT, box, Image.BILINEAR), np.float32))
         return np.stack(out) / 255.0
 
-    def pair(self, task, rng, size):
+    def draw_setting(self, task, rng):
+        return gen.draw_setting(task, rng)
+
+    def pair(self, task, rng, size, setting=None):
         if gen.TASKS[task].metric == "frames":
             frames = self.clip(rng, size, 9)
             return frames[:5], frames[4:9]
@@ -126,7 +129,7 @@ class Photos(Source):
         if gen.TASKS[task].metric == "edges":
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
             return pic[None], np.repeat(edges[..., None], 3, -1)[None]
-        return gen.derived_pair(task, pic, rng)
+        return gen.derived_pair(task, pic, rng, setting)
 
 
 class WithPhotos(Source):
@@ -144,7 +147,10 @@ class WithPhotos(Source):
     def kind(self, task: str) -> str:
         return self.generator.kind(task)
 
-    def pair(self, task, rng, size):
+    def draw_setting(self, task, rng):
+        return self.generator.draw_setting(task, rng)
+
+    def pair(self, task, rng, size, setting=None):
         if task in self.photos.task_names and rng.random() < self.share:
-            return self.photos.pair(task, rng, size)
-        return self.generator.pair(task, rng, size)
+            return self.photos.pair(task, rng, size, setting)
+        return self.generator.pair(task, rng, size, setting)

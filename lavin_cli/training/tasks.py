@@ -15,9 +15,14 @@ image-to-image tasks, derived from any picture (here: rendered scenes)
     inpainting               input = picture with a random box filled with mid-gray; target = picture
     denoising                input = picture + Gaussian noise (sigma 0.08-0.2); target = picture
     deblurring               input = Gaussian blur (sigma 1-2 px); target = picture
-    low_light_enhancement    input = 0.12-0.35 x picture, gamma 1.2-1.8; target = picture
+    low_light_enhancement    input = (0.12-0.35 x picture) ^ gamma 1.2-1.8; target = picture; the
+                             factor and gamma are the task's setting (below)
     super_resolution         input = the picture at 1/4 size (box filter), scaled back up bilinearly
     jpeg_artifact_removal    input = the picture through JPEG at quality 5-20; target = picture
+A task's setting is what every pair of one sample shares, context pairs and query alike (Task.setting;
+low-light: the darkening factor and gamma), so that the context shows the query's degradation: drawn
+per pair, a dim scene darkened a little and a bright one darkened a lot look alike, and nothing would
+tell the model how bright to make its answer. A pair made without a given setting draws its own.
 video tasks, on moving scenes
     frame_prediction         input = frames 0-4; target = frames 4-8 (the first target frame
                              repeats the last input frame, anchoring the continuation)
@@ -43,9 +48,14 @@ class Task:
 
     name: str
     kind: str  # "image" | "video"
-    make: Callable[[np.random.Generator, int], tuple[Frames, Frames]]
+    make: Callable[..., tuple[Frames, Frames]]  # (rng, size, setting=None) -> (input, target)
     target: str = "rgb"  # "gray" targets are written as 16-bit PNGs (task.json "target")
     metric: str = "restoration"  # how `lavin eval` scores it: depth, normals, mask, edges, restoration, frames
+
+    @property
+    def setting(self) -> Callable[[np.random.Generator], tuple] | None:
+        """Draws what one sample's pairs share (None: its pairs are independent)."""
+        return getattr(self.make, "setting", None)
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -106,38 +116,48 @@ SCENE_TARGETS: dict[str, Callable[[scenes.Render], np.ndarray]] = {
 
 
 def _scene_task(name: str):
-    def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+    def make(rng: np.random.Generator, size: int, setting=None) -> tuple[Frames, Frames]:
         r = render_scene(rng, size)
         return _rgb1(r.rgb), _rgb1(SCENE_TARGETS[name](r))
     return make
 
 
-def _derived(degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray], to_target=None):
-    def make(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
-        return derive(degrade, to_target, _picture(rng, size), rng)
-    make.degrade, make.to_target = degrade, to_target  # what another picture source reuses (derived_pair)
+def _derived(degrade: Callable[..., np.ndarray], to_target=None, setting=None):
+    """A task derived from a picture: degrade(picture, rng, setting) -> its input; `setting(rng)`
+    draws what one sample's pairs share (see the module's docstring)."""
+    def make(rng: np.random.Generator, size: int, given=None) -> tuple[Frames, Frames]:
+        return derive(make, _picture(rng, size), rng, given)
+    make.degrade, make.to_target, make.setting = degrade, to_target, setting  # what other picture sources reuse
     return make
 
 
-def derive(degrade, to_target, pic: np.ndarray, rng: np.random.Generator) -> tuple[Frames, Frames]:
-    target = pic if to_target is None else to_target(pic)
-    return _rgb1(np.clip(degrade(pic, rng), 0, 1)), _rgb1(target)
+def derive(make, pic: np.ndarray, rng: np.random.Generator, setting=None) -> tuple[Frames, Frames]:
+    if setting is None and make.setting is not None:
+        setting = make.setting(rng)
+    target = pic if make.to_target is None else make.to_target(pic)
+    return _rgb1(np.clip(make.degrade(pic, rng, setting), 0, 1)), _rgb1(target)
 
 
-def derived_pair(task: str, pic: np.ndarray, rng: np.random.Generator) -> tuple[Frames, Frames]:
+def derived_pair(task: str, pic: np.ndarray, rng: np.random.Generator, setting=None) -> tuple[Frames, Frames]:
     """The (input, target) of a task derived from any picture (H, W, 3) float32 in [0, 1], e.g. a
     real photo: the same degradation the generator applies to its rendered pictures."""
     make = TASKS[task].make
     if not hasattr(make, "degrade"):
         raise ValueError(f"{task} is not derived from a picture (its target needs a rendered scene)")
-    return derive(make.degrade, make.to_target, pic.astype(np.float32), rng)
+    return derive(make, pic.astype(np.float32), rng, setting)
+
+
+def draw_setting(task: str, rng: np.random.Generator):
+    """What every pair of one sample of `task` shares, drawn from `rng`; None for most tasks."""
+    setting = TASKS[task].setting
+    return None if setting is None else setting(rng)
 
 
 def is_derived(task: str) -> bool:
     return hasattr(TASKS[task].make, "degrade")
 
 
-def _inpaint(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _inpaint(pic: np.ndarray, rng: np.random.Generator, setting=None) -> np.ndarray:
     h, w = pic.shape[:2]
     bh, bw = int(h * rng.uniform(0.25, 0.45)), int(w * rng.uniform(0.25, 0.45))
     top, left = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
@@ -166,8 +186,13 @@ def _jpeg(pic: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"), np.float32) / 255.0
 
 
-def _low_light(pic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return (pic * rng.uniform(0.12, 0.35)) ** rng.uniform(1.2, 1.8)
+def _darkening(rng: np.random.Generator) -> tuple[float, float]:
+    return float(rng.uniform(0.12, 0.35)), float(rng.uniform(1.2, 1.8))  # (factor, gamma)
+
+
+def _low_light(pic: np.ndarray, rng: np.random.Generator, setting: tuple[float, float]) -> np.ndarray:
+    factor, gamma = setting
+    return (pic * factor) ** gamma
 
 
 def clip_renders(rng: np.random.Generator, size: int, frames: int) -> list[scenes.Render]:
@@ -176,7 +201,7 @@ def clip_renders(rng: np.random.Generator, size: int, frames: int) -> list[scene
     return [scenes.render(scene, size, 0.25 * t) for t in range(frames)]
 
 
-def _frame_prediction(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+def _frame_prediction(rng: np.random.Generator, size: int, setting=None) -> tuple[Frames, Frames]:
     frames = np.stack([r.rgb for r in clip_renders(rng, size, 9)])
     return frames[:5], frames[4:9]
 
@@ -185,7 +210,7 @@ def _filtered_stack(fine: np.ndarray) -> np.ndarray:
     return np.stack([_filtered(f) for f in fine])
 
 
-def _video_depth(rng: np.random.Generator, size: int) -> tuple[Frames, Frames]:
+def _video_depth(rng: np.random.Generator, size: int, setting=None) -> tuple[Frames, Frames]:
     renders = clip_renders(rng, size, 5)
     depth = _filtered_stack(inverse_depth(np.stack([r.fine.depth for r in renders])))
     return np.stack([r.rgb for r in renders]), np.repeat(depth[..., None], 3, -1).astype(np.float32)
@@ -196,24 +221,24 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("surface_normals", "image", _scene_task("surface_normals"), "rgb", "normals"),
     Task("foreground_segmentation", "image", _scene_task("foreground_segmentation"), "gray", "mask"),
     Task("edge_detection", "image", _scene_task("edge_detection"), "gray", "edges"),
-    Task("colorization", "image", _derived(lambda p, rng: np.repeat(_gray(p)[..., None], 3, -1))),
+    Task("colorization", "image", _derived(lambda p, rng, _: np.repeat(_gray(p)[..., None], 3, -1))),
     Task("inpainting", "image", _derived(_inpaint)),
-    Task("denoising", "image", _derived(lambda p, rng: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),
-    Task("deblurring", "image", _derived(lambda p, rng: gaussian_blur(p, rng.uniform(1.0, 2.0)))),
-    Task("low_light_enhancement", "image", _derived(_low_light)),
+    Task("denoising", "image", _derived(lambda p, rng, _: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),
+    Task("deblurring", "image", _derived(lambda p, rng, _: gaussian_blur(p, rng.uniform(1.0, 2.0)))),
+    Task("low_light_enhancement", "image", _derived(_low_light, setting=_darkening)),
     Task("frame_prediction", "video", _frame_prediction, "rgb", "frames"),
     Task("video_depth", "video", _video_depth, "gray", "depth"),
-    Task("super_resolution", "image", _derived(lambda p, rng: _downscaled(p, 4))),
-    Task("jpeg_artifact_removal", "image", _derived(lambda p, rng: _jpeg(p, int(rng.integers(5, 21))))),
+    Task("super_resolution", "image", _derived(lambda p, rng, _: _downscaled(p, 4))),
+    Task("jpeg_artifact_removal", "image", _derived(lambda p, rng, _: _jpeg(p, int(rng.integers(5, 21))))),
 ]}
 
 IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
 GRAY_TARGETS = {n for n, t in TASKS.items() if t.target == "gray"}  # task.json "gray"
 
 
-def pair(task: str, seed: int, size: int = 64) -> tuple[Frames, Frames]:
-    """One (input, target) pair of `task`, fully determined by `seed`."""
-    return TASKS[task].make(np.random.default_rng(seed), size)
+def pair(task: str, seed: int, size: int = 64, setting=None) -> tuple[Frames, Frames]:
+    """One (input, target) pair of `task`, fully determined by `seed` (and the setting, if given)."""
+    return TASKS[task].make(np.random.default_rng(seed), size, setting)
 
 
 def to_uint8(frames: Frames) -> np.ndarray:
