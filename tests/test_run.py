@@ -235,3 +235,16 @@ def test_pairs_default_to_what_the_model_was_trained_with(cli, tmp_path, pairs_d
     code, _, err = cli(*args, "-o", tmp_path / "c.png")
     assert code != 0 and "model.json: 'max_pairs' must be a positive whole number, got 0" in err
     shutil.rmtree(model)
+
+
+def test_forced_bf16_on_a_cpu_that_emulates_it_is_warned(tiny_model, pairs_dir, queries, tmp_path):
+    """oneDNN capped at AVX2 emulates bf16 on any CPU (a fresh process: the cap is read once); the
+    default precision there is float32 and says nothing."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "COLUMNS": "200"}
+    args = [sys.executable, "-m", "lavin_cli", "run", "-m", str(tiny_model), "-c", str(pairs_dir), "-i", str(queries[0]),
+            "--steps", "2"]
+    forced = subprocess.run([*args, "-o", str(tmp_path / "b.png"), "--dtype", "bfloat16"], env=env, capture_output=True,
+                            text=True)
+    assert forced.returncode == 0 and "bfloat16 on this CPU is emulated" in forced.stderr, forced.stderr
+    default = subprocess.run([*args, "-o", str(tmp_path / "a.png")], env=env, capture_output=True, text=True)
+    assert default.returncode == 0 and "float32" in default.stderr and "emulated" not in default.stderr, default.stderr

@@ -211,6 +211,15 @@ def test_a_full_queue_is_503_with_retry_after():
         s.stop(signal.SIGKILL)
 
 
+def test_forced_bf16_on_a_cpu_that_emulates_it_says_so_in_the_startup_line():
+    s = Server("--dtype", "bfloat16", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})  # emulated bf16 on any CPU
+    try:
+        assert "(bfloat16)" in s.lines[0] and "bfloat16 on this CPU is emulated" in s.lines[0]
+        assert s.get("/healthz")[0] == 200  # the address was still read right
+    finally:
+        s.stop()
+
+
 def test_sigterm_drains_running_work_and_refuses_new_work():
     s = Server()
     job = json.loads(s.post("/v1/jobs", {"task": "denoising", "options": SLOW}, [query_file(Q0)])[2])["id"]

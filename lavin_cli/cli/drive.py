@@ -75,6 +75,7 @@ def execute(files: Files, options, load, source, context: Optional[Path], task: 
                             frames=5 if clips else 1)
         if not files.quiet and main:
             log(line)
+            warn_if_emulated(None if source.remote else source.pipe)
 
         def start_stream(callback):
             stream = source.stream(found, [the_plan.queries[i] for i in the_plan.todo], options, callback,
@@ -188,6 +189,14 @@ def model_line(pipe) -> str:
 
     return (f"model {pipe.model.name} ({pipe.model.path}) on {pipe.device}, {dtype_name(pipe.dtype)}, "
             f"attention {pipe.attention}, offload {pipe.offload.name}")
+
+
+def warn_if_emulated(pipe) -> None:
+    """A precision the user asked for that this CPU only emulates (runtime/device.py)."""
+    from lavin_cli.runtime.device import EMULATED_BF16, emulated_precision
+
+    if pipe is not None and emulated_precision(pipe.device, pipe.dtype):
+        warn(EMULATED_BF16)
 
 
 def show_warnings(warnings: list[str], quiet: bool) -> None:

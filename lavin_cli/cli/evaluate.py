@@ -181,6 +181,7 @@ def _compare(paths: list[Path], as_json: bool) -> None:
 
 def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_interval, cond_refresh, device,
                dtype, as_json, quiet, photos=None) -> None:
+    from lavin_cli.cli.drive import warn_if_emulated
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_photos
     from lavin_cli.inference.pipeline import Pipeline
@@ -200,6 +201,7 @@ def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_
     pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype, home=home)
     if not quiet:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
+        warn_if_emulated(pipe)
     keywords = dict(seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg, solver=sampling.solver,
                     cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
     report = evaluate_photos(pipe, source, task or None, **keywords) if source else run_eval(pipe, task or None, **keywords)

@@ -86,6 +86,16 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def emulated_precision(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `dtype` is emulated on `device`: bfloat16 on a CPU without native bf16 (there a
+    64 px query of the bundled model measured 10x slower than float32, which 'auto' picks)."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and not native_cpu_bf16()
+
+
+EMULATED_BF16 = ("bfloat16 on this CPU is emulated (no AVX512-BF16 or AMX): about 10x slower than float32, "
+                 "which --dtype auto picks here")
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 

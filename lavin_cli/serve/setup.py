@@ -86,10 +86,11 @@ def start(settings: ServeOptions, model: str | None, home, load, access_log: boo
                     report_dir=cache_dir() / "bug-reports")
     app = create_app(pipe, service, contexts, limits)
     service.on_batch = app.state.lavin.metrics.batch.observe
-    from lavin_cli.runtime.device import dtype_name
+    from lavin_cli.runtime.device import EMULATED_BF16, dtype_name, emulated_precision
 
     line = (f"lavin serve: {folder.name} on {pipe.device} ({dtype_name(pipe.dtype)}) at {address}"
-            + ("; requests need the token" if settings.token else ""))
+            + ("; requests need the token" if settings.token else "")
+            + (f"; {EMULATED_BF16}" if emulated_precision(pipe.device, pipe.dtype) else ""))
     try:
         server.run(app, service, sock, lambda: on_ready(line), on_drain, access_log)
     finally:
