@@ -282,6 +282,23 @@ def test_tone_term_weights_dark_errors_and_bad_weights_are_refused(cli, tmp_path
     assert logged["tone"] > 0
 
 
+def test_decoder_only_training_keeps_the_encoder_and_its_latents(cli, trained_vae, tmp_path):
+    """--decoder-only: the encoder's weights and the latent normalisation come out as they went in
+    (a DiT trained in those latents stays valid), the decoder learns; without --init it is refused."""
+    args = ["--steps", "2", "--batch", "2", "--size", "32", "--save-every", "2", "--lr", "1e-2", "-q"]
+    code, _, err = cli("train", "vae", "--out", tmp_path / "d", "--init", trained_vae, "--decoder-only", *args)
+    assert code == 0, err
+    before, after = weights.load_vae(trained_vae), weights.load_vae(tmp_path / "d" / "vae.safetensors")
+    assert (after.cfg.latent_shift, after.cfg.latent_scale) == (before.cfg.latent_shift, before.cfg.latent_scale)
+    enc_a, enc_b = before.encoder.state_dict(), after.encoder.state_dict()
+    assert all(torch.equal(enc_a[k], enc_b[k]) for k in enc_a)
+    dec_a, dec_b = before.decoder.state_dict(), after.decoder.state_dict()
+    assert any(not torch.equal(dec_a[k], dec_b[k]) for k in dec_a)
+    code, _, err = cli("train", "vae", "--out", tmp_path / "e", "--decoder-only", *args)
+    assert code == 2 and "--init" in err and "Traceback" not in err, err
+    assert not (tmp_path / "e").exists()
+
+
 def test_train_dit_under_torchrun_with_two_gloo_processes(trained_vae, tmp_path):
     import os
     import shutil

@@ -113,6 +113,8 @@ def vae(
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/vae_state.pt (optimizer included)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a run folder that holds a run."),
     init: Optional[Path] = typer.Option(None, "--init", metavar="FILE", help="Start from these VAE weights (a fresh optimizer)."),
+    decoder_only: bool = typer.Option(False, "--decoder-only", help="With --init: train the decoder alone; the encoder "
+                                      "and its latent normalisation stay, so DiTs trained in its latents stay valid."),
     threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
 ) -> None:
@@ -127,7 +129,7 @@ def vae(
         raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
                          save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
-                         task_weights=_task_weights(task_weights), tone_weight=tone_weight)
+                         task_weights=_task_weights(task_weights), tone_weight=tone_weight, decoder_only=decoder_only)
     _warn_emulated_bf16(bf16, "cpu")
     _with_progress(quiet, steps, lambda cb, _: train_vae(out, _source(data), cfg, resume=resume, init=init,
                                                          callback=cb, guard=signals.deferred, overwrite=overwrite))

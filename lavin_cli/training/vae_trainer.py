@@ -9,6 +9,11 @@ Pictures are inputs and targets of the source's tasks, drawn uniformly or under 
 The VAE is strictly causal (`causal_norm=True`). The checkpoint written is the EMA of the
 weights; the latent normalisation (shift, scale) is measured on generated data at each save so
 that normalised latents have mean 0 and unit variance, as the DiT expects.
+
+With `decoder_only` (from --init weights) the encoder is frozen and its latent normalisation
+kept: the latents do not change, so every DiT trained in them stays valid, and the decoder
+learns to draw new material (real photos, say) from them; the KL term, a function of the
+encoder alone, is left out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 
 from lavin_cli.config import VAEConfig
-from lavin_cli.errors import OptionError
+from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference.options import check_int, check_number, check_size
 from lavin_cli.models.vae import STVAE, Posterior
 from lavin_cli.store import weights
@@ -50,6 +55,7 @@ class VAETrainConfig:
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
     tone_weight: float = 0.0  # weight of the mu-law (dark-weighted) L1 term
+    decoder_only: bool = False  # freeze the encoder (and the latent normalisation): DiTs stay valid
 
     def __post_init__(self) -> None:
         """Checked when made, as RunOptions are: a bad value never reaches torch."""
@@ -68,6 +74,8 @@ class VAETrainConfig:
         check_int("layers", self.layers_per_block, 1, 16)
         check_number("lr_final", self.lr_final, 0.0, 1.0)
         check_number("tone_weight", self.tone_weight, 0.0)
+        if not isinstance(self.decoder_only, bool):
+            raise OptionError("decoder_only", f"must be True or False, got {self.decoder_only!r}")
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -87,15 +95,18 @@ def mu_law(x: torch.Tensor) -> torch.Tensor:
 
 def vae_loss(vae: STVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
              bf16: bool = False, tone_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """x: (B, 3, F, H, W) in [-1, 1]; the networks under bf16 autocast with `bf16`, the loss in float32."""
+    """x: (B, 3, F, H, W) in [-1, 1]; the networks under bf16 autocast with `bf16`, the loss in float32.
+    A frozen encoder (no parameter needing a gradient) runs without autograd."""
+    frozen = not any(p.requires_grad for p in vae.encoder.parameters())
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        post = Posterior(vae.encoder(x).float())
-        z = post.sample(generator=generator)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            post = Posterior(vae.encoder(x).float())
+            z = post.sample(generator=generator)
         rec = vae.decoder(z).float()
     l1 = (rec - x).abs().mean()
     grad = _grad_l1(rec, x)
     kl = post.kl().mean() / z[0].numel()
-    loss = l1 + 0.5 * grad + kl_weight * kl
+    loss = l1 + 0.5 * grad + (0.0 if frozen else kl_weight) * kl
     parts = {"l1": l1.item(), "grad": grad.item(), "kl": kl.item()}
     if tone_weight:
         # mu_law clamps rec to [-1, 1] as decoding does: no pull on values the output clips anyway
@@ -126,12 +137,16 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
               callback: loop.Callback = None, guard: loop.Guard = contextlib.nullcontext, overwrite: bool = False) -> Path:
     """Train (or resume) an ST-VAE into `out`; `guard()` wraps each optimizer step (see train_dit)."""
     check_task_weights(cfg.task_weights, source.task_names)
+    if cfg.decoder_only and init is None:
+        raise UsageError("--decoder-only trains the decoder of a trained VAE: give its weights with --init")
     loop.prepare_folder(out, "vae_state.pt", "vae.safetensors", resume, overwrite)
     torch.manual_seed(cfg.seed)
     vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
     vae = weights.load_vae(init) if init else weights.build(vae_cfg)
     vae.requires_grad_(True).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    vae.encoder.requires_grad_(not cfg.decoder_only)
+    trained = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = loop.EMA(vae, cfg.ema)
     state_path, step = out / "vae_state.pt", 0
     if resume:
@@ -150,7 +165,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
             with guard():  # the step and its log line, whole
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(trained, 1.0)
                 opt.step()
                 ema.update(vae, step)
                 step += 1
@@ -170,6 +185,7 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
 def _save(out: Path, vae: STVAE, ema: loop.EMA, opt, step: int, cfg: VAETrainConfig, source: Source) -> None:
     loop.save_state(out / "vae_state.pt", vae, ema, opt, step, dataclasses.asdict(cfg))
     averaged = ema.averaged(vae.cfg)
-    mean, std = latent_stats(averaged, source, cfg.size)
-    averaged.cfg = dataclasses.replace(vae.cfg, latent_shift=round(mean, 6), latent_scale=round(1.0 / std, 6))
+    if not cfg.decoder_only:  # a frozen encoder keeps its latents, and so their normalisation
+        mean, std = latent_stats(averaged, source, cfg.size)
+        averaged.cfg = dataclasses.replace(vae.cfg, latent_shift=round(mean, 6), latent_scale=round(1.0 / std, 6))
     weights.save(averaged, out / "vae.safetensors", {"step": str(step), "trained_at": time.strftime("%Y-%m-%d %H:%M")})
