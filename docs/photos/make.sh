@@ -1,6 +1,6 @@
 #!/bin/bash
-# Pictures of a model on real photos, one per photo task (docs/photos/<task>.png, for README
-# once a photo-trained bundled model ships): crops of Debian's mate-backgrounds nature photos
+# Pictures of a model on real photos, one per photo task (docs/photos/<task>.png; README shows
+# the bundled model's, for its shipped tasks): crops of Debian's mate-backgrounds nature photos
 # (GPL-2+, see LICENSES.md), three context pairs and one query per task, crops that training
 # never saw (these photos are lavin's held-out real set). Each is lavin run's (or lavin video's)
 # --grid: the pairs, the query, the prediction.
