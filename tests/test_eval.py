@@ -107,3 +107,18 @@ def test_the_table_names_the_contexts_that_switch_wrong(cli, tiny_model):
                             "-t", "depth_estimation", "-t", "edge_detection", "-q")
     assert code == 0, err
     assert "task switch accuracy: " in stdout
+
+
+def test_eval_takes_the_working_size_and_refuses_what_it_would_ignore(cli, tiny_model):
+    """Every option lavin eval accepts does something in the mode it runs in: --size sets the
+    scenes' side, an option of another mode (--truth's, --compare's) is refused by name."""
+    code, stdout, err = cli("eval", "-m", tiny_model, "--queries", "1", "--steps", "2", "--pairs", "1",
+                            "-t", "denoising", "--size", "48", "-b", "1", "--json", "-q")
+    assert code == 0, err
+    assert json.loads(stdout)["size"] == 48
+    for args, message in ((["-t", "denoising", "--crop", "4"], "--crop is for scoring your own folders: give --truth"),
+                          (["-t", "denoising", "--fit", "pad"], "--fit is for scoring your own folders"),
+                          (["-t", "denoising", "--size", "64x48"], "square; give one side, e.g. --size 64"),
+                          (["--compare", "a.jsonl", "b.jsonl", "--steps", "3"], "--steps has no effect with --compare")):
+        code, _, err = cli("eval", "-m", tiny_model, *args) if args[0] != "--compare" else cli("eval", *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)

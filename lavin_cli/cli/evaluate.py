@@ -116,20 +116,18 @@ def evaluate(
     [dim]lavin eval -c pairs/ -i img/ --truth depth/ --record v3.jsonl --report v3/[/]
     [dim]lavin eval --compare v2.jsonl v3.jsonl[/]
     """
+    values = dict(locals())
     if compare or records:
         if not compare:
             raise UsageError(f"{records[0]}: to compare eval records give --compare (lavin eval --compare A.jsonl "
                              "B.jsonl)")
+        _refuse_given(values, COMPARE_OPTIONS, "has no effect with --compare, which reads the records: leave it out")
         return _compare(records or [], as_json)
     if truth is None:
-        extra = [name for name, given in (("--context", context), ("--output", output), ("--record", record),
-                                          ("--report", report), ("--sweep", sweep), ("--files-from", files_from))
-                 if given]
-        if extra:
-            raise UsageError(f"{extra[0]} scores your own folders: give --truth DIR with it (without --truth, "
-                             "lavin eval scores held-out generated scenes)")
-        return _generator(model, home, task, seed, _count(queries), pairs, steps, cfg, solver, cfg_interval,
-                          cond_refresh, device, dtype, as_json, quiet, photos)
+        _refuse_given(values, GENERATOR_OPTIONS, "is for scoring your own folders: give --truth DIR with it "
+                                                 "(without --truth, lavin eval scores held-out generated scenes, or "
+                                                 "crops of --photos)")
+        return _generator(values, _count(queries))
     if photos:
         raise UsageError("--photos scores crops of photos, --truth your own folders: give one")
     from lavin_cli.cli import evaluate_data
@@ -137,6 +135,34 @@ def evaluate(
     code = evaluate_data.from_command(dict(locals()))
     if code:
         raise SystemExit(code)
+
+
+# What each mode reads of the command's options; any other option given is refused, not ignored.
+GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "truth", "pairs", "size", "steps", "cfg",
+                     "solver", "cfg_interval", "cond_refresh", "batch_size", "device", "dtype", "attention",
+                     "offload", "as_json", "quiet"}
+COMPARE_OPTIONS = {"records", "compare", "as_json", "quiet"}
+
+
+def given_options(values: dict) -> list[tuple[str, str]]:
+    """(parameter, flag) of each option of `lavin eval` set to other than its default, in --help's order."""
+    import inspect
+
+    given = []
+    for name, parameter in inspect.signature(evaluate).parameters.items():
+        info, value = parameter.default, values.get(name)
+        default = getattr(info, "default", info)
+        if value == default or (default is None and value in ([], ())):
+            continue
+        flags = [d for d in getattr(info, "param_decls", None) or () if d.startswith("--")]
+        given.append((name, flags[0].split("/")[0] if flags else name.upper()))
+    return given
+
+
+def _refuse_given(values: dict, accepted: set[str], why: str) -> None:
+    extra = [flag for name, flag in given_options(values) if name not in accepted]
+    if extra:
+        raise UsageError(f"{extra[0]} {why}")
 
 
 def _count(queries: Optional[list[str]]) -> int:
@@ -179,38 +205,45 @@ def _compare(paths: list[Path], as_json: bool) -> None:
         out.print(f"lower is better: {', '.join(lower)}; higher for the others")
 
 
-def _generator(model, home, task, seed, queries, pairs, steps, cfg, solver, cfg_interval, cond_refresh, device,
-               dtype, as_json, quiet, photos=None) -> None:
+def _generator(v: dict, queries: int) -> None:
+    """Held-out generated scenes, or crops of --photos: the options of GENERATOR_OPTIONS in `v`."""
     from lavin_cli.cli.drive import warn_if_emulated
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_photos
+    from lavin_cli.inference.options import SamplingOptions, parse_size
     from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
     from lavin_cli.training.tasks import TASKS
 
+    photos, task = v["photos"], v["task"]
     known = ALL_PHOTO_TASKS if photos else TASKS
     unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
         kind = "that follow from a photo" if photos else "of the generator"
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the tasks {kind} are {', '.join(known)}")
+    size = parse_size(v["size"])
+    if size and size[0] != size[1]:
+        raise UsageError(f"--size {v['size']}: the generated scenes and photo crops are square; give one side, "
+                         f"e.g. --size {max(size)}")
     source = Photos(photos) if photos else None  # a missing folder or one without photos, before the model loads
-    from lavin_cli.inference.options import SamplingOptions
-
-    sampling = SamplingOptions(steps=steps, cfg=cfg, solver=solver, cfg_interval=cfg_interval,
-                               cond_refresh=cond_refresh)  # checked before loading
-    pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype, home=home)
-    if not quiet:
+    sampling = SamplingOptions(steps=v["steps"], cfg=v["cfg"], solver=v["solver"], cfg_interval=v["cfg_interval"],
+                               cond_refresh=v["cond_refresh"])  # checked before loading
+    pipe = Pipeline.from_pretrained(v["model"], device=v["device"], dtype=v["dtype"], attention=v["attention"],
+                                    offload=v["offload"], home=v["home"])
+    if not v["quiet"]:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
         warn_if_emulated(pipe)
-    keywords = dict(seed=seed, queries=queries, pairs=pairs, steps=steps, cfg=cfg, solver=sampling.solver,
-                    cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh)
+    batch = v["batch_size"] if "batch_size" in dict(given_options(v)) else None  # default: a task's queries at once
+    keywords = dict(seed=v["seed"], queries=queries, pairs=v["pairs"], steps=v["steps"], cfg=v["cfg"],
+                    solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh,
+                    size=size[0] if size else None, batch_size=batch)
     report = evaluate_photos(pipe, source, task or None, **keywords) if source else run_eval(pipe, task or None, **keywords)
-    if as_json:
+    if v["as_json"]:
         print(json.dumps(report, indent=2))
     elif photos:
         _show_photos(report)
     else:
-        _show_generator(report, queries, seed, steps, solver)
+        _show_generator(report, queries, v["seed"], v["steps"], sampling.solver)
 
 
 def _show_photos(report: dict) -> None:

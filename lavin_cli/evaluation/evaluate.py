@@ -244,17 +244,19 @@ def switch_accuracy(answers: dict[str, dict[str, int]]) -> float:
 
 def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int | None = None,
              steps: int = 11, cfg: float = 1.5, callback=None, solver: str = "euler",
-             cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1) -> dict:
+             cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, size: int | None = None,
+             batch_size: int | None = None) -> dict:
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`; `pairs`
-    defaults to the model's (Pipeline.default_pairs)."""
-    size = pipe.default_size
+    and `size` (the side of the square scenes, the working size) default to the model's
+    (Pipeline.default_pairs, default_size); `batch_size` to the queries of a task at once."""
+    size = size or pipe.default_size
     pairs = pipe.default_pairs if pairs is None else pairs
     unknown = [n for n in names or [] if n not in tasks.TASKS]
     if unknown:
         raise UsageError(f"unknown task(s) {', '.join(unknown)}; the generator's are {', '.join(tasks.TASKS)}")
     names = names or list((pipe.model.trained_tasks if pipe.model else None) or tasks.IMAGE_TASKS)
-    sampling = {"steps": steps, "cfg": cfg, "batch_size": queries, "solver": solver, "cfg_interval": cfg_interval,
-                "cond_refresh": cond_refresh}
+    sampling = {"steps": steps, "cfg": cfg, "batch_size": batch_size or queries, "solver": solver,
+                "cfg_interval": cfg_interval, "cond_refresh": cond_refresh}
     report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
                     "pairs": pairs, "steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": list(cfg_interval), "cond_refresh": cond_refresh,
                     "dtype": str(pipe.dtype).replace("torch.", ""), "size": size, "tasks": {}, "skipped": {}}

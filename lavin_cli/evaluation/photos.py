@@ -31,7 +31,7 @@ def _rng(seed: int, task: str, part: int) -> np.random.Generator:
 
 
 def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
-                  **sampling) -> dict:
+                  batch_size: int | None = None, **sampling) -> dict:
     """One task's metrics and references on photo crops."""
     setting = photos.draw_setting(task, _rng(seed, task, 2))
     rng = _rng(seed, task, 0)
@@ -40,7 +40,7 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
     cases = [photos.pair(task, rng, size, setting) for _ in range(queries)]
     u8 = tasks.to_uint8
     result = pipe([(u8(a[0]), u8(b[0])) for a, b in context], [u8(a[0]) for a, _ in cases], pairs=pairs, seed=seed,
-                  size=size, batch_size=queries, **sampling)
+                  size=size, batch_size=batch_size or queries, **sampling)
     preds = [p.image.astype(np.float32) / 255 for p in result.predictions]
     truths = [t[0] for _, t in cases]
     if tasks.TASKS[task].metric == "edges":
@@ -53,9 +53,9 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
 
 
 def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
-                   **sampling) -> dict:
+                   batch_size: int | None = None, **sampling) -> dict:
     """Frame prediction on photo clips (evaluate.continuation_scores: the query is frames 0-4, the
-    truth frames 5-8)."""
+    truth frames 5-8); clips are sampled one at a time, whatever `batch_size`."""
     import tempfile
 
     rng = _rng(seed, task, 0)
@@ -83,16 +83,18 @@ def default_tasks(pipe) -> list[str]:
 
 def evaluate_photos(pipe, photos: Photos, names: list[str] | None = None, seed: int = 0, queries: int = 8,
                     pairs: int | None = None, steps: int = 11, cfg: float = 1.5, solver: str = "euler",
-                    cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, callback=None) -> dict:
+                    cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, callback=None,
+                    size: int | None = None, batch_size: int | None = None) -> dict:
     """Per-task scores of the model behind `pipe` on crops of `photos` (Photos([folder, ...]),
-    decoded once): the tasks `names`, else those of the model's that photos make."""
+    decoded once): the tasks `names`, else those of the model's that photos make; `size` (the
+    crops' side, the working size) defaults to the model's, `batch_size` to a task's queries."""
     names = names or default_tasks(pipe)
     unknown = [t for t in names if t not in ALL_PHOTO_TASKS]
     if unknown:
         raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(ALL_PHOTO_TASKS)}")
-    size, pairs = pipe.default_size, pipe.default_pairs if pairs is None else pairs
+    size, pairs = size or pipe.default_size, pipe.default_pairs if pairs is None else pairs
     sampling = {"steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": cfg_interval,
-                "cond_refresh": cond_refresh}
+                "cond_refresh": cond_refresh, "batch_size": batch_size}
     report: dict = {"model": pipe.model.name if pipe.model else None, "photos": [str(r) for r in photos.roots],
                     "photo_files": len(photos.files), "seed": seed, "queries_per_task": queries, "pairs": pairs,
                     "steps": steps, "cfg": cfg, "solver": solver, "dtype": str(pipe.dtype).replace("torch.", ""),
