@@ -331,3 +331,14 @@ def test_bf16_training_on_a_cpu_that_emulates_bf16_is_warned_and_runs(tmp_path):
     done = subprocess.run([*args, "--out", str(tmp_path / "b"), "--bf16"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "no native bf16" in done.stderr and "leave out --bf16" in done.stderr, done.stderr
     assert (tmp_path / "b" / "vae.safetensors").exists()
+
+
+def test_shape_options_are_refused_with_init_not_ignored(cli, trained_vae, tiny_model, tmp_path):
+    """--init's weights decide the architecture: --channels, --layers (vae) and --preset (dit) that
+    name another shape are refused by name before anything is written, not silently dropped."""
+    for args, message in ((["vae", "--init", trained_vae, "--channels", "64,64,64,64"], "--channels 64,64,64,64: the VAE"),
+                          (["vae", "--init", trained_vae, "--layers", "3"], "--layers 3: the VAE of --init"),
+                          (["dit", "--init", tiny_model, "--preset", "0.1B"], "--preset 0.1B: the J-DiT of --init")):
+        code, _, err = cli("train", *args, "--out", tmp_path / "run", "--steps", "1", "-q")
+        assert code == 2 and message in err and "leave" in err, err
+        assert not (tmp_path / "run").exists()

@@ -29,6 +29,7 @@ TRUTH = "Ground truth (--truth)"
 
 
 def evaluate(
+    ctx: typer.Context,
     records: Optional[list[Path]] = typer.Argument(None, metavar="RECORDS", show_default=False,
                                                    help="With --compare: two or more eval records."),
     model: Optional[str] = options.MODEL,
@@ -116,7 +117,7 @@ def evaluate(
     [dim]lavin eval -c pairs/ -i img/ --truth depth/ --record v3.jsonl --report v3/[/]
     [dim]lavin eval --compare v2.jsonl v3.jsonl[/]
     """
-    values = dict(locals())
+    values = {**locals(), "typed": options.typed(ctx)}
     if compare or records:
         if not compare:
             raise UsageError(f"{records[0]}: to compare eval records give --compare (lavin eval --compare A.jsonl "
@@ -144,23 +145,8 @@ GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "trut
 COMPARE_OPTIONS = {"records", "compare", "as_json", "quiet"}
 
 
-def given_options(values: dict) -> list[tuple[str, str]]:
-    """(parameter, flag) of each option of `lavin eval` set to other than its default, in --help's order."""
-    import inspect
-
-    given = []
-    for name, parameter in inspect.signature(evaluate).parameters.items():
-        info, value = parameter.default, values.get(name)
-        default = getattr(info, "default", info)
-        if value == default or (default is None and value in ([], ())):
-            continue
-        flags = [d for d in getattr(info, "param_decls", None) or () if d.startswith("--")]
-        given.append((name, flags[0].split("/")[0] if flags else name.upper()))
-    return given
-
-
 def _refuse_given(values: dict, accepted: set[str], why: str) -> None:
-    extra = [flag for name, flag in given_options(values) if name not in accepted]
+    extra = [flag for name, flag in values["typed"] if name not in accepted]
     if extra:
         raise UsageError(f"{extra[0]} {why}")
 
@@ -233,7 +219,7 @@ def _generator(v: dict, queries: int) -> None:
     if not v["quiet"]:
         log(f"evaluating {pipe.model.name} ({pipe.model.path}) on {pipe.device}")
         warn_if_emulated(pipe)
-    batch = v["batch_size"] if "batch_size" in dict(given_options(v)) else None  # default: a task's queries at once
+    batch = v["batch_size"] if "batch_size" in dict(v["typed"]) else None  # default: a task's queries at once
     keywords = dict(seed=v["seed"], queries=queries, pairs=v["pairs"], steps=v["steps"], cfg=v["cfg"],
                     solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh,
                     size=size[0] if size else None, batch_size=batch)

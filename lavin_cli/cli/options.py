@@ -75,6 +75,18 @@ class Group(_HelpStyle, TyperGroup):
 INPUTS, OUTPUTS, SAMPLING, DATASET, DEVICE_PANEL = "Inputs", "Outputs", "Sampling", "Dataset", "Model and device"
 
 
+def typed(ctx: typer.Context) -> list[tuple[str, str]]:
+    """(parameter, flag) of each option typed on the command line, not left at its default, in
+    --help's order: what a command refuses where its mode would not use it."""
+    found = []
+    for param in ctx.command.params:  # sources by name: typer may bring its own copy of click's enum
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            flags = [o for o in param.opts if o.startswith("--")]
+            found.append((param.name, flags[0] if flags else param.name.upper()))
+    return found
+
+
 def default(cls, name: str):
     """The library's default of an option dataclass field: the CLI never spells a default itself
     (tests/test_docs.py checks that every flag shows the library's)."""

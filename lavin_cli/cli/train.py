@@ -93,6 +93,7 @@ def _with_progress(quiet: bool, total: int, run) -> None:
 
 @app.command("vae", cls=options.Command)
 def vae(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder: vae.safetensors (EMA weights), vae_state.pt, vae_log.jsonl."),
     data: str = DATA,
     steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
@@ -102,9 +103,9 @@ def vae(
     seed: int = SEED,
     video_fraction: float = typer.Option(0.2, "--video-fraction", help="Share of steps on 5-frame clips."),
     save_every: int = typer.Option(250, "--save-every", help="Checkpoint interval in steps."),
-    channels: str = typer.Option("32,32,64,64", "--channels", metavar="W,W,W,W", help="Widths of the four encoder levels (the decoder mirrors "
-                                                                  "them), multiples of 32."),
-    layers: int = typer.Option(1, "--layers", help="Residual blocks per level."),
+    channels: str = typer.Option("32,32,64,64", "--channels", metavar="W,W,W,W", help="A fresh VAE's widths of the four encoder levels (the "
+                                                                  "decoder mirrors them), multiples of 32."),
+    layers: int = typer.Option(1, "--layers", help="A fresh VAE's residual blocks per level."),
     lr_final: float = LR_FINAL,
     task_weights: str = TASK_WEIGHTS,
     tone_weight: float = typer.Option(0.0, "--tone-weight", help="Weight of an L1 term on mu-law compressed pixels "
@@ -127,8 +128,10 @@ def vae(
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise OptionError("channels", f"{channels!r} is not a comma-separated list of widths") from None
+    typed = dict(options.typed(ctx))  # a shape left at its default: the --init VAE's own
     cfg = VAETrainConfig(steps=steps, batch=batch, lr=lr, size=size, seed=seed, video_fraction=video_fraction,
-                         save_every=save_every, channels=widths, layers_per_block=layers, bf16=bf16, lr_final=lr_final,
+                         save_every=save_every, channels=widths if "channels" in typed or not init else None,
+                         layers_per_block=layers if "layers" in typed or not init else None, bf16=bf16, lr_final=lr_final,
                          task_weights=_task_weights(task_weights), tone_weight=tone_weight, decoder_only=decoder_only)
     _warn_emulated_bf16(bf16, "cpu")
     _with_progress(quiet, steps, lambda cb, _: train_vae(out, _source(data), cfg, resume=resume, init=init,
@@ -138,6 +141,7 @@ def vae(
 
 @app.command("dit", cls=options.Command)
 def dit(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder, usable as a model folder: dit.safetensors (EMA), "
                                                       "vae.safetensors, model.json, tasks/, dit_state.pt, dit_log.jsonl."),
     vae: Optional[Path] = typer.Option(None, "--vae", metavar="FILE", help="The (frozen) VAE to train in, e.g. from `lavin train vae`."),
@@ -174,7 +178,8 @@ def dit(
     try:
         dev = devices.pick_device(distributed.device(ranks, device))
         cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
-                             seed=seed, video_fraction=video_fraction, save_every=save_every, preset=preset,
+                             seed=seed, video_fraction=video_fraction, save_every=save_every,
+                             preset=preset if "preset" in dict(options.typed(ctx)) or not init else None,
                              bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
                              lr_final=lr_final, task_weights=_task_weights(task_weights))
         if main_rank:

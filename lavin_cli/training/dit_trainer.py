@@ -52,7 +52,7 @@ class DiTTrainConfig:
     video_fraction: float = 0.15
     save_every: int = 200
     warmup: int = 200
-    preset: str = "small"
+    preset: str | None = None  # None: "small" for a fresh model; with init, the init model's own
     bank_slots: int = 256
     bank_period: int = 400
     bf16: bool = False
@@ -135,13 +135,17 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str, device) -> tuple[JDiT, STVAE, Path]:
+def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str | None, device) -> tuple[JDiT, STVAE, Path]:
     if init is not None:
         folder = folders.resolve(str(init))
-        return weights.load_dit(folder.dit).to(device), weights.load_vae(vae_path or folder.vae), Path(vae_path or folder.vae)
+        dit = weights.load_dit(folder.dit)
+        if preset is not None and dit.cfg != dit_preset(preset):
+            raise UsageError(f"--preset {preset}: the J-DiT of --init {init} has another shape; leave --preset out "
+                             "(a fine-tune keeps its model's)")
+        return dit.to(device), weights.load_vae(vae_path or folder.vae), Path(vae_path or folder.vae)
     if vae_path is None:
         raise UsageError("give --vae VAE.safetensors (a trained VAE, e.g. from `lavin train vae`) or --init MODEL")
-    dit = weights.build(dit_preset(preset)).to(device)
+    dit = weights.build(dit_preset(preset or "small")).to(device)
     return dit, weights.load_vae(vae_path), Path(vae_path)
 
 
@@ -155,12 +159,12 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     (encoding the latent bank: minutes on a CPU)."""
     check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
+    torch.manual_seed(cfg.seed)
+    dit, vae, vae_file = _model_and_vae(init, vae_path, cfg.preset, torch.device(device))  # refusals first
     if rank == 0:
         loop.prepare_folder(out, "dit_state.pt", "dit.safetensors", resume, overwrite)
     else:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    dit, vae, vae_file = _model_and_vae(init, vae_path, cfg.preset, torch.device(device))
     dit.requires_grad_(True).train()
     # the last block's cond-stream output and MLP never reach the loss: DDP must expect unused parameters
     model = torch.nn.parallel.DistributedDataParallel(dit, find_unused_parameters=True) if world > 1 else dit

@@ -49,8 +49,8 @@ class VAETrainConfig:
     seed: int = 0
     ema: float = 0.999
     save_every: int = 250
-    channels: tuple[int, ...] = (32, 32, 64, 64)
-    layers_per_block: int = 1
+    channels: tuple[int, ...] | None = None  # None: (32, 32, 64, 64) for a fresh VAE; with init, its own
+    layers_per_block: int | None = None  # None: 1 for a fresh VAE; with init, its own
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
@@ -68,10 +68,11 @@ class VAETrainConfig:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_number("ema", self.ema, 0.0, 0.999999)
         check_int("save_every", self.save_every, 1)
-        if len(self.channels) != 4 or any(isinstance(c, bool) or not isinstance(c, int) or c < 32 or c % 32
-                                          for c in self.channels):
+        if self.channels is not None and (len(self.channels) != 4 or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 32 or c % 32 for c in self.channels)):
             raise OptionError("channels", f"must be four widths, multiples of 32, got {','.join(map(str, self.channels))}")
-        check_int("layers", self.layers_per_block, 1, 16)
+        if self.layers_per_block is not None:
+            check_int("layers", self.layers_per_block, 1, 16)
         check_number("lr_final", self.lr_final, 0.0, 1.0)
         check_number("tone_weight", self.tone_weight, 0.0)
         if not isinstance(self.decoder_only, bool):
@@ -139,10 +140,17 @@ def train_vae(out: Path, source: Source, cfg: VAETrainConfig, resume: bool = Fal
     check_task_weights(cfg.task_weights, source.task_names)
     if cfg.decoder_only and init is None:
         raise UsageError("--decoder-only trains the decoder of a trained VAE: give its weights with --init")
-    loop.prepare_folder(out, "vae_state.pt", "vae.safetensors", resume, overwrite)
     torch.manual_seed(cfg.seed)
-    vae_cfg = VAEConfig(block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block, causal_norm=True)
-    vae = weights.load_vae(init) if init else weights.build(vae_cfg)
+    vae = weights.load_vae(init) if init else weights.build(
+        VAEConfig(block_out_channels=cfg.channels or (32, 32, 64, 64), layers_per_block=cfg.layers_per_block or 1,
+                  causal_norm=True))
+    for flag, given, own in (("--channels", cfg.channels, tuple(vae.cfg.block_out_channels)),
+                             ("--layers", cfg.layers_per_block, vae.cfg.layers_per_block)):
+        if init and given is not None and given != own:
+            text = [",".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in (given, own)]
+            raise UsageError(f"{flag} {text[0]}: the VAE of --init {init} has {text[1]}; leave {flag} out (a "
+                             "fine-tune keeps its VAE's shape)")
+    loop.prepare_folder(out, "vae_state.pt", "vae.safetensors", resume, overwrite)
     vae.requires_grad_(True).train()
     vae.encoder.requires_grad_(not cfg.decoder_only)
     trained = [p for p in vae.parameters() if p.requires_grad]
