@@ -59,6 +59,11 @@ def test_clip_to_clip_chunks_a_long_query(tiny_model, clips):
     result = Pipeline.from_pretrained(str(tiny_model)).video(clips["depth"], [str(clips["long"])], steps=2, pairs=2)
     assert result.record["mode"] == "clip" and result.record["context_clip_frames"] == {"input": 5, "target": 5}
     assert result.predictions[0].clip.frames.shape[0] == 13  # 3 chunks of 5 sharing a frame, every frame once
+    assert not result.record["warnings"]
+    told = Pipeline.from_pretrained(str(tiny_model)).video(clips["depth"], [str(clips["long"])], steps=2, pairs=2,
+                                                           frames=7)  # a prediction option on a clip task: said
+    assert told.predictions[0].clip.frames.shape[0] == 13
+    assert any("frames=7" in w and "no new frames are made" in w for w in told.record["warnings"]), told.record
 
 
 @pytest.mark.parametrize("out", ["pred.gif", "pred.mp4", "pred.webm", "frames_out"])

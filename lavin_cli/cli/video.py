@@ -26,7 +26,7 @@ def video(
     nul: bool = options.NUL,
     recursive: bool = options.RECURSIVE,
     root: Optional[str] = options.ROOT,
-    frames: int = typer.Option(12, "--frames", metavar="N", rich_help_panel=options.SAMPLING, help="Prediction tasks: how many new frames to produce (paper: 12; at most 4096)."),
+    frames: Optional[int] = typer.Option(None, "--frames", metavar="N", rich_help_panel=options.SAMPLING, help="Prediction tasks: how many new frames to produce (default 12, the paper's; at most 4096; a clip task warns that it makes none)."),
     mode: str = typer.Option("auto", "--mode", metavar="MODE", rich_help_panel=options.SAMPLING,
                              help="auto (told by the context), clip (a target frame per input frame) or predict."),
     model: Optional[str] = options.MODEL,

@@ -125,7 +125,8 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
         root = Path(tmp)
         targets, paths, renders = write_video_case(root, task, seed, pairs, queries, size)
         truths = [(np.stack([r.rgb for r in clip]), np.stack([r.depth for r in clip])) for clip in renders]
-        result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
+        result = pipe.video(root / "ctx", paths, frames=4 if _frames(task) else None, pairs=pairs, seed=seed,
+                            size=size, **sampling)
         longer = pipe.video(root / "ctx", paths, frames=12, pairs=pairs, seed=seed, size=size, **sampling) \
             if _frames(task) else None
     ours, base, ceiling = [], [], []

@@ -135,7 +135,7 @@ class VideoRun:
         self.context_seconds = time.perf_counter() - t0
         q_latents = frame_rules.latents_for(c.input_frames)
         t_latents = q_latents if c.mode == "clip" else \
-            frame_rules.plan_prediction(self.options.frames, c.target_frames).chunk_latents
+            frame_rules.plan_prediction(self.options.new_frames, c.target_frames).chunk_latents
         seen = c.latents[:self.options.pairs]
         self.tokens = (sum(a.shape[1] + b.shape[1] for a, b in seen) + q_latents + t_latents) * \
             (self.working[0] // 16) * (self.working[1] // 16)
@@ -143,11 +143,14 @@ class VideoRun:
         self.notify(Progress("tokens", self.tokens, self.tokens))
         self.warnings = records.warnings(self.model, self.options, self.working, len(self.found.pairs),
                                          self.found.unused)
+        if c.mode == "clip" and self.options.frames is not None:
+            self.warnings.append(f"{{{{frames={self.options.frames}}}}} is for prediction tasks; this context maps "
+                                 "each query frame to a target frame (clip mode), so no new frames are made")
         return records.header(self.engine, self.model, self.options, self.working, {
             "context": self.found.source, "context_pairs": len(c.ids), "unpaired": self.found.unpaired,
             "skipped": self.found.skipped,
             "pairs_used": min(self.options.pairs, len(c.ids)), "warnings": [render(w) for w in self.warnings],
-            "mode": c.mode, "new_frames": self.options.frames if c.mode == "predict" else None,
+            "mode": c.mode, "new_frames": self.options.new_frames if c.mode == "predict" else None,
             "context_clip_frames": {"input": c.input_frames, "target": c.target_frames},
             "sequence_tokens": self.tokens})
 
@@ -239,7 +242,7 @@ class VideoRun:
         """`frames` new frames, chunk by chunk, each chunk seeing the latest frames; and the ids of
         the pairs used (by the first chunk)."""
         c = self.context
-        plan = frame_rules.plan_prediction(self.options.frames, c.target_frames)
+        plan = frame_rules.plan_prediction(self.options.new_frames, c.target_frames)
         history = list(frames)
         produced: list[np.ndarray] = []
         produced_f: list[np.ndarray] = []
@@ -256,6 +259,6 @@ class VideoRun:
             history += list(pixels[fresh])
             if floats is not None:
                 produced_f += list(floats[fresh])
-            self.notify(Progress("frames", min(len(produced), self.options.frames), self.options.frames))
-        n = self.options.frames
+            self.notify(Progress("frames", min(len(produced), self.options.new_frames), self.options.new_frames))
+        n = self.options.new_frames
         return np.stack(produced[:n]), (np.stack(produced_f[:n]) if produced_f else None), used

@@ -185,25 +185,33 @@ class RunOptions(ContextOptions, SamplingOptions):
         return SamplingOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingOptions)})
 
 
+DEFAULT_NEW_FRAMES = 12  # the paper's
 MAX_FRAMES = 4096  # new frames per run: 1024 chunks of 4 (about 3 minutes at 24 fps); longer runs go in parts
 
 
 @dataclass(frozen=True)
 class VideoOptions(ContextOptions, SamplingOptions):
-    """A clip run: `frames` new frames for prediction tasks, the task kind, the output frame rate."""
+    """A clip run: `frames` new frames for prediction tasks (None: 12, the paper's; given to a clip
+    task, the run warns that it makes none), the task kind, the output frame rate."""
 
-    frames: int = 12
+    frames: Optional[int] = None
     mode: str = "auto"
     fps: Optional[float] = None
 
     def __post_init__(self) -> None:
         SamplingOptions.__post_init__(self)
         ContextOptions.__post_init__(self)
-        _int("frames", self.frames, 1, MAX_FRAMES)
+        if self.frames is not None:
+            _int("frames", self.frames, 1, MAX_FRAMES)
         _choice("mode", self.mode, VIDEO_MODES)
         if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
                                      or not math.isfinite(self.fps) or not 0 < self.fps <= 1000):
             raise OptionError("fps", f"must be a frame rate above 0 and at most 1000, got {self.fps!r}")
+
+    @property
+    def new_frames(self) -> int:
+        """How many frames a prediction task makes."""
+        return DEFAULT_NEW_FRAMES if self.frames is None else self.frames
 
     @property
     def sampling(self) -> SamplingOptions:

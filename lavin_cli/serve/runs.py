@@ -90,8 +90,8 @@ def _limited(s: State, options, fmt: str):
     changes = {"max_pixels": min(options.max_pixels, s.limits.max_pixels), "raw": options.raw or fmt in ("png16", "npy")}
     if isinstance(options, RunOptions):
         changes["batch_size"] = 1  # the worker batches; one value so that jobs can share a call
-    elif options.frames > s.limits.max_frames:
-        raise TooLarge(f"{{{{frames={options.frames}}}}} is above this server's limit of {s.limits.max_frames}")
+    elif options.new_frames > s.limits.max_frames:
+        raise TooLarge(f"{{{{frames={options.new_frames}}}}} is above this server's limit of {s.limits.max_frames}")
     return dataclasses.replace(options, **changes).for_model(s.pipe.default_pairs)
 
 
