@@ -175,3 +175,12 @@ def test_example_task_folders_for_images_and_clips_run_as_written(cli, tiny_mode
     code, _, err = cli("run", "-m", model, "--task", "depth_estimation", "-i",
                        model / "tasks" / "depth_estimation" / "queries" / "q0.png", "-o", tmp_path / "d.png", "--steps", "2")
     assert code == 0 and Image.open(tmp_path / "d.png").mode == "I;16"  # task.json: gray targets, 16-bit
+
+
+def test_fps_is_refused_where_no_output_stores_a_frame_rate(cli, tiny_model, clips, tmp_path):
+    for out, extra, kind in (("p.npy", [], ".npy arrays"), ("p16", ["--format", "png16"], "png16 frame folders"),
+                             ("frames_out", [], "frame folders")):
+        code, _, err = cli("video", "-m", tiny_model, "-c", clips["depth"], "-i", clips["query"], "--fps", "5",
+                           "-o", tmp_path / out, *extra, "--steps", "2")
+        assert code == 2 and f"these outputs are {kind}" in err and "Traceback" not in err, err
+        assert not (tmp_path / out).exists()

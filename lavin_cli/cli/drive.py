@@ -52,6 +52,8 @@ def execute(files: Files, options, load, source, context: Optional[Path], task: 
     found = source.context(context, task, clips=clips, quiet=files.quiet)
     the_plan = make_plan(files, batch_size, not clips and found.target == "gray", clips)
     plan.check_queries(the_plan, clips=clips)
+    if clips:
+        plan.check_fps(the_plan, options.fps)
     if the_plan.fmt != ("video" if clips else "png"):
         options = dataclasses.replace(options, raw=True)
     if grid and clips and source.remote and not found.pairs:

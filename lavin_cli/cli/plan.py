@@ -166,6 +166,15 @@ def query_problem(query: str, clips: bool) -> Optional[str]:
     return None
 
 
+def check_fps(plan: Plan, fps: Optional[float]) -> None:
+    """--fps sets a video file's frame rate: refused where no output is a video file (.npy, png16
+    and frames folders store none), not ignored."""
+    if fps is not None and plan.outputs and not any(Path(o).suffix.lower() in VIDEO_EXTENSIONS for o in plan.outputs):
+        kind = {"npy": ".npy arrays", "png16": "png16 frame folders"}.get(plan.fmt, "frame folders")
+        raise UsageError(f"--fps {fps:g} sets a video file's frame rate, and these outputs are {kind}, which store "
+                         "none: leave --fps out, or write video files (-o pred.mp4, --ext mp4)")
+
+
 def check_queries(plan: Plan, clips: bool) -> None:
     """Refuse the run before the model loads and before anything is created when not one of
     the queries it has to compute can be read (a missing input folder, a mistyped name); where
