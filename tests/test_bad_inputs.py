@@ -60,6 +60,12 @@ CASES = [
     Case("offload", RUN + ONE + ["--offload", "disk"], 2, "--offload 'disk' is not one of"),
     Case("max-pixels-0", RUN + ONE + ["--max-pixels", "0"], 2, "--max-pixels must be at least 1"),
     Case("ext", RUN + BOTH + ["--ext", "wav"], 2, "--ext .wav"),
+    # an option the run would drop is refused: folder naming for one output file, --ext where it is unused
+    Case("ext-one-file", RUN + ONE + ["--ext", "jpg"], 2, "--ext jpg names the files of an output folder"),
+    Case("root-one-file", RUN + ONE + ["--root", "{tmp}"], 2, "names the files of an output folder, and -o"),
+    Case("ext-png16", RUN + BOTH + ["--ext", "jpg", "--format", "png16"], 2, "this run writes png16: leave --ext out"),
+    Case("video-ext-one-file", VIDEO + ["-i", "{clip_query}", "-o", "{out}/v.gif", "--ext", "webm"], 2,
+         "--ext webm names the files of an output folder"),
     Case("unknown-option", RUN + ONE + ["--stepz", "3"], 2, "No such option: --stepz"),
     Case("missing-query", RUN + ["-o", "{out}/o.png"], 2, "no queries: give --query (-i) or --files-from"),
     Case("context-and-task", RUN + ONE + ["--task", "x"], 2, "exactly one of --context FOLDER or --task NAME"),

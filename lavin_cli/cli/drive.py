@@ -34,7 +34,7 @@ class Files:
     recursive: bool
     root: Optional[str]
     fmt: Optional[str]
-    ext: str
+    ext: Optional[str]
     skip_existing: bool
     shard: Optional[str]
     overwrite: bool

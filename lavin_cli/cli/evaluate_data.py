@@ -194,7 +194,7 @@ def _run_keywords(setup: Setup, queries: list[str], combo: dict) -> dict:
 def _score(setup: Setup, matched, queries: list[str], mine: list[int], combo: dict, task, meta_context):
     given = _run_keywords(setup, queries, combo)
     fmt = plan.output_format(given.get("fmt"), given["output"], setup.gray_target, clips=False)
-    outputs = plan.output_names(queries, given["output"], fmt, "png", setup.root, False)
+    outputs = plan.output_names(queries, given["output"], fmt, None, setup.root, False)
     items = [(queries[i], matched.pairs[i][1], Path(outputs[i])) for i in mine]
     scored = dataset.score_all(items, setup.protocol, setup.truth_scale)
     for row, (_, truth_file, _) in zip(scored.rows, items):

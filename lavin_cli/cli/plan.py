@@ -99,6 +99,14 @@ def _check_file_name(out: Path, output: str, fmt: str, clips: bool) -> None:
                      "for a folder of outputs, end the name with /")
 
 
+def _refuse_for_one_file(output: str, ext: Optional[str], root: Optional[str]) -> None:
+    """--ext and --root shape the names of an output folder's files; -o naming one output would drop them."""
+    for flag, value in (("--ext", ext), ("--root", root)):
+        if value is not None:
+            raise UsageError(f"{flag} {value} names the files of an output folder, and -o {output} is one output "
+                             f"(its own name decides): leave {flag} out, or give -o a folder (ending with /)")
+
+
 def is_output_folder(output: str, queries: int, fmt: str, clips: bool) -> bool:
     """The one rule for what -o names, whatever the format: a folder of outputs (the queries'
     tree) when it is a folder already, ends with /, names several queries, or has no extension
@@ -110,9 +118,16 @@ def is_output_folder(output: str, queries: int, fmt: str, clips: bool) -> bool:
     return not out.suffix and not os.path.lexists(out) and not (clips and fmt != "npy")
 
 
-def output_names(queries: list[str], output: str, fmt: str, ext: str, root: Optional[str], clips: bool) -> list[str]:
+def output_names(queries: list[str], output: str, fmt: str, ext: Optional[str], root: Optional[str],
+                 clips: bool) -> list[str]:
     """One output per query: -o FILE for a single query, stdout ('-') for a single image, else
-    the queries' tree (relative to --root, or to the folder holding them all) under -o DIR."""
+    the queries' tree (relative to --root, or to the folder holding them all) under -o DIR.
+    `ext` (None: png, mp4 for clips) names the files of a folder or stdout's format; given for a
+    single output file, as --root, it is refused: the file's own name decides."""
+    plain = "video" if clips else "png"
+    if ext is not None and fmt != plain:
+        raise UsageError(f"--ext {ext} picks the file type of --format {plain} outputs, and this run writes {fmt}: "
+                         f"leave --ext out, or give --format {plain}")
     if output == STDIO:
         if clips:
             raise UsageError("-o -: videos are written to files or frame folders, not stdout")
@@ -122,12 +137,14 @@ def output_names(queries: list[str], output: str, fmt: str, ext: str, root: Opti
             raise OutputError("-o -: stdout is closed; give -o FILE")
         if stdout_is_terminal():
             raise UsageError("-o - would write image bytes to the terminal; redirect stdout (> out.png) or give a file")
+        _refuse_for_one_file(output, None, root)
         return [STDIO]
     out = Path(output).expanduser()
     if not output.strip():
         raise UsageError("-o is empty; give a file, a folder or - for stdout")
-    suffix = _suffix(fmt, ext, clips)  # a bad --ext is refused whether or not a folder takes it
+    suffix = _suffix(fmt, ext or ("mp4" if clips else "png"), clips)  # a bad --ext is refused in any case
     if not is_output_folder(output, len(queries), fmt, clips):
+        _refuse_for_one_file(output, ext, root)
         if out.suffix or not os.path.lexists(out):
             _check_file_name(out, output, fmt, clips)
         return [str(out)]

@@ -55,7 +55,7 @@ def run(
                                       help="png (8-bit RGB, see --ext), png16 (16-bit gray: the mean of the channels) "
                                            "or npy (float32 H x W x 3 in [0, 1]); default png16 for tasks whose "
                                            "task.json says gray targets, else png."),
-    ext: str = typer.Option("png", "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder (or on stdout)."),
+    ext: Optional[str] = typer.Option(None, "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder or on stdout (default png; refused for a single output file, whose name decides)."),
     grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: context pairs, query, prediction."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
@@ -88,14 +88,14 @@ def run(
             batch_size=batch_size, writer=lambda the_plan, found: _writer(the_plan, grid, overwrite, ext))
 
 
-def _writer(the_plan, grid: bool, overwrite: bool, ext: str):
+def _writer(the_plan, grid: bool, overwrite: bool, ext: Optional[str]):
     from lavin_cli.io import images as image_io
     from lavin_cli.io.files import write_atomic
 
     def write(pred, entry: dict) -> None:
         dest = the_plan.outputs[pred.index]
         data = {"npy": lambda: image_io.encode_npy(pred.raw), "png16": lambda: image_io.encode_gray16(pred.raw),
-                "png": lambda: image_io.encode_image(pred.image, ext if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
+                "png": lambda: image_io.encode_image(pred.image, (ext or "png") if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
         if dest == STDIO:
             try:
                 sys.stdout.buffer.write(data)

@@ -53,7 +53,7 @@ def video(
                                            "frames) or npy (float32 F x H x W x 3 in [0, 1])."),
     grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: a row of frames per context pair "
                                                    "used (input, then target), and the query's frames, then the prediction's."),
-    ext: str = typer.Option("mp4", "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames)."),
+    ext: Optional[str] = typer.Option(None, "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Format of --format video outputs in a folder (mp4, webm, gif, ... or frames; default mp4; refused for a single output, whose name decides)."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
     overwrite: bool = options.OVERWRITE,
