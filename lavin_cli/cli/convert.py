@@ -44,6 +44,8 @@ def convert(
         raise UsageError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
     if dit is None and vae is None:
         raise UsageError("nothing to convert: give --dit and/or --vae")
+    if preset is not None and dit is None:
+        raise UsageError("--preset names the shape of an official DiT file: give it with --dit, or leave --preset out")
     if preset is not None and preset not in config.DIT_PRESETS:
         raise UsageError(f"--preset {preset!r}: choose one of {', '.join(config.DIT_PRESETS)}")
     if output.exists() and not output.is_dir():
@@ -57,9 +59,9 @@ def convert(
     for _, dest in jobs:
         if dest.exists() and not overwrite:
             raise OutputError(f"{dest} exists; pass --overwrite to replace it")
-    output.mkdir(parents=True, exist_ok=True)
     for load, dest in jobs:
-        model = load()
+        model = load()  # a file that cannot be read leaves no output folder behind
+        output.mkdir(parents=True, exist_ok=True)
         (weights.save if to is Target.lavin else weights.export_official)(model, dest)
         count = sum(p.numel() for p in model.parameters())
         log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters)")

@@ -7,12 +7,13 @@ model with `load_state_dict(assign=True)`: the loaded tensors become the paramet
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from lavin_cli.config import DiTConfig, VAEConfig
-from lavin_cli.errors import CheckpointError
+from lavin_cli.errors import CheckpointError, UsageError
 from lavin_cli.io.files import atomic_path, file_kind
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
@@ -77,6 +78,7 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
     """A J-DiT from our safetensors or from the official `lavin_dit.safetensors`.
 
     Official files carry no config: pass `config`, or it is inferred by matching the presets.
+    Ours carry theirs: a `config` of another shape is refused, not ignored.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,6 +89,10 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
         cfg = ck.config_from_metadata(ck.read_metadata(path), path)
         if not isinstance(cfg, DiTConfig):
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
+        if config is not None and dataclasses.replace(config, drop_path=cfg.drop_path) != cfg:
+            raise UsageError(f"{path}: a lavin file, whose own config (hidden {cfg.hidden_size}, depth {cfg.depth}) is "
+                             f"not the one given (hidden {config.hidden_size}, depth {config.depth}); a preset is "
+                             "for official files, which carry none: leave it out")
         state = {k: get(k) for k in shapes}
     else:
         cfg = config or ck.infer_dit_config(shapes, path)
