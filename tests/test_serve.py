@@ -182,6 +182,12 @@ def test_uploaded_pairs_and_jobs(server, cli, tmp_path):
     assert server.get(f"/v1/jobs/{job}")[0] == 404  # fetched: forgotten
 
 
+def test_tcp_options_beside_a_unix_socket_are_refused(cli, tmp_path):
+    for flag in ("--port", "--host"):
+        code, _, err = cli("serve", "--socket", tmp_path / "s.sock", flag, "8000" if flag == "--port" else "0.0.0.0")
+        assert code == 2 and f"{flag} is for TCP, and --socket" in err and not (tmp_path / "s.sock").exists(), err
+
+
 def test_a_token_is_required_where_set_and_off_loopback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "lavin_cli", "serve", "--host", "0.0.0.0", "--port", "0"],
                          capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ SERVER = "Server"
 
 
 def serve(
+    ctx: typer.Context,
     model: Optional[str] = options.MODEL,
     home: Optional[Path] = options.HOME,
     device: str = options.DEVICE,
@@ -60,8 +61,12 @@ def serve(
     [dim]lavin run --server localhost:8765 -t depth_estimation -i img.png -o depth.png[/]
     [dim]curl -F query=@img.png -F task=depth_estimation localhost:8765/v1/run -o d.png[/]
     """
+    from lavin_cli.errors import UsageError
     from lavin_cli.serve.setup import ServeOptions, start
 
+    tcp = [flag for name, flag in options.typed(ctx) if name in ("host", "port")]
+    if unix is not None and tcp:
+        raise UsageError(f"{tcp[0]} is for TCP, and --socket listens on a Unix socket instead: give one of them")
     settings = ServeOptions(host=host, port=port, unix=unix, allow=tuple(allow_dir or ()),
                             token=token or os.environ.get("LAVIN_SERVE_TOKEN") or None, max_batch=max_batch,
                             batch_wait_ms=batch_wait_ms, queue=queue, max_body_mb=max_body_mb, max_pixels=max_pixels,
