@@ -21,6 +21,7 @@ from lavin_cli.errors import BrokenPipe, LavinError, UsageError
 
 
 def run(
+    ctx: typer.Context,
     query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH", rich_help_panel=options.INPUTS,
                                               help="Query image(s): files, folders, globs ('photos/*.jpg'), or - for stdin."),
     output: str = typer.Option(..., "--output", "-o", metavar="PATH", rich_help_panel=options.OUTPUTS,
@@ -84,7 +85,7 @@ def run(
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
-    execute(files, run_options, load, source_for(server, token, model, home), context, task, clips=False, grid=grid,
+    execute(files, run_options, load, source_for(server, token, model, home, options.typed(ctx)), context, task, clips=False, grid=grid,
             batch_size=batch_size, writer=lambda the_plan, found: _writer(the_plan, grid, overwrite, ext))
 
 

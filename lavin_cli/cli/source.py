@@ -12,12 +12,22 @@ from lavin_cli.cli import distributed
 from lavin_cli.errors import UsageError
 
 
-def source_for(server: Optional[str], token: Optional[str], model: Optional[str], home: Optional[Path]):
+LOCAL_ONLY = ("device", "dtype", "attention", "offload", "compile")  # how a model loads here
+
+
+def source_for(server: Optional[str], token: Optional[str], model: Optional[str], home: Optional[Path],
+               typed: list[tuple[str, str]] = ()):
+    """The local model, or the server (--server, else $LAVIN_SERVER); `typed`: the command's typed
+    options (cli/options.typed), of which those that load a model here are refused with a server."""
     server = server or os.environ.get("LAVIN_SERVER") or None
     if server is None:
         return LocalSource(model, home)
     if model or home:
         raise UsageError("--model and --home choose a model here; with --server the server's model runs (drop them)")
+    local = [flag for name, flag in typed if name in LOCAL_ONLY]
+    if local:
+        raise UsageError(f"{local[0]} sets how a model loads here; with --server the server's model runs as the "
+                         "server loaded it (drop it, or give it to lavin serve)")
     return ServerSource(server, token or os.environ.get("LAVIN_SERVE_TOKEN") or None)
 
 

@@ -15,6 +15,7 @@ from lavin_cli.cli.source import source_for
 
 
 def video(
+    ctx: typer.Context,
     query: Optional[list[str]] = typer.Option(None, "--query", "-i", metavar="PATH", rich_help_panel=options.INPUTS,
                                               help="Query clip(s): video files, folders of frames, folders of videos, globs."),
     output: str = typer.Option(..., "--output", "-o", metavar="PATH", rich_help_panel=options.OUTPUTS,
@@ -77,7 +78,7 @@ def video(
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
-    execute(files, video_options, load, source_for(server, token, model, home), context, task, clips=True, grid=grid,
+    execute(files, video_options, load, source_for(server, token, model, home, options.typed(ctx)), context, task, clips=True, grid=grid,
             batch_size=1, writer=lambda the_plan, found: _writer(the_plan, overwrite, found if grid else None, max_pixels))
 
 
