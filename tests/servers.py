@@ -18,7 +18,7 @@ PYTHON = [sys.executable, "-m", "lavin_cli"]
 
 class Server:
     def __init__(self, *args: str, env: dict | None = None, timeout: float = 120.0):
-        self.proc = subprocess.Popen([*PYTHON, "serve", "--port", "0", *map(str, args)], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([*PYTHON, "serve", *([] if "--socket" in args else ["--port", "0"]), *map(str, args)], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True)
         self.lines: list[str] = []
         line = self._line(timeout)
