@@ -49,8 +49,10 @@ def call_run(**given) -> int:
     (7: some queries failed, which the scores then list)."""
     from lavin_cli.cli.run import run
 
-    values = {}
+    values = {"ctx": None}  # no command line: the eval checked its own options
     for name, param in inspect.signature(run).parameters.items():
+        if name == "ctx":
+            continue
         default = param.default
         values[name] = given.get(name, getattr(default, "default", default))
     try:

@@ -75,9 +75,12 @@ class Group(_HelpStyle, TyperGroup):
 INPUTS, OUTPUTS, SAMPLING, DATASET, DEVICE_PANEL = "Inputs", "Outputs", "Sampling", "Dataset", "Model and device"
 
 
-def typed(ctx: typer.Context) -> list[tuple[str, str]]:
+def typed(ctx: typer.Context | None) -> list[tuple[str, str]]:
     """(parameter, flag) of each option typed on the command line, not left at its default, in
-    --help's order: what a command refuses where its mode would not use it."""
+    --help's order: what a command refuses where its mode would not use it. None: a command
+    called as a function (lavin eval --truth calls lavin run's), which checks its own options."""
+    if ctx is None:
+        return []
     found = []
     for param in ctx.command.params:  # sources by name: typer may bring its own copy of click's enum
         source = ctx.get_parameter_source(param.name)
