@@ -159,6 +159,8 @@ CASES = [
     # ---- network
     Case("no-network", ["download", "remote"], 4, "check the network", setup=closed_port),
     Case("unknown-model-download", ["download", "no-such-model"], 4, "unknown model 'no-such-model'"),
+    Case("download-two-revisions", ["download", "org/repo@v1", "--revision", "main", "--offline"], 2,
+         "org/repo@v1 names revision v1 and --revision main another: give one"),
     # ---- memory
     # main memory: on a large GPU the tiny model streamed with offload may really fit 8192 px
     Case("size-beyond-memory", RUN + ONE + ["--size", "8192", "--device", "cpu"], 5, "token sequence needs about"),

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lavin_cli.errors import CheckpointError
+from lavin_cli.errors import CheckpointError, UsageError
 from lavin_cli.store.home import home, shipped_registry
 
 OFFICIAL_SIZE = 512  # the official model's working size
@@ -117,6 +117,8 @@ def entry_for(spec: str, home_dir=None, revision: str | None = None) -> ModelEnt
         entry = entries[spec]
     elif is_hub_id(spec):
         match = HUB_ID.fullmatch(spec)
+        if revision and match["revision"] and revision != match["revision"]:
+            raise UsageError(f"{spec} names revision {match['revision']} and --revision {revision} another: give one")
         repo, revision = match["repo"], revision or match["revision"]
         known = [e for e in entries.values() if e.source == "hf" and e.repo == repo]
         entry = known[0] if known else dataclasses.replace(
