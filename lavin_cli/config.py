@@ -57,6 +57,10 @@ class DiTConfig:
             raise ConfigError(f"num_heads {self.num_heads} is not a multiple of kv_group {self.kv_group}")
         _rope_split(self.head_dim)
 
+    def same_shape(self, other: "DiTConfig") -> bool:
+        """Whether the two configs make the same weights (drop_path is a training setting alone)."""
+        return dataclasses.replace(self, drop_path=other.drop_path) == other
+
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads

@@ -7,7 +7,6 @@ model with `load_state_dict(assign=True)`: the loaded tensors become the paramet
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -89,7 +88,7 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
         cfg = ck.config_from_metadata(ck.read_metadata(path), path)
         if not isinstance(cfg, DiTConfig):
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
-        if config is not None and dataclasses.replace(config, drop_path=cfg.drop_path) != cfg:
+        if config is not None and not config.same_shape(cfg):
             raise UsageError(f"{path}: a lavin file, whose own config (hidden {cfg.hidden_size}, depth {cfg.depth}) is "
                              f"not the one given (hidden {config.hidden_size}, depth {config.depth}); a preset is "
                              "for official files, which carry none: leave it out")

@@ -139,9 +139,7 @@ def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str | None,
     if init is not None:
         folder = folders.resolve(str(init))
         dit = weights.load_dit(folder.dit)
-        same = preset is None or dataclasses.replace(dit.cfg, drop_path=0.0) == dataclasses.replace(
-            dit_preset(preset), drop_path=0.0)  # the shape the weights fix (drop_path is training's alone)
-        if not same:
+        if preset is not None and not dit.cfg.same_shape(dit_preset(preset)):
             raise UsageError(f"--preset {preset}: the J-DiT of --init {init} has another shape; leave --preset out "
                              "(a fine-tune keeps its model's)")
         return dit.to(device), weights.load_vae(vae_path or folder.vae), Path(vae_path or folder.vae)
