@@ -99,6 +99,16 @@ def _check_file_name(out: Path, output: str, fmt: str, clips: bool) -> None:
                      "for a folder of outputs, end the name with /")
 
 
+def plain_format(clips: bool) -> str:
+    """The format of 8-bit outputs whose file type --ext picks: png images, video clips."""
+    return "video" if clips else "png"
+
+
+def default_ext(clips: bool) -> str:
+    """--ext when not given."""
+    return "mp4" if clips else "png"
+
+
 def _refuse_for_one_file(output: str, ext: Optional[str], root: Optional[str]) -> None:
     """--ext and --root shape the names of an output folder's files; -o naming one output would drop them."""
     for flag, value in (("--ext", ext), ("--root", root)):
@@ -124,7 +134,7 @@ def output_names(queries: list[str], output: str, fmt: str, ext: Optional[str], 
     the queries' tree (relative to --root, or to the folder holding them all) under -o DIR.
     `ext` (None: png, mp4 for clips) names the files of a folder or stdout's format; given for a
     single output file, as --root, it is refused: the file's own name decides."""
-    plain = "video" if clips else "png"
+    plain = plain_format(clips)
     if ext is not None and fmt != plain:
         raise UsageError(f"--ext {ext} picks the file type of --format {plain} outputs, and this run writes {fmt}: "
                          f"leave --ext out, or give --format {plain}")
@@ -142,7 +152,7 @@ def output_names(queries: list[str], output: str, fmt: str, ext: Optional[str], 
     out = Path(output).expanduser()
     if not output.strip():
         raise UsageError("-o is empty; give a file, a folder or - for stdout")
-    suffix = _suffix(fmt, ext or ("mp4" if clips else "png"), clips)  # a bad --ext is refused in any case
+    suffix = _suffix(fmt, ext or default_ext(clips), clips)  # a bad --ext is refused in any case
     if not is_output_folder(output, len(queries), fmt, clips):
         _refuse_for_one_file(output, ext, root)
         if out.suffix or not os.path.lexists(out):

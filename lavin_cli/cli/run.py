@@ -14,7 +14,7 @@ import typer
 from lavin_cli.cli import options
 from lavin_cli.cli.console import print_table, warn
 from lavin_cli.cli.drive import Files, execute
-from lavin_cli.cli.plan import STDIO, grid_path
+from lavin_cli.cli.plan import STDIO, default_ext, grid_path
 from lavin_cli.cli.results import auxiliary
 from lavin_cli.cli.source import source_for
 from lavin_cli.errors import BrokenPipe, LavinError, UsageError
@@ -96,7 +96,7 @@ def _writer(the_plan, grid: bool, overwrite: bool, ext: Optional[str]):
     def write(pred, entry: dict) -> None:
         dest = the_plan.outputs[pred.index]
         data = {"npy": lambda: image_io.encode_npy(pred.raw), "png16": lambda: image_io.encode_gray16(pred.raw),
-                "png": lambda: image_io.encode_image(pred.image, (ext or "png") if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
+                "png": lambda: image_io.encode_image(pred.image, (ext or default_ext(clips=False)) if dest == STDIO else Path(dest).suffix)}[the_plan.fmt]()
         if dest == STDIO:
             try:
                 sys.stdout.buffer.write(data)
