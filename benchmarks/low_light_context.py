@@ -29,7 +29,7 @@ import numpy as np
 from lavin_cli import Pipeline
 from lavin_cli.evaluation.evaluate import reconstruct
 from lavin_cli.evaluation.metrics import psnr
-from lavin_cli.evaluation.photos import _rng
+from lavin_cli.evaluation.photos import CONTEXT, QUERIES, photo_pairs, shared_setting
 from lavin_cli.training import tasks
 from lavin_cli.training.photos import Photos
 
@@ -43,25 +43,15 @@ def undarken(dark: np.ndarray, setting: tuple[float, float]) -> np.ndarray:
     return np.clip(np.clip(dark, 0, 1) ** (1 / gamma) / factor, 0, 1)
 
 
-def decoded_floats(pipe, image: np.ndarray) -> np.ndarray:
-    """An 8-bit image (H, W, 3) through the VAE (posterior mean), decoded without rounding to 8 bits."""
-    import torch
-
-    _, mean = pipe.engine.encode(image[None, None], [torch.Generator().manual_seed(0)])
-    return pipe.engine.decode(mean, raw=True)[1][0, 0]
-
-
 def seed_rows(pipe, photos: Photos, seed: int, queries: int) -> tuple[list[dict], dict]:
     """Per context setting: answers' and right answers' mean brightness and the PSNR between; and
     the seed's ceilings."""
-    own = photos.draw_setting(TASK, _rng(seed, TASK, 2))
-    rng = _rng(seed, TASK, 1)
-    cases = [photos.pair(TASK, rng, SIZE, own) for _ in range(queries)]
+    own = shared_setting(photos, TASK, seed)
+    cases = photo_pairs(photos, TASK, seed, QUERIES, queries, SIZE, own)
     dark = [tasks.to_uint8(i[0]) for i, _ in cases]
     rows = []
     for setting in [own, *ENDS]:
-        rng = _rng(seed, TASK, 0)
-        context = [photos.pair(TASK, rng, SIZE, setting) for _ in range(PAIRS)]
+        context = photo_pairs(photos, TASK, seed, CONTEXT, PAIRS, SIZE, setting)
         result = pipe([(tasks.to_uint8(a[0]), tasks.to_uint8(b[0])) for a, b in context], dark, pairs=PAIRS,
                       seed=seed, size=SIZE, steps=STEPS, batch_size=queries)
         answers = [p.image.astype(np.float32) / 255 for p in result.predictions]
@@ -72,7 +62,7 @@ def seed_rows(pipe, photos: Photos, seed: int, queries: int) -> tuple[list[dict]
                      "truth_psnr": float(np.mean([psnr(a, t[0]) for a, (_, t) in zip(answers, cases)]))})
     truths = [t[0] for _, t in cases]
     ceilings = {"vae": float(np.mean([psnr(reconstruct(pipe, t[None])[0], t) for t in truths])),
-                "dark_latent": float(np.mean([psnr(undarken(decoded_floats(pipe, d), own), t) for d, t in zip(dark, truths)]))}
+                "dark_latent": float(np.mean([psnr(undarken(reconstruct(pipe, d[None].astype(np.float32) / 255, raw=True)[0], own), t) for d, t in zip(dark, truths)]))}
     return rows, ceilings
 
 

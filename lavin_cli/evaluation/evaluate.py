@@ -208,11 +208,14 @@ def vae_ceiling(pipe, seed: int, queries: int, size: int) -> dict[str, float]:
     return scores
 
 
-def reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
-    """Frames (F, H, W, 3) in [0, 1] through the VAE (posterior mean, decoded), in [0, 1]."""
+def reconstruct(pipe, frames: np.ndarray, raw: bool = False) -> np.ndarray:
+    """Frames (F, H, W, 3) in [0, 1] through the VAE (posterior mean, decoded), in [0, 1]; with
+    `raw`, as decoded, not rounded to 8 bits."""
     import torch
 
     _, mean = pipe.engine.encode(tasks.to_uint8(frames)[None], [torch.Generator().manual_seed(0)])
+    if raw:
+        return pipe.engine.decode(mean, raw=True)[1][0]
     return pipe.engine.decode(mean)[0].astype(np.float32) / 255
 
 

@@ -30,14 +30,26 @@ def _rng(seed: int, task: str, part: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([EVAL_TAG, seed, list(tasks.TASKS).index(task), part]))
 
 
+CONTEXT, QUERIES = 0, 1  # the parts of a (seed, task) that crops are drawn for
+
+
+def shared_setting(photos: Photos, task: str, seed: int):
+    """What the context pairs and queries of `task` share at `seed` (low-light's darkening; else None)."""
+    return photos.draw_setting(task, _rng(seed, task, 2))
+
+
+def photo_pairs(photos: Photos, task: str, seed: int, part: int, count: int, size: int, setting=None) -> list:
+    """The eval's `count` (input, target) crops of `task` for `part` (CONTEXT or QUERIES) at `seed`."""
+    rng = _rng(seed, task, part)
+    return [photos.pair(task, rng, size, setting) for _ in range(count)]
+
+
 def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
                   batch_size: int | None = None, **sampling) -> dict:
     """One task's metrics and references on photo crops."""
-    setting = photos.draw_setting(task, _rng(seed, task, 2))
-    rng = _rng(seed, task, 0)
-    context = [photos.pair(task, rng, size, setting) for _ in range(pairs)]
-    rng = _rng(seed, task, 1)
-    cases = [photos.pair(task, rng, size, setting) for _ in range(queries)]
+    setting = shared_setting(photos, task, seed)
+    context = photo_pairs(photos, task, seed, CONTEXT, pairs, size, setting)
+    cases = photo_pairs(photos, task, seed, QUERIES, queries, size, setting)
     u8 = tasks.to_uint8
     result = pipe([(u8(a[0]), u8(b[0])) for a, b in context], [u8(a[0]) for a, _ in cases], pairs=pairs, seed=seed,
                   size=size, batch_size=batch_size or queries, **sampling)
