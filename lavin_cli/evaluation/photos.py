@@ -70,9 +70,8 @@ def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pai
     truth frames 5-8); clips are sampled one at a time, whatever `batch_size`."""
     import tempfile
 
-    rng = _rng(seed, task, 0)
-    context = [photos.pair(task, rng, size) for _ in range(pairs)]
-    rng = _rng(seed, task, 1)
+    context = photo_pairs(photos, task, seed, CONTEXT, pairs, size)
+    rng = _rng(seed, task, QUERIES)
     clips = [photos.clip(rng, size, 9) for _ in range(queries)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
