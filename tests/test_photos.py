@@ -82,6 +82,20 @@ def test_eval_on_photos_scores_model_input_and_vae(cli, tiny_model, photo_dir):
     assert code == 0 and "model - input" in out and "denoising" in out
 
 
+def test_eval_on_photos_keeps_what_the_task_keeps(cli, tiny_model, photo_dir):
+    """Inpainting is scored as `lavin run -t inpainting` gives it (the query's pixels outside the
+    box kept: better than the tiny model's own, which --keep none scores), and says so."""
+    import json
+
+    args = ("eval", "-m", tiny_model, "--photos", photo_dir, "-t", "inpainting", "--queries", "2", "--pairs", "1",
+            "--steps", "2", "--json", "-q")
+    kept, own = (json.loads(cli(*args, *extra)[1])["tasks"]["inpainting"] for extra in ((), ("--keep", "none")))
+    assert kept["keep"] == "unmasked:128,128,128" and own["keep"] == "none"
+    assert kept["model"] > own["model"] + 3 and kept["input"] == own["input"]
+    code, out, _ = cli(*args[:-2])
+    assert code == 0 and "kept of the query (--keep): inpainting unmasked:128,128,128" in out
+
+
 def test_photo_clips_move_a_camera_over_one_photo(photo_dir):
     """Frame prediction from photos: 9 frames of one window panning and zooming, seeded; the
     target's first frame is the input's last, as the generator's clips."""

@@ -102,6 +102,7 @@ def evaluate(
     cfg_interval: str = options.CFG_INTERVAL,
     cond_refresh: int = options.COND_REFRESH,
     batch_size: int = options.BATCH,
+    keep: str = options.KEEP,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
@@ -140,7 +141,7 @@ def evaluate(
 
 # What each mode reads of the command's options; any other option given is refused, not ignored.
 GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "truth", "pairs", "size", "steps", "cfg",
-                     "solver", "cfg_interval", "cond_refresh", "batch_size", "device", "dtype", "attention",
+                     "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype", "attention",
                      "offload", "as_json", "quiet"}
 COMPARE_OPTIONS = {"records", "compare", "as_json", "quiet"}
 
@@ -196,6 +197,8 @@ def _generator(v: dict, queries: int) -> None:
     from lavin_cli.cli.drive import warn_if_emulated
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_photos
+    from lavin_cli.errors import OptionError
+    from lavin_cli.inference import keep as keep_rules
     from lavin_cli.inference.options import SamplingOptions, parse_size
     from lavin_cli.inference.pipeline import Pipeline
     from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
@@ -214,6 +217,10 @@ def _generator(v: dict, queries: int) -> None:
     source = Photos(photos) if photos else None  # a missing folder or one without photos, before the model loads
     sampling = SamplingOptions(steps=v["steps"], cfg=v["cfg"], solver=v["solver"], cfg_interval=v["cfg_interval"],
                                cond_refresh=v["cond_refresh"])  # checked before loading
+    try:
+        keep_rules.parse(v["keep"])
+    except ValueError as exc:
+        raise OptionError("keep", str(exc)) from None
     pipe = Pipeline.from_pretrained(v["model"], device=v["device"], dtype=v["dtype"], attention=v["attention"],
                                     offload=v["offload"], home=v["home"])
     if not v["quiet"]:
@@ -222,7 +229,7 @@ def _generator(v: dict, queries: int) -> None:
     batch = v["batch_size"] if "batch_size" in dict(v["typed"]) else None  # default: a task's queries at once
     keywords = dict(seed=v["seed"], queries=queries, pairs=v["pairs"], steps=v["steps"], cfg=v["cfg"],
                     solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh,
-                    size=size[0] if size else None, batch_size=batch)
+                    size=size[0] if size else None, batch_size=batch, keep=v["keep"])
     report = evaluate_photos(pipe, source, task or None, **keywords) if source else run_eval(pipe, task or None, **keywords)
     if v["as_json"]:
         print(json.dumps(report, indent=2))
@@ -247,6 +254,13 @@ def _show_photos(report: dict) -> None:
     print_table(table)
     out.print("input: the degraded input's own score (doing nothing; for frame prediction, repeating the last "
               "frame); baseline: the mean context target's")
+    _show_kept(report)
+
+
+def _show_kept(report: dict) -> None:
+    kept = [f"{name} {r['keep']}" for name, r in report["tasks"].items() if r.get("keep", "none") != "none"]
+    if kept:
+        out.print(f"kept of the query (--keep): {', '.join(kept)}; --keep none scores the model's own pixels")
 
 
 def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: str) -> None:
@@ -259,6 +273,7 @@ def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: s
             table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
     print_table(table)
     out.print(switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
+    _show_kept(report)
     ceiling = report["vae_ceiling"]
     out.print(f"VAE ceiling (its own reconstruction of clean held-out scenes): {ceiling['image_psnr_db']} dB pictures, "
               f"{ceiling['clip_psnr_db']} dB clips")

@@ -83,7 +83,7 @@ class Setup:
 
 
 RUN_OPTIONS = ("context", "files_from", "nul", "recursive", "root", "model", "home", "pairs", "select", "size", "fit",
-               "steps", "cfg", "seed", "solver", "cfg_interval", "cond_refresh", "batch_size", "device", "dtype",
+               "steps", "cfg", "seed", "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype",
                "attention", "offload", "fmt", "skip_existing", "shard", "overwrite")
 
 

@@ -129,6 +129,10 @@ TASK = typer.Option(None, "--task", "-t", metavar="NAME", rich_help_panel=INPUTS
 MAX_PIXELS = typer.Option(default(lib.RunOptions, "max_pixels"), "--max-pixels", metavar="N", rich_help_panel=INPUTS,
                           help="Refuse input images (and video frames) with more pixels than this, before decoding them.")
 
+KEEP = typer.Option(default(lib.RunOptions, "keep"), "--keep", metavar="WHAT", rich_help_panel=OUTPUTS,
+                    help="What of the query the output keeps exactly, at the query's own resolution: none, luma (its "
+                         "luminance, the model's colour: colorization), unmasked[:R,G,B] (its pixels outside the mask "
+                         "colour, default 128,128,128: inpainting) or auto (the task.json's \"keep\", else none).")
 PAIRS = typer.Option(None, "--pairs", "-n", metavar="N", rich_help_panel=SAMPLING,
                      help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
                           "with if fewer: 3 for lavin-small).")

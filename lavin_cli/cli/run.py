@@ -57,6 +57,7 @@ def run(
                                            "or npy (float32 H x W x 3 in [0, 1]); default png16 for tasks whose "
                                            "task.json says gray targets, else png."),
     ext: Optional[str] = typer.Option(None, "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder or on stdout (default png; refused for a single output file, whose name decides)."),
+    keep: str = options.KEEP,
     grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: context pairs, query, prediction."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
@@ -81,7 +82,7 @@ def run(
                   as_json=as_json, quiet=quiet)
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                              solver=solver, batch_size=batch_size, max_pixels=max_pixels,
-                             cfg_interval=cfg_interval, cond_refresh=cond_refresh)
+                             cfg_interval=cfg_interval, cond_refresh=cond_refresh, keep=keep)
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")

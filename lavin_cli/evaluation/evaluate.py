@@ -102,16 +102,24 @@ def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(float(np.mean([d[k] for d in dicts])), 4) for k in dicts[0]}
 
 
-def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
+def task_keep(task: str, keep: str) -> str:
+    """What a prediction of `task` keeps of its query: `keep` (RunOptions.keep), where 'auto' is
+    the task's own rule (Task.keep, what its task folder's task.json says) as `lavin run -t` does."""
+    return (tasks.TASKS[task].keep or "none") if keep == "auto" else keep
+
+
+def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, keep: str = "auto",
+                  **sampling) -> dict:
     context = context_pairs(task, seed, pairs, size)
     cases = query_cases(task, seed, queries, size)
     result = pipe([(_u8(a), _u8(b)) for a, b in context], [_u8(c.input) for c in cases], pairs=pairs, seed=seed,
-                  size=size, **sampling)
+                  size=size, keep=task_keep(task, keep), **sampling)
     baseline = np.mean([b for _, b in context], axis=0)
     ours = [score(task, p.image.astype(np.float32) / 255, c) for p, c in zip(result.predictions, cases)]
     base = [score(task, baseline, c) for c in cases]
     metrics, base_metrics = _mean(ours), _mean(base)
-    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+    return {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics),
+            "keep": result.record["keep"]}
 
 
 def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
@@ -249,10 +257,11 @@ def switch_accuracy(answers: dict[str, dict[str, int]]) -> float:
 def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int = 8, pairs: int | None = None,
              steps: int = 11, cfg: float = 1.5, callback=None, solver: str = "euler",
              cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, size: int | None = None,
-             batch_size: int | None = None) -> dict:
+             batch_size: int | None = None, keep: str = "auto") -> dict:
     """Per-task metrics, baseline and task-switch accuracy of the model behind `pipe`; `pairs`
     and `size` (the side of the square scenes, the working size) default to the model's
-    (Pipeline.default_pairs, default_size); `batch_size` to the queries of a task at once."""
+    (Pipeline.default_pairs, default_size); `batch_size` to the queries of a task at once; `keep`
+    what image predictions keep of their queries (task_keep: 'auto' is each task's own rule)."""
     size = size or pipe.default_size
     pairs = pipe.default_pairs if pairs is None else pairs
     unknown = [n for n in names or [] if n not in tasks.TASKS]
@@ -263,14 +272,14 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
                 "cfg_interval": cfg_interval, "cond_refresh": cond_refresh}
     report: dict = {"model": pipe.model.name if pipe.model else None, "seed": seed, "queries_per_task": queries,
                     "pairs": pairs, "steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": list(cfg_interval), "cond_refresh": cond_refresh,
-                    "dtype": str(pipe.dtype).replace("torch.", ""), "size": size, "tasks": {}, "skipped": {}}
+                    "keep": keep, "dtype": str(pipe.dtype).replace("torch.", ""), "size": size, "tasks": {}, "skipped": {}}
     for n, task in enumerate(names):
         if task not in tasks.TASKS:
             report["skipped"][task] = "not a generator task"
         elif tasks.TASKS[task].kind == "video":
             report["tasks"][task] = evaluate_video_task(pipe, task, seed, queries, pairs, size, **sampling)
         else:
-            report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, **sampling)
+            report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, keep, **sampling)
         if callback:
             callback(n + 1, len(names) + 1)
     answers = task_switch(pipe, names, seed, queries, pairs, size, **sampling)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lavin_cli.errors import InputError
-from lavin_cli.evaluation.evaluate import EVAL_TAG, continuation_scores, reconstruct, write_clip_case
+from lavin_cli.evaluation.evaluate import EVAL_TAG, continuation_scores, reconstruct, task_keep, write_clip_case
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
 from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos
@@ -45,14 +45,14 @@ def photo_pairs(photos: Photos, task: str, seed: int, part: int, count: int, siz
 
 
 def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
-                  batch_size: int | None = None, **sampling) -> dict:
+                  batch_size: int | None = None, keep: str = "auto", **sampling) -> dict:
     """One task's metrics and references on photo crops."""
     setting = shared_setting(photos, task, seed)
     context = photo_pairs(photos, task, seed, CONTEXT, pairs, size, setting)
     cases = photo_pairs(photos, task, seed, QUERIES, queries, size, setting)
     u8 = tasks.to_uint8
     result = pipe([(u8(a[0]), u8(b[0])) for a, b in context], [u8(a[0]) for a, _ in cases], pairs=pairs, seed=seed,
-                  size=size, batch_size=batch_size or queries, **sampling)
+                  size=size, batch_size=batch_size or queries, keep=task_keep(task, keep), **sampling)
     preds = [p.image.astype(np.float32) / 255 for p in result.predictions]
     truths = [t[0] for _, t in cases]
     if tasks.TASKS[task].metric == "edges":
@@ -61,11 +61,12 @@ def evaluate_task(pipe, photos: Photos, task: str, seed: int, queries: int, pair
                 "baseline": _mean(edge_f1(baseline, t.mean(-1)) for t in truths)}
     return {"metric": "psnr_db", "model": _mean(psnr(p, t) for p, t in zip(preds, truths)),
             "input": _mean(psnr(i[0], t) for (i, _), t in zip(cases, truths)),
-            "vae_ceiling": _mean(psnr(reconstruct(pipe, t[None])[0], t) for t in truths)}
+            "vae_ceiling": _mean(psnr(reconstruct(pipe, t[None])[0], t) for t in truths),
+            "keep": result.record["keep"]}
 
 
 def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pairs: int, size: int,
-                   batch_size: int | None = None, **sampling) -> dict:
+                   batch_size: int | None = None, keep: str = "auto", **sampling) -> dict:
     """Frame prediction on photo clips (evaluate.continuation_scores: the query is frames 0-4, the
     truth frames 5-8); clips are sampled one at a time, whatever `batch_size`."""
     import tempfile
@@ -95,20 +96,21 @@ def default_tasks(pipe) -> list[str]:
 def evaluate_photos(pipe, photos: Photos, names: list[str] | None = None, seed: int = 0, queries: int = 8,
                     pairs: int | None = None, steps: int = 11, cfg: float = 1.5, solver: str = "euler",
                     cfg_interval: tuple[float, float] = (0.0, 1.0), cond_refresh: int = 1, callback=None,
-                    size: int | None = None, batch_size: int | None = None) -> dict:
+                    size: int | None = None, batch_size: int | None = None, keep: str = "auto") -> dict:
     """Per-task scores of the model behind `pipe` on crops of `photos` (Photos([folder, ...]),
     decoded once): the tasks `names`, else those of the model's that photos make; `size` (the
-    crops' side, the working size) defaults to the model's, `batch_size` to a task's queries."""
+    crops' side, the working size) defaults to the model's, `batch_size` to a task's queries;
+    `keep` what image predictions keep of their queries ('auto': each task's rule, task_keep)."""
     names = names or default_tasks(pipe)
     unknown = [t for t in names if t not in ALL_PHOTO_TASKS]
     if unknown:
         raise InputError(f"task(s) {unknown} cannot be made from photos; these can: {', '.join(ALL_PHOTO_TASKS)}")
     size, pairs = size or pipe.default_size, pipe.default_pairs if pairs is None else pairs
     sampling = {"steps": steps, "cfg": cfg, "solver": solver, "cfg_interval": cfg_interval,
-                "cond_refresh": cond_refresh, "batch_size": batch_size}
+                "cond_refresh": cond_refresh, "batch_size": batch_size, "keep": keep}
     report: dict = {"model": pipe.model.name if pipe.model else None, "photos": [str(r) for r in photos.roots],
                     "photo_files": len(photos.files), "seed": seed, "queries_per_task": queries, "pairs": pairs,
-                    "steps": steps, "cfg": cfg, "solver": solver, "dtype": str(pipe.dtype).replace("torch.", ""),
+                    "steps": steps, "cfg": cfg, "solver": solver, "keep": keep, "dtype": str(pipe.dtype).replace("torch.", ""),
                     "size": size, "tasks": {}}
     for n, task in enumerate(names):
         run = evaluate_clips if photos.kind(task) == "video" else evaluate_task

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lavin_cli.errors import InputError
+from lavin_cli.inference import keep as keep_rules
 from lavin_cli.io.files import file_kind, read_json_file
 from lavin_cli.io.images import ImageLike, is_image_path
 from lavin_cli.io.video import is_video_path
@@ -33,6 +34,7 @@ class Context:
     source: str
     target: str | None = None  # "gray" or "rgb" when the folder's task.json says what its targets are
     skipped: list[str] = field(default_factory=list)  # named as pair members but unusable: "name (why)"
+    keep: str | None = None  # task.json "keep": what of the query a prediction keeps (inference/keep.py)
 
     @property
     def unused(self) -> list[str]:
@@ -47,8 +49,9 @@ TARGETS = ("gray", "rgb")
 
 
 def read_task_json(folder: Path) -> dict:
-    """A task folder's optional task.json: {"target": "gray" | "rgb", "kind": "image" | "video"}.
-    Gray targets (depth, masks, edges) are written as 16-bit PNGs by default."""
+    """A task folder's optional task.json: {"target": "gray" | "rgb", "kind": "image" | "video",
+    "keep": "luma" | "unmasked[:R,G,B]" | "none"}. Gray targets (depth, masks, edges) are written
+    as 16-bit PNGs by default; "keep" is the task's default RunOptions.keep."""
     path = folder / "task.json"
     meta = read_json_file(path, InputError)
     if meta is None:
@@ -57,6 +60,12 @@ def read_task_json(folder: Path) -> dict:
         raise InputError(f"{path}: 'target' must be one of {', '.join(TARGETS)}")
     if meta.get("kind", "image") not in ("image", "video"):
         raise InputError(f"{path}: 'kind' must be image or video")
+    if "keep" in meta:
+        try:
+            if keep_rules.parse(meta["keep"]).mode == "auto":
+                raise ValueError("'auto' means the task's own rule; name one (luma, unmasked, none)")
+        except ValueError as exc:
+            raise InputError(f"{path}: 'keep': {exc}") from None
     return meta
 
 
@@ -155,8 +164,9 @@ def find_pairs(folder: Path | str, clips: bool = False) -> Context:
         detail = f" (not used: {', '.join(unused[:5])})" if unused else ""
         what = "clip" if clips else ""
         raise InputError(f"{folder}: no complete <id>_input/<id>_target {what + ' ' if what else ''}pair{detail}")
-    return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder),
-                   read_task_json(folder).get("target"), skipped)
+    meta = read_task_json(folder)
+    return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder), meta.get("target"), skipped,
+                   meta.get("keep"))
 
 
 def from_pairs(pairs: list[tuple[ImageLike, ImageLike]]) -> Context:

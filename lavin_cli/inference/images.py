@@ -23,6 +23,7 @@ import torch
 
 from lavin_cli.errors import LavinError, render
 from lavin_cli.inference import codec, records
+from lavin_cli.inference import keep as keep_rules
 from lavin_cli.inference.cache import ContextCache
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference.options import RunOptions
@@ -37,6 +38,7 @@ class _Loaded:
     label: str
     fitted: Optional[np.ndarray] = None
     placement: Optional[image_io.Placement] = None
+    original: Optional[np.ndarray] = None  # the query as read, for what the prediction keeps of it
     error: Optional[LavinError] = None
 
 
@@ -73,12 +75,13 @@ class ImageRun:
         self.working = options.working_size(model.size if model else 512)
         self.candidates = ctx.candidates(context, options.pairs, options.select, options.seed)
         self.pairs_used = min(options.pairs, len(context.pairs))
+        self.keep = keep_rules.resolve(options.keep, context.keep)
         self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
                                          context.unused)
         self.header = records.header(engine, model, options, self.working, {
             "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
             "skipped": context.skipped,
-            "pairs_used": self.pairs_used, "warnings": [render(w) for w in self.warnings]})
+            "pairs_used": self.pairs_used, "keep": str(self.keep), "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
     def prepare(self) -> dict:
@@ -117,7 +120,7 @@ class ImageRun:
             fitted, placement = image_io.fit(image, self.working, self.options.fit)
         except LavinError as err:
             return _Loaded(index, label, error=err)
-        return _Loaded(index, label, fitted, placement)
+        return _Loaded(index, label, fitted, placement, image if self.keep.mode != "none" else None)
 
     def _batches(self) -> Iterator[list[_Loaded]]:
         """Loaded queries grouped by batch position, read one batch ahead."""
@@ -210,7 +213,9 @@ class ImageRun:
         out = []
         for n, (b, idx) in enumerate(zip(loaded, chosen)):
             ids = [self.context.pairs[self.candidates[i]].id for i in idx]
-            out.append(Prediction(b.label, image_io.unfit(pixels[n, 0], b.placement), ids, working=b.fitted,
-                                  context=[images[i] for i in idx], index=b.index,
-                                  raw=None if floats is None else image_io.unfit(floats[n, 0], b.placement)))
+            image = keep_rules.apply(self.keep, image_io.unfit(pixels[n, 0], b.placement), b.original)
+            raw = None if floats is None else keep_rules.apply(self.keep, image_io.unfit(floats[n, 0], b.placement),
+                                                               b.original)
+            out.append(Prediction(b.label, image, ids, working=b.fitted, context=[images[i] for i in idx],
+                                  index=b.index, raw=raw))
         return out

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from lavin_cli import choices
 from lavin_cli.errors import OptionError, UsageError
+from lavin_cli.inference import keep as keep_rules
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS
 
 SELECTIONS = ("first", "random", "nearest")
@@ -174,11 +175,16 @@ class RunOptions(ContextOptions, SamplingOptions):
     """Everything an image run needs besides the model, the context and the queries."""
 
     batch_size: int = 4
+    keep: str = "auto"  # what of the query the prediction keeps exactly (inference/keep.py)
 
     def __post_init__(self) -> None:
         SamplingOptions.__post_init__(self)
         ContextOptions.__post_init__(self)
         _int("batch_size", self.batch_size, 1, 4096)
+        try:
+            keep_rules.parse(self.keep)
+        except ValueError as exc:
+            raise OptionError("keep", str(exc)) from None
 
     @property
     def sampling(self) -> SamplingOptions:

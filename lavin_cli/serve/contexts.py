@@ -38,8 +38,9 @@ def inside(path: Path, roots: list[Path]) -> bool:
 
 
 def content_key(context: ctx.Context) -> str:
-    """A hash of what the pairs hold: files by path, size and modification time, uploads by bytes."""
-    digest = hashlib.sha256()
+    """A hash of what the pairs hold (files by path, size and modification time, uploads by
+    bytes) and of what the task.json says of the answers (target, keep)."""
+    digest = hashlib.sha256(f"{context.target}|{context.keep}|".encode())
     for pair in context.pairs:
         for item in (pair.input, pair.target):
             if isinstance(item, (bytes, bytearray)):

@@ -28,7 +28,7 @@ from lavin_cli.serve.service import Job
 router = APIRouter()
 
 OPTIONS_HELP = "JSON object of RunOptions fields (pairs, select, size, fit, steps, cfg, seed, solver, cfg_interval, " \
-               "cond_refresh, max_pixels; video: frames, mode, fps)"
+               "cond_refresh, max_pixels; images: keep; video: frames, mode, fps)"
 
 
 class Timeout(LavinError):

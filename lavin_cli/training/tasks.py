@@ -12,7 +12,9 @@ image tasks, on rendered scenes (lavin_cli/training/scenes.py)
 image-to-image tasks, derived from any picture (here: rendered scenes)
     edge_detection           white = Sobel gradient magnitude of the luminance above 0.25, else black
     colorization             input = luminance (ITU-R 601) as gray; target = the colour picture
+                             (task.json keep "luma": a prediction keeps the query's luminance)
     inpainting               input = picture with a random box filled with mid-gray; target = picture
+                             (task.json keep "unmasked": a prediction keeps the pixels outside the box)
     denoising                input = picture + Gaussian noise (sigma 0.08-0.2); target = picture
     deblurring               input = Gaussian blur (sigma 1-2 px); target = picture
     low_light_enhancement    input = (0.12-0.35 x picture) ^ gamma 1.2-1.8; target = picture; the
@@ -51,6 +53,7 @@ class Task:
     make: Callable[..., tuple[Frames, Frames]]  # (rng, size, setting=None) -> (input, target)
     target: str = "rgb"  # "gray" targets are written as 16-bit PNGs (task.json "target")
     metric: str = "restoration"  # how `lavin eval` scores it: depth, normals, mask, edges, restoration, frames
+    keep: str | None = None  # what of the query a prediction keeps (task.json "keep", inference/keep.py)
 
     @property
     def setting(self) -> Callable[[np.random.Generator], tuple] | None:
@@ -221,8 +224,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("surface_normals", "image", _scene_task("surface_normals"), "rgb", "normals"),
     Task("foreground_segmentation", "image", _scene_task("foreground_segmentation"), "gray", "mask"),
     Task("edge_detection", "image", _scene_task("edge_detection"), "gray", "edges"),
-    Task("colorization", "image", _derived(lambda p, rng, _: np.repeat(_gray(p)[..., None], 3, -1))),
-    Task("inpainting", "image", _derived(_inpaint)),
+    Task("colorization", "image", _derived(lambda p, rng, _: np.repeat(_gray(p)[..., None], 3, -1)), keep="luma"),
+    Task("inpainting", "image", _derived(_inpaint), keep="unmasked"),  # the box: 0.5, i.e. 128 in 8 bits
     Task("denoising", "image", _derived(lambda p, rng, _: p + rng.normal(0, rng.uniform(0.08, 0.2), p.shape))),
     Task("deblurring", "image", _derived(lambda p, rng, _: gaussian_blur(p, rng.uniform(1.0, 2.0)))),
     Task("low_light_enhancement", "image", _derived(_low_light, setting=_darkening)),

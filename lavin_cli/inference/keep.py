@@ -1,0 +1,83 @@
+"""What of the query a prediction keeps exactly (RunOptions.keep, a task folder's task.json "keep").
+
+The model sees a query at its working size through the VAE, so everything it returns is as soft
+as that; where the task says part of the answer is the query itself, that part is taken from the
+query at its own resolution instead:
+
+    none                  the prediction as the model made it
+    luma                  the query's luminance (ITU-R 601) with the prediction's colour
+                          (colorization: the answer is the gray query, coloured)
+    unmasked[:R,G,B]      the query's pixels wherever they are not the mask colour (default
+                          128,128,128, mid-gray), the prediction's inside the mask (inpainting)
+    auto                  what the context's task.json says, else none
+
+A pixel belongs to the mask where every channel is within MASK_TOLERANCE of the colour (a query
+saved as JPEG blurs the box's edge); a pixel of the photo that happens to have the colour takes
+the prediction's value there, which is the model's copy of the same pixel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("auto", "none", "luma", "unmasked")
+DEFAULT_MASK = (128, 128, 128)
+MASK_TOLERANCE = 6  # of 255, per channel
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Keep:
+    mode: str  # one of MODES
+    color: tuple[int, int, int] = DEFAULT_MASK  # the mask colour of "unmasked"
+
+    def __str__(self) -> str:
+        return f"unmasked:{','.join(map(str, self.color))}" if self.mode == "unmasked" else self.mode
+
+
+def parse(spec) -> Keep:
+    """'none' | 'luma' | 'unmasked' | 'unmasked:R,G,B' | 'auto' -> Keep; ValueError says why."""
+    if not isinstance(spec, str):
+        raise ValueError(f"{spec!r} is not one of {', '.join(MODES)} (or unmasked:R,G,B)")
+    match = re.fullmatch(r"unmasked:(\d{1,3}),(\d{1,3}),(\d{1,3})", spec.strip())
+    if match:
+        color = tuple(int(v) for v in match.groups())
+        if max(color) > 255:
+            raise ValueError(f"{spec!r}: mask colour channels are 0 to 255")
+        return Keep("unmasked", color)
+    if spec.strip() not in MODES:
+        raise ValueError(f"{spec!r} is not one of {', '.join(MODES)} (or unmasked:R,G,B, e.g. unmasked:0,0,0)")
+    return Keep(spec.strip())
+
+
+def resolve(spec: str, task_keep: str | None) -> Keep:
+    """The run's rule: `spec` (RunOptions.keep), where 'auto' takes the task's (else none)."""
+    keep = parse(spec)
+    if keep.mode != "auto":
+        return keep
+    return parse(task_keep) if task_keep else Keep("none")
+
+
+def mask_of(query: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """(H, W) bool: the query's pixels of the mask colour; `query` uint8 (H, W, 3)."""
+    diff = np.abs(query.astype(np.int16) - np.array(color, dtype=np.int16))
+    return (diff <= MASK_TOLERANCE).all(-1)
+
+
+def apply(keep: Keep, prediction: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """`prediction` with what `keep` takes from `query`, both (H, W, 3) at the query's size:
+    uint8 in, uint8 out, or float in [0, 1] in, float32 out (a raw prediction)."""
+    if keep.mode in ("none", "auto"):
+        return prediction
+    as_float = prediction.dtype != np.uint8
+    pred = prediction.astype(np.float32) / (1.0 if as_float else 255.0)
+    q = query.astype(np.float32) / 255.0
+    if keep.mode == "luma":
+        out = pred + (q @ LUMA - pred @ LUMA)[..., None]  # shifting every channel moves luma alone
+    else:
+        out = np.where(mask_of(query, keep.color)[..., None], pred, q)
+    out = np.clip(out, 0.0, 1.0)
+    return out.astype(np.float32) if as_float else np.round(out * 255).astype(np.uint8)

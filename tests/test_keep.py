@@ -1,0 +1,126 @@
+"""What a prediction keeps of its query (--keep, task.json "keep"): the rules on arrays, and the
+bundled model's inpainting and colorization through the CLI at a query size above the model's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_record
+from PIL import Image
+
+from lavin_cli.inference import keep
+from lavin_cli.training.tasks import to_uint8
+
+
+def _photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth colour picture with texture: not something a model reproduces exactly."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([0.5 + 0.4 * np.sin(6 * x + c) * np.cos(4 * y - c) for c in range(3)], -1)
+    return to_uint8(base + rng.normal(0, 0.03, base.shape))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ keep.LUMA
+
+
+def test_parse_accepts_the_rules_and_names_what_is_wrong():
+    assert keep.parse("unmasked") == keep.Keep("unmasked", (128, 128, 128))
+    assert keep.parse("unmasked:0,0,0") == keep.Keep("unmasked", (0, 0, 0))
+    assert str(keep.parse("unmasked:0,10,255")) == "unmasked:0,10,255"
+    assert keep.resolve("auto", "luma") == keep.Keep("luma") and keep.resolve("auto", None) == keep.Keep("none")
+    assert keep.resolve("none", "luma") == keep.Keep("none")
+    for bad in ("sharp", "unmasked:1,2", "unmasked:300,0,0", "", 3):
+        with pytest.raises(ValueError):
+            keep.parse(bad)
+
+
+def test_unmasked_keeps_every_pixel_outside_the_mask_and_fills_it_from_the_prediction():
+    query = _photo()
+    query[20:50, 30:70] = 128
+    prediction = _photo(seed=1)
+    out = keep.apply(keep.parse("unmasked"), prediction, query)
+    inside = np.zeros(query.shape[:2], bool)
+    inside[20:50, 30:70] = True
+    assert np.array_equal(out[inside], prediction[inside])
+    outside = ~inside & ~keep.mask_of(query, (128, 128, 128))  # photo pixels that happen to be mid-gray go too
+    assert outside.mean() > 0.8 and np.array_equal(out[outside], query[outside])
+    raw = keep.apply(keep.parse("unmasked"), prediction.astype(np.float32) / 255, query)  # a raw prediction
+    assert raw.dtype == np.float32 and np.allclose(raw[outside], query[outside] / 255)
+
+
+def test_luma_keeps_the_querys_luminance_and_the_predictions_colour():
+    query = np.repeat(_luma(_photo())[..., None], 3, -1).round().astype(np.uint8)  # a gray picture
+    prediction = _photo(seed=2)
+    out = keep.apply(keep.parse("luma"), prediction, query)
+    inner = (out > 2).all(-1) & (out < 253).all(-1)  # where nothing clipped
+    assert np.abs(_luma(out) - _luma(query))[inner].max() <= 1.0
+    chroma = lambda rgb: rgb.astype(np.float32) - _luma(rgb)[..., None]
+    assert np.abs(chroma(out) - chroma(prediction))[inner].max() <= 1.5
+
+
+def _folder(root: Path, task: str, pairs: list[tuple[np.ndarray, np.ndarray]], meta: dict | None) -> Path:
+    root.mkdir(parents=True)
+    for i, (a, b) in enumerate(pairs):
+        Image.fromarray(a).save(root / f"{i}_input.png")
+        Image.fromarray(b).save(root / f"{i}_target.png")
+    if meta is not None:
+        (root / "task.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_bundled_inpainting_keeps_the_photo_outside_the_box_at_its_own_size(cli, tmp_path):
+    truth = _photo(96, 160, seed=3)
+    query = truth.copy()
+    query[30:60, 60:100] = 128
+    Image.fromarray(query).save(tmp_path / "q.png")
+    code, _, err = cli("run", "-t", "inpainting", "-i", tmp_path / "q.png", "-o", tmp_path / "kept.png",
+                       "--steps", 3, "--record", tmp_path / "kept.jsonl", "-q")
+    assert code == 0, err
+    assert cli("run", "-t", "inpainting", "-i", tmp_path / "q.png", "-o", tmp_path / "model.png", "--steps", 3,
+               "--keep", "none", "-q")[0] == 0
+    kept, model = (np.asarray(Image.open(tmp_path / n)) for n in ("kept.png", "model.png"))
+    box = np.zeros(query.shape[:2], bool)
+    box[30:60, 60:100] = True
+    outside = ~keep.mask_of(query, (128, 128, 128))
+    assert np.array_equal(kept[outside], query[outside])  # the photo's own pixels, not the VAE's 64 px copy
+    assert np.array_equal(kept[box], model[box])  # the fill is the model's
+    assert not np.array_equal(model[outside], query[outside])
+    assert read_record(tmp_path / "kept.jsonl")["runs"][0]["keep"] == "unmasked:128,128,128"
+
+
+def test_bundled_colorization_keeps_the_gray_querys_detail(cli, tmp_path):
+    gray = np.repeat(_luma(_photo(80, 112, seed=4))[..., None], 3, -1).round().astype(np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    code, out, err = cli("run", "-t", "colorization", "-i", tmp_path / "g.png", "-o", tmp_path / "c.png", "--steps", 3,
+                         "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["keep"] == "luma"
+    colour = np.asarray(Image.open(tmp_path / "c.png"))
+    inner = (colour > 2).all(-1) & (colour < 253).all(-1)
+    assert inner.mean() > 0.9 and np.abs(_luma(colour) - _luma(gray))[inner].max() <= 1.0
+    assert np.abs(colour.astype(int) - gray).max() > 5  # coloured, not the gray query back
+
+
+def test_a_context_folders_task_json_sets_the_rule_and_a_bad_one_is_named(cli, tiny_model, tmp_path):
+    pairs = [(_photo(48, 48, seed=s), _photo(48, 48, seed=s + 10)) for s in range(2)]
+    query = _photo(48, 64, seed=5)
+    query[:, :20] = (0, 0, 0)
+    Image.fromarray(query).save(tmp_path / "q.png")
+    good = _folder(tmp_path / "good", "x", pairs, {"keep": "unmasked:0,0,0"})
+    code, out, err = cli("run", "-m", tiny_model, "-c", good, "-i", tmp_path / "q.png", "-o", tmp_path / "o.png",
+                         "--steps", 2, "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["keep"] == "unmasked:0,0,0"
+    o = np.asarray(Image.open(tmp_path / "o.png"))
+    assert np.array_equal(o[:, 20:], query[:, 20:])
+    bad = _folder(tmp_path / "bad", "x", pairs, {"keep": "sharpen"})
+    code, _, err = cli("run", "-m", tiny_model, "-c", bad, "-i", tmp_path / "q.png", "-o", tmp_path / "p.png", "-q")
+    assert code == 3 and f"{bad / 'task.json'}: 'keep'" in err and "Traceback" not in err
+    assert not (tmp_path / "p.png").exists()
+    code, _, err = cli("run", "-m", tiny_model, "-c", good, "-i", tmp_path / "q.png", "-o", tmp_path / "p.png",
+                       "--keep", "unmasked:1,2", "-q")
+    assert code == 2 and "--keep 'unmasked:1,2' is not one of" in err and len(err.strip().splitlines()) <= 2
