@@ -124,3 +124,19 @@ def test_a_context_folders_task_json_sets_the_rule_and_a_bad_one_is_named(cli, t
     code, _, err = cli("run", "-m", tiny_model, "-c", good, "-i", tmp_path / "q.png", "-o", tmp_path / "p.png",
                        "--keep", "unmasked:1,2", "-q")
     assert code == 2 and "--keep 'unmasked:1,2' is not one of" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_a_query_without_the_mask_colour_is_warned_about_not_returned_silently(cli, tmp_path):
+    query = np.zeros((64, 80, 3), np.uint8)
+    query[..., 0], query[..., 1] = np.linspace(150, 250, 80).astype(np.uint8), 40
+    query[20:40, 20:40] = 0  # a black hole: not the task's mid-gray mask
+    Image.fromarray(query).save(tmp_path / "black_hole.png")
+    code, out, err = cli("run", "-t", "inpainting", "-i", tmp_path / "black_hole.png", "-o", tmp_path / "o.png",
+                         "--steps", 2, "--json")
+    assert code == 0, err
+    assert "black_hole.png: no pixel of the mask colour 128,128,128" in err and "--keep unmasked:R,G,B" in err
+    assert json.loads(out)["queries"][0]["warnings"][0].startswith(str(tmp_path / "black_hole.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), query)
+    code, out, err = cli("run", "-t", "inpainting", "-i", tmp_path / "black_hole.png", "-o", tmp_path / "p.png",
+                         "--steps", 2, "--keep", "unmasked:0,0,0", "--json")
+    assert code == 0 and "no pixel" not in err and "warnings" not in json.loads(out)["queries"][0]

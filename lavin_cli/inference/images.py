@@ -216,6 +216,7 @@ class ImageRun:
             image = keep_rules.apply(self.keep, image_io.unfit(pixels[n, 0], b.placement), b.original)
             raw = None if floats is None else keep_rules.apply(self.keep, image_io.unfit(floats[n, 0], b.placement),
                                                                b.original)
+            note = keep_rules.warning(self.keep, b.original) if b.original is not None else None
             out.append(Prediction(b.label, image, ids, working=b.fitted, context=[images[i] for i in idx],
-                                  index=b.index, raw=raw))
+                                  index=b.index, raw=raw, warnings=[f"{b.label}: {note}"] if note else []))
         return out

@@ -67,6 +67,15 @@ def mask_of(query: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     return (diff <= MASK_TOLERANCE).all(-1)
 
 
+def warning(keep: Keep, query: np.ndarray) -> str | None:
+    """Why keeping makes this query's output odd, or None: a query without a pixel of the mask
+    colour comes back unchanged (its mask is another colour, or it has none)."""
+    if keep.mode == "unmasked" and not mask_of(query, keep.color).any():
+        return (f"no pixel of the mask colour {','.join(map(str, keep.color))}: --keep {keep} returns the query "
+                "unchanged (--keep unmasked:R,G,B names the mask's colour; --keep none gives the model's output)")
+    return None
+
+
 def apply(keep: Keep, prediction: np.ndarray, query: np.ndarray) -> np.ndarray:
     """`prediction` with what `keep` takes from `query`, both (H, W, 3) at the query's size:
     uint8 in, uint8 out, or float in [0, 1] in, float32 out (a raw prediction)."""

@@ -54,6 +54,7 @@ class Prediction:
     raw: Optional[np.ndarray] = None  # with options.raw: float32 (H, W, 3) in [0, 1] at the query's size
     exception: Optional[LavinError] = field(default=None, repr=False)  # what `error` says, for re-rendering
     skipped: bool = False  # not computed: the caller's `skip` said its batch was done already
+    warnings: list[str] = field(default_factory=list)  # about this prediction alone (inference/keep.py)
 
     @property
     def entry(self) -> dict:

@@ -40,6 +40,8 @@ def entry(prediction) -> dict:
     clip = getattr(prediction, "clip", None)
     if hasattr(prediction, "clip"):
         out.update(frames=None if clip is None else len(clip.frames), fps=None if clip is None else clip.fps)
+    if getattr(prediction, "warnings", None):
+        out["warnings"] = list(prediction.warnings)
     return out
 
 

@@ -273,7 +273,7 @@ class RemoteImageRun:
             image = image_io.read_image(base64.b64decode(item["data"]), label)
             raw = np.load(io.BytesIO(base64.b64decode(item["raw"])), allow_pickle=False) if item.get("raw") else None
             prediction = Prediction(label, image, item.get("pairs") or [], seconds=item.get("seconds", seconds / len(group)),
-                                    index=self.indices[n], raw=raw)
+                                    index=self.indices[n], raw=raw, warnings=list(item.get("warnings") or []))
             if self.views:
                 self._add_views(prediction, self.queries[n])
             out.append(prediction)
