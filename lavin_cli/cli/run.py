@@ -141,22 +141,23 @@ def tasks(
         problem = None
         try:
             found = ctx.find_pairs(task.path, clips=kind == "video")
-            count, target = len(found.pairs), found.target
+            count, target, keep = len(found.pairs), found.target, found.keep
         except LavinError as exc:  # what `lavin run --task` would refuse it with
-            count, target, problem = 0, None, str(exc)
+            count, target, keep, problem = 0, None, None, str(exc)
         rows.append({"task": task.name, "kind": kind, "source": task.source, "pairs": count, "path": str(task.path),
                      "trained": None if trained is None else task.name in trained, "target": target,
-                     "usable": problem is None, **({"problem": problem} if problem else {})})
+                     "keep": keep, "usable": problem is None, **({"problem": problem} if problem else {})})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"tasks ({folder.name if folder else 'no model'})")
-    for column in ("task", "kind", "trained", "target", "source", "pairs", "path"):
+    for column in ("task", "kind", "trained", "target", "keep", "source", "pairs", "path"):
         table.add_column(column)
     for row in rows:
         mark = {True: "yes", False: "no", None: "?"}[row["trained"]]
         pairs = str(row["pairs"]) if row["usable"] else "unusable"
-        table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["source"], pairs, row["path"])
+        table.add_row(row["task"], row["kind"], mark, row["target"] or "-", row["keep"] or "-", row["source"], pairs,
+                      row["path"])
     print_table(table)
     for row in rows:
         if not row["usable"]:
