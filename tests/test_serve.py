@@ -162,6 +162,7 @@ def test_metrics_health_models_tasks_and_schema(server):
     assert server.json("/v1/models")["models"][0]["name"] == "lavin-small"
     tasks = {t["task"]: t for t in server.json("/v1/tasks")["tasks"]}
     assert tasks["depth_estimation"]["target"] == "gray" and tasks["video_depth"]["kind"] == "video"
+    assert tasks["inpainting"]["keep"] == "unmasked" and tasks["depth_estimation"]["keep"] is None
     schema = server.json("/openapi.json")
     assert {"/v1/run", "/v1/video", "/v1/jobs", "/v1/contexts", "/v1/tasks", "/v1/models", "/healthz",
             "/metrics"} <= set(schema["paths"])

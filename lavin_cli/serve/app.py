@@ -200,7 +200,7 @@ def _info_routes(app: FastAPI) -> None:
             except LavinError:
                 continue
             rows.append({"task": task.name, "kind": kind, "source": task.source, "target": found.target,
-                         "trained": None if s.pipe.model.trained_tasks is None else task.name in s.pipe.model.trained_tasks,
+                         "keep": found.keep, "trained": None if s.pipe.model.trained_tasks is None else task.name in s.pipe.model.trained_tasks,
                          "pairs": [{"id": p.id, "input": Path(p.input).name, "target": Path(p.target).name}
                                    for p in found.pairs]})
         return {"tasks": rows}
