@@ -140,3 +140,67 @@ def test_a_query_without_the_mask_colour_is_warned_about_not_returned_silently(c
     code, out, err = cli("run", "-t", "inpainting", "-i", tmp_path / "black_hole.png", "-o", tmp_path / "p.png",
                          "--steps", 2, "--keep", "unmasked:0,0,0", "--json")
     assert code == 0 and "no pixel" not in err and "warnings" not in json.loads(out)["queries"][0]
+
+
+def test_carry_moves_the_base_by_the_models_change():
+    base = np.full((4, 4, 3), 0.5, np.float32)
+    model_base = np.full((4, 4, 3), 0.4, np.float32)
+    frames = np.stack([model_base + 0.1, model_base - 0.45, model_base + 0.7])
+    out = keep.carry(base, model_base, frames)
+    assert np.allclose(out[0], 0.6) and np.allclose(out[1], 0.05) and np.allclose(out[2], 1.0)  # clipped
+    assert keep.resolve_video("auto", None, predict=True) == "last"
+    assert keep.resolve_video("auto", None, predict=False) == "none"
+    assert keep.resolve_video("none", "last", predict=True) == "none"
+    assert keep.resolve_video("last", None, predict=False) == "none"
+
+
+def _prediction_pairs(folder: Path, size: int = 64) -> Path:
+    from lavin_cli.io import video as video_io
+    from lavin_cli.training import tasks
+
+    folder.mkdir()
+    for i in range(3):
+        a, b = tasks.pair("frame_prediction", 500 + i, size)
+        video_io.write_video(folder / f"{i}_input", video_io.Clip(to_uint8(a), 8))  # frame folders: lossless
+        video_io.write_video(folder / f"{i}_target", video_io.Clip(to_uint8(b), 8))
+    return folder
+
+
+def test_video_prediction_keeps_the_still_query_sharp_at_its_own_size(tmp_path):
+    """A still 128 px clip, the bundled model working at 64 px: with keep "last" (the default for
+    prediction) the new frames are the query's last frame plus the model's change, so they stay
+    nearer the query than the model's own frames, its 64 px VAE's copy upscaled (the model still
+    draws some motion: its context pairs move)."""
+    from lavin_cli import Pipeline
+    from lavin_cli.io import video as video_io
+
+    pairs = _prediction_pairs(tmp_path / "ctx")
+    still = np.repeat(_photo(128, 128, seed=6)[None], 5, 0)
+    video_io.write_video(tmp_path / "still", video_io.Clip(still, 8))
+    pipe = Pipeline.from_pretrained(None, device="cpu", dtype="float32")
+    runs = {k: pipe.video(pairs, [str(tmp_path / "still")], frames=4, steps=3, keep=k) for k in ("auto", "none")}
+    assert runs["auto"].record["keep"] == "last" and runs["none"].record["keep"] == "none"
+    err = {k: np.abs(r.predictions[0].clip.frames.astype(int) - still[-1]).mean() for k, r in runs.items()}
+    assert err["auto"] < 0.8 * err["none"], err
+    assert runs["auto"].predictions[0].clip.frames.shape == (4, 128, 128, 3)
+
+
+def test_video_keep_is_checked_and_a_clip_task_says_it_keeps_nothing(cli, tmp_path):
+    from lavin_cli.io import video as video_io
+    from lavin_cli.training import tasks
+
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    for i in range(2):
+        a, b = tasks.pair("video_depth", 600 + i, 64)
+        video_io.write_video(depth / f"{i}_input", video_io.Clip(to_uint8(a), 8))
+        video_io.write_video(depth / f"{i}_target", video_io.Clip(to_uint8(b), 8))
+    q, _ = tasks.pair("video_depth", 700, 64)
+    video_io.write_video(tmp_path / "q", video_io.Clip(to_uint8(q), 8))
+    code, out, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "d.mp4", "--steps", 2,
+                         "--keep", "last", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["keep"] == "none" and "--keep last is for prediction tasks" in err
+    code, _, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "e.mp4", "--keep", "luma")
+    assert code == 2 and "--keep 'luma' is not one of auto, none, last (for videos)" in err

@@ -44,6 +44,11 @@ def video(
     cond_refresh: int = options.COND_REFRESH,
     max_pixels: int = options.MAX_PIXELS,
     fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", rich_help_panel=options.OUTPUTS, help="Output frame rate (default: the query's)."),
+    keep: str = typer.Option("auto", "--keep", metavar="WHAT", rich_help_panel=options.OUTPUTS,
+                             help="Prediction tasks: last (each new frame is the query's last frame, at its own "
+                                  "resolution, plus the model's change from its own copy of that frame: what stands "
+                                  "still stays sharp), none (the model's frames) or auto (the task.json's \"keep\", "
+                                  "else last for prediction)."),
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
@@ -75,7 +80,7 @@ def video(
                   fmt=fmt, ext=ext, skip_existing=skip_existing, shard=shard, overwrite=overwrite, record=record,
                   as_json=as_json, quiet=quiet)
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
-                                 solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels,
+                                 solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels, keep=keep,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     execute(files, video_options, load, source_for(server, token, model, home, options.typed(ctx)), context, task, clips=True, grid=grid,

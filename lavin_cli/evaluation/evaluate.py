@@ -103,9 +103,14 @@ def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def task_keep(task: str, keep: str) -> str:
-    """What a prediction of `task` keeps of its query: `keep` (RunOptions.keep), where 'auto' is
-    the task's own rule (Task.keep, what its task folder's task.json says) as `lavin run -t` does."""
-    return (tasks.TASKS[task].keep or "none") if keep == "auto" else keep
+    """What a prediction of `task` keeps of its query: `keep` where it is a rule for the task's
+    kind ('none' for any, 'last' for clips, the others for images; RunOptions/VideoOptions.keep),
+    else the task's own as `lavin run -t` / `lavin video` give it (Task.keep, what its task
+    folder's task.json says; a clip task's 'auto' is decided by the video runner)."""
+    video = tasks.TASKS[task].kind == "video"
+    if keep == "none" or (keep != "auto" and (keep == "last") == video):
+        return keep
+    return "auto" if video else (tasks.TASKS[task].keep or "none")
 
 
 def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, keep: str = "auto",
@@ -122,13 +127,15 @@ def evaluate_task(pipe, task: str, seed: int, queries: int, pairs: int, size: in
             "keep": result.record["keep"]}
 
 
-def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, **sampling) -> dict:
+def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, size: int, keep: str = "auto",
+                        **sampling) -> dict:
     """frame_prediction: PSNR of the 4 new frames; the baseline repeats the last input frame.
     video_depth: AbsRel / delta1 of every frame after one scale-and-shift alignment per clip; the
     baseline is the mean of the context targets."""
     import tempfile
 
     sampling.pop("batch_size", None)
+    sampling["keep"] = task_keep(task, keep)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         targets, paths, renders = write_video_case(root, task, seed, pairs, queries, size)
@@ -149,7 +156,8 @@ def evaluate_video_task(pipe, task: str, seed: int, queries: int, pairs: int, si
             ours.append(depth_metrics(p.mean(-1), depth))
             base.append(depth_metrics(np.mean(targets, axis=0).mean(-1), depth))  # the mean context target
     metrics, base_metrics = _mean(ours), _mean(base)
-    report = {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics)}
+    report = {"metrics": metrics, "baseline": base_metrics, "better_than_baseline": better(metrics, base_metrics),
+              "keep": result.record["keep"]}
     if ceiling:
         report["vae_ceiling_db"] = round(float(np.mean(ceiling)), 2)
     if longer is not None:
@@ -277,7 +285,7 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
         if task not in tasks.TASKS:
             report["skipped"][task] = "not a generator task"
         elif tasks.TASKS[task].kind == "video":
-            report["tasks"][task] = evaluate_video_task(pipe, task, seed, queries, pairs, size, **sampling)
+            report["tasks"][task] = evaluate_video_task(pipe, task, seed, queries, pairs, size, keep, **sampling)
         else:
             report["tasks"][task] = evaluate_task(pipe, task, seed, queries, pairs, size, keep, **sampling)
         if callback:

@@ -77,10 +77,12 @@ def evaluate_clips(pipe, photos: Photos, task: str, seed: int, queries: int, pai
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = write_clip_case(root, context, [c[:5] for c in clips])
-        result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size, **sampling)
+        result = pipe.video(root / "ctx", paths, frames=4, pairs=pairs, seed=seed, size=size,
+                            keep=task_keep(task, keep), **sampling)
     scores = [continuation_scores(pipe, p.clip.frames.astype(np.float32) / 255, c)
               for p, c in zip(result.predictions, clips)]
-    return {"metric": "psnr_db", **{k: _mean(s[k] for s in scores) for k in ("model", "input", "vae_ceiling")}}
+    return {"metric": "psnr_db", **{k: _mean(s[k] for s in scores) for k in ("model", "input", "vae_ceiling")},
+            "keep": result.record["keep"]}
 
 
 def _mean(values) -> float:

@@ -20,6 +20,7 @@ import torch
 
 from lavin_cli.errors import InputError, LavinError, render
 from lavin_cli.inference import codec, records
+from lavin_cli.inference import keep as keep_rules
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference import frames as frame_rules
 from lavin_cli.inference.images import Progress, ProgressCallback, SkipBatch
@@ -143,13 +144,18 @@ class VideoRun:
         self.notify(Progress("tokens", self.tokens, self.tokens))
         self.warnings = records.warnings(self.model, self.options, self.working, len(self.found.pairs),
                                          self.found.unused)
+        self.keep = keep_rules.resolve_video(self.options.keep, self.found.keep, c.mode == "predict")
+        if c.mode == "clip" and self.options.keep == "last":
+            self.warnings.append("{{keep=last}} is for prediction tasks; this context maps each query frame to a "
+                                 "target frame (clip mode), so the model's frames are kept as they are")
         if c.mode == "clip" and self.options.frames is not None:
             self.warnings.append(f"{{{{frames={self.options.frames}}}}} is for prediction tasks; this context maps "
                                  "each query frame to a target frame (clip mode), so no new frames are made")
         return records.header(self.engine, self.model, self.options, self.working, {
             "context": self.found.source, "context_pairs": len(c.ids), "unpaired": self.found.unpaired,
             "skipped": self.found.skipped,
-            "pairs_used": min(self.options.pairs, len(c.ids)), "warnings": [render(w) for w in self.warnings],
+            "pairs_used": min(self.options.pairs, len(c.ids)), "keep": self.keep,
+            "warnings": [render(w) for w in self.warnings],
             "mode": c.mode, "new_frames": self.options.new_frames if c.mode == "predict" else None,
             "context_clip_frames": {"input": c.input_frames, "target": c.target_frames},
             "sequence_tokens": self.tokens})
@@ -179,10 +185,10 @@ class VideoRun:
                 if isinstance(loaded, LavinError):
                     raise loaded
                 clip, fitted, placement = loaded
-                run = self._clip_to_clip if self.context.mode == "clip" else self._predict
-                out, floats, used = run(fitted)
-                restored = np.stack([image_io.unfit(f, placement) for f in out])
-                raw = None if floats is None else np.stack([image_io.unfit(f, placement) for f in floats])
+                if self.context.mode == "clip":
+                    restored, raw, used = self._clip_to_clip(fitted, placement)
+                else:
+                    restored, raw, used = self._predict(fitted, clip.frames[-1], placement)
                 pred = VideoPrediction(label, Clip(restored, self.options.fps or clip.fps or 10.0), used,
                                        seconds=time.perf_counter() - start, tokens=self.tokens, index=index, raw=raw)
             except LavinError as err:
@@ -206,21 +212,26 @@ class VideoRun:
                                  known=known)
         return z, seen.ids
 
-    def _decode(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """One clip's latents -> (uint8 frames, float32 frames with options.raw, else None)."""
-        if self.options.raw:
+    def _decode(self, z: torch.Tensor, raw: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """One clip's latents -> (uint8 frames, float32 frames with options.raw or `raw`, else None)."""
+        if self.options.raw or raw:
             pixels, floats = self.engine.decode(z, raw=True)
             return pixels[0], floats[0]
         return self.engine.decode(z)[0], None
 
-    def _clip_to_clip(self, frames: np.ndarray):
+    def _restore(self, frames: np.ndarray, floats: np.ndarray | None, placement):
+        """Working-size frames (uint8, float32 or None) -> the query's size."""
+        out = np.stack([image_io.unfit(f, placement) for f in frames])
+        return out, None if floats is None else np.stack([image_io.unfit(f, placement) for f in floats])
+
+    def _clip_to_clip(self, frames: np.ndarray, placement):
         """Chunks of the context's clip length sharing one frame; each frame predicted once kept.
         The shared frame is not held as a prediction's anchor is: on lavin-small's video depth
         (13-frame clips, tuning seeds 5 / 6) that smoothed the boundaries (frame to frame 27.7 /
         23.7 -> 34.6 / 31.0 dB) but carried each chunk's error into the next (AbsRel 0.043 / 0.073
         -> 0.046 / 0.080).
-        Returns the frames (uint8, and float32 with options.raw) and the ids of the pairs used (by
-        the first chunk)."""
+        Returns the frames at the query's size (uint8, and float32 with options.raw) and the ids of
+        the pairs used (by the first chunk)."""
         c = self.context
         out = np.zeros_like(frames)
         out_f = np.zeros(frames.shape, np.float32) if self.options.raw else None
@@ -236,29 +247,46 @@ class VideoRun:
                 out_f[max(start, done):end] = floats[keep]
             done = end
             self.notify(Progress("frames", done, len(frames)))
-        return out, out_f, used
+        return (*self._restore(out, out_f, placement), used)
 
-    def _predict(self, frames: np.ndarray):
-        """`frames` new frames, chunk by chunk, each chunk seeing the latest frames; and the ids of
-        the pairs used (by the first chunk)."""
+    def _predict(self, frames: np.ndarray, last: np.ndarray, placement):
+        """`frames` new frames, chunk by chunk, each chunk seeing the latest frames; returned at the
+        query's size (uint8, and float32 with options.raw) with the ids of the pairs used (by the
+        first chunk). With keep "last", a chunk's new frames are its anchor as the query has it
+        (`last`, the query's last frame at its own size, then the previous chunk's last) plus the
+        model's change from its own decoding of the anchor (keep.carry), at both sizes."""
         c = self.context
         plan = frame_rules.plan_prediction(self.options.new_frames, c.target_frames)
+        carry = self.keep == "last"
         history = list(frames)
-        produced: list[np.ndarray] = []
-        produced_f: list[np.ndarray] = []
-        used: list[str] = []
+        base = last.astype(np.float32) / 255  # the anchor at the query's size
+        produced: list[np.ndarray] = []  # uint8 frames; carrying: float32 frames at the query's size
+        produced_f: list[np.ndarray] = []  # without carrying, with options.raw: the float32 frames
         for n in range(plan.chunks):
             window = np.stack(history[-c.input_frames:])
             if len(window) < c.input_frames:  # a short query: repeat its first frame in front
                 window = np.concatenate([np.repeat(window[:1], c.input_frames - len(window), 0), window])
             z, ids = self.generate(window, plan.chunk_latents, self.options.seed + n, first=window[-1])
-            used = used or ids
-            pixels, floats = self._decode(z)
+            used = ids if n == 0 else used
+            pixels, floats = self._decode(z, raw=carry)
             fresh = slice(1, 1 + plan.chunk_new_frames)  # frame 0 is the anchor
-            produced += list(pixels[fresh])
-            history += list(pixels[fresh])
-            if floats is not None:
-                produced_f += list(floats[fresh])
+            if carry:
+                history += list(_uint8(keep_rules.carry(window[-1].astype(np.float32) / 255, floats[0], floats[fresh])))
+                up = np.stack([image_io.unfit(f, placement) for f in floats[:1 + plan.chunk_new_frames]])
+                produced += list(keep_rules.carry(base, up[0], up[1:]))
+                base = produced[-1]
+            else:
+                history += list(pixels[fresh])
+                produced += list(pixels[fresh])
+                if floats is not None:
+                    produced_f += list(floats[fresh])
             self.notify(Progress("frames", min(len(produced), self.options.new_frames), self.options.new_frames))
         n = self.options.new_frames
-        return np.stack(produced[:n]), (np.stack(produced_f[:n]) if produced_f else None), used
+        if carry:
+            out = np.stack(produced[:n])
+            return _uint8(out), out if self.options.raw else None, used
+        return (*self._restore(np.stack(produced[:n]), np.stack(produced_f[:n]) if produced_f else None, placement), used)
+
+
+def _uint8(frames: np.ndarray) -> np.ndarray:
+    return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)

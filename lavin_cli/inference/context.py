@@ -48,10 +48,11 @@ class Context:
 TARGETS = ("gray", "rgb")
 
 
-def read_task_json(folder: Path) -> dict:
+def read_task_json(folder: Path, clips: bool = False) -> dict:
     """A task folder's optional task.json: {"target": "gray" | "rgb", "kind": "image" | "video",
-    "keep": "luma" | "unmasked[:R,G,B]" | "none"}. Gray targets (depth, masks, edges) are written
-    as 16-bit PNGs by default; "keep" is the task's default RunOptions.keep."""
+    "keep": "luma" | "unmasked[:R,G,B]" | "none" (images), "last" | "none" (clips)}. Gray targets
+    (depth, masks, edges) are written as 16-bit PNGs by default; "keep" is the task's default
+    RunOptions.keep / VideoOptions.keep (`clips`: the folder holds clip pairs)."""
     path = folder / "task.json"
     meta = read_json_file(path, InputError)
     if meta is None:
@@ -61,9 +62,12 @@ def read_task_json(folder: Path) -> dict:
     if meta.get("kind", "image") not in ("image", "video"):
         raise InputError(f"{path}: 'kind' must be image or video")
     if "keep" in meta:
+        video = clips or meta.get("kind") == "video"
         try:
-            if keep_rules.parse(meta["keep"]).mode == "auto":
-                raise ValueError("'auto' means the task's own rule; name one (luma, unmasked, none)")
+            rule = keep_rules.parse_video(meta["keep"]) if video else keep_rules.parse(meta["keep"]).mode
+            if rule == "auto":
+                raise ValueError("'auto' means the task's own rule; name one (" +
+                                 ("last, none" if video else "luma, unmasked, none") + ")")
         except ValueError as exc:
             raise InputError(f"{path}: 'keep': {exc}") from None
     return meta
@@ -164,7 +168,7 @@ def find_pairs(folder: Path | str, clips: bool = False) -> Context:
         detail = f" (not used: {', '.join(unused[:5])})" if unused else ""
         what = "clip" if clips else ""
         raise InputError(f"{folder}: no complete <id>_input/<id>_target {what + ' ' if what else ''}pair{detail}")
-    meta = read_task_json(folder)
+    meta = read_task_json(folder, clips)
     return Context([Pair(i, inputs[i], targets[i]) for i in ids], unpaired, str(folder), meta.get("target"), skipped,
                    meta.get("keep"))
 

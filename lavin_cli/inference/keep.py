@@ -11,6 +11,14 @@ query at its own resolution instead:
                           128,128,128, mid-gray), the prediction's inside the mask (inpainting)
     auto                  what the context's task.json says, else none
 
+and for a video prediction (lavin video, VideoOptions.keep):
+
+    last                  each new frame is the query's last frame as the query has it plus the
+                          model's change from its own copy of that frame (carry): what stands
+                          still stays as sharp as the query, what moves moves as the model says
+    none                  the model's frames
+    auto                  the task.json's "keep", else last for a prediction, none for a clip task
+
 A pixel belongs to the mask where every channel is within MASK_TOLERANCE of the colour (a query
 saved as JPEG blurs the box's edge); a pixel of the photo that happens to have the colour takes
 the prediction's value there, which is the model's copy of the same pixel.
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MODES = ("auto", "none", "luma", "unmasked")
+VIDEO_MODES = ("auto", "none", "last")
 DEFAULT_MASK = (128, 128, 128)
 MASK_TOLERANCE = 6  # of 255, per channel
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -51,6 +60,27 @@ def parse(spec) -> Keep:
     if spec.strip() not in MODES:
         raise ValueError(f"{spec!r} is not one of {', '.join(MODES)} (or unmasked:R,G,B, e.g. unmasked:0,0,0)")
     return Keep(spec.strip())
+
+
+def parse_video(spec) -> str:
+    """A video run's rule: 'auto' | 'none' | 'last'; ValueError says why."""
+    if spec not in VIDEO_MODES:
+        raise ValueError(f"{spec!r} is not one of {', '.join(VIDEO_MODES)} (for videos)")
+    return spec
+
+
+def resolve_video(spec: str, task_keep: str | None, predict: bool) -> str:
+    """A video run's rule once its kind is known: `spec`, where 'auto' takes the task's, else
+    'last' for a prediction and 'none' for a clip task; 'last' does nothing for a clip task."""
+    rule = spec if spec != "auto" else (task_keep or ("last" if predict else "none"))
+    return rule if predict else "none"
+
+
+def carry(base: np.ndarray, model_base: np.ndarray, model_frames: np.ndarray) -> np.ndarray:
+    """`base` (H, W, 3) plus the change of each of `model_frames` (F, H, W, 3) from `model_base`,
+    clipped to [0, 1]: the model's motion carried onto the frame it started from, as the query
+    has it. All float in [0, 1]."""
+    return np.clip(base[None] + (model_frames - model_base[None]), 0.0, 1.0).astype(np.float32)
 
 
 def resolve(spec: str, task_keep: str | None) -> Keep:

@@ -203,10 +203,15 @@ class VideoOptions(ContextOptions, SamplingOptions):
     frames: Optional[int] = None
     mode: str = "auto"
     fps: Optional[float] = None
+    keep: str = "auto"  # a prediction's new frames: the query's last frame plus the model's change (inference/keep.py)
 
     def __post_init__(self) -> None:
         SamplingOptions.__post_init__(self)
         ContextOptions.__post_init__(self)
+        try:
+            keep_rules.parse_video(self.keep)
+        except ValueError as exc:
+            raise OptionError("keep", str(exc)) from None
         if self.frames is not None:
             _int("frames", self.frames, 1, MAX_FRAMES)
         _choice("mode", self.mode, VIDEO_MODES)
