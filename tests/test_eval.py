@@ -57,7 +57,8 @@ def test_eval_json_report(cli, tiny_model):
     report = json.loads(stdout)
     assert set(report["tasks"]) == {"foreground_segmentation", "depth_estimation", "video_depth"}
     fg = report["tasks"]["foreground_segmentation"]
-    assert set(fg) == {"metrics", "baseline", "better_than_baseline"} and "iou" in fg["metrics"]
+    assert set(fg) == {"metrics", "baseline", "better_than_baseline", "keep"} and "iou" in fg["metrics"]
+    assert fg["keep"] == "none" and report["tasks"]["video_depth"]["keep"] == "none"  # nothing kept for these
     assert set(report["tasks"]["depth_estimation"]["metrics"]) == {"abs_rel", "delta1"}
     assert 0.0 <= report["task_switch_accuracy"] <= 1.0
     answers = report["task_switch_answers"]  # per context task: which truth each answer was closest to

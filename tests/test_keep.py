@@ -62,7 +62,7 @@ def test_luma_keeps_the_querys_luminance_and_the_predictions_colour():
     assert np.abs(chroma(out) - chroma(prediction))[inner].max() <= 1.5
 
 
-def _folder(root: Path, task: str, pairs: list[tuple[np.ndarray, np.ndarray]], meta: dict | None) -> Path:
+def _folder(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]], meta: dict | None) -> Path:
     root.mkdir(parents=True)
     for i, (a, b) in enumerate(pairs):
         Image.fromarray(a).save(root / f"{i}_input.png")
@@ -110,14 +110,14 @@ def test_a_context_folders_task_json_sets_the_rule_and_a_bad_one_is_named(cli, t
     query = _photo(48, 64, seed=5)
     query[:, :20] = (0, 0, 0)
     Image.fromarray(query).save(tmp_path / "q.png")
-    good = _folder(tmp_path / "good", "x", pairs, {"keep": "unmasked:0,0,0"})
+    good = _folder(tmp_path / "good", pairs, {"keep": "unmasked:0,0,0"})
     code, out, err = cli("run", "-m", tiny_model, "-c", good, "-i", tmp_path / "q.png", "-o", tmp_path / "o.png",
                          "--steps", 2, "--json", "-q")
     assert code == 0, err
     assert json.loads(out)["keep"] == "unmasked:0,0,0"
     o = np.asarray(Image.open(tmp_path / "o.png"))
     assert np.array_equal(o[:, 20:], query[:, 20:])
-    bad = _folder(tmp_path / "bad", "x", pairs, {"keep": "sharpen"})
+    bad = _folder(tmp_path / "bad", pairs, {"keep": "sharpen"})
     code, _, err = cli("run", "-m", tiny_model, "-c", bad, "-i", tmp_path / "q.png", "-o", tmp_path / "p.png", "-q")
     assert code == 3 and f"{bad / 'task.json'}: 'keep'" in err and "Traceback" not in err
     assert not (tmp_path / "p.png").exists()

@@ -53,7 +53,7 @@ def write_folders(root: str | Path, task: str, seed: int = 0, pairs: int = 3, qu
     for j, (inp, tgt) in enumerate(evaluate.context_pairs(task, seed, pairs, size)):
         image_io.write_image(folders["context"] / f"{j:03d}_input.png", tasks.to_uint8(inp), overwrite=True)
         image_io.write_image(folders["context"] / f"{j:03d}_target.png", tasks.to_uint8(tgt), overwrite=True)
-    meta = {"target": "gray" if task in tasks.GRAY_TARGETS else "rgb", "metric": TASK_FAMILIES[task]}
+    meta = {**tasks.task_json(task), "metric": TASK_FAMILIES[task]}
     write_atomic(folders["context"] / "task.json", json.dumps(meta).encode(), overwrite=True)
     for i, case in enumerate(evaluate.query_cases(task, seed, queries, size)):
         image_io.write_image(folders["queries"] / f"q{i:03d}.png", tasks.to_uint8(case.input), overwrite=True)

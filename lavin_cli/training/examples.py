@@ -13,7 +13,7 @@ from PIL import Image
 from lavin_cli.errors import OutputError
 from lavin_cli.io.video import Clip, write_video
 from lavin_cli.training.data import Source
-from lavin_cli.training.tasks import GRAY_TARGETS, TASKS, to_uint8
+from lavin_cli.training.tasks import task_json, to_uint8
 
 CLIP_FPS = 8
 
@@ -45,10 +45,7 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
         folder.mkdir(parents=True, exist_ok=True)
         for old in [*folder.glob("*_input.*"), *folder.glob("*_target.*"), *folder.glob("queries/*")]:
             old.unlink()
-        meta = {"target": "gray" if task in GRAY_TARGETS else "rgb", "kind": "video" if video else "image"}
-        if TASKS.get(task) is not None and TASKS[task].keep:
-            meta["keep"] = TASKS[task].keep
-        (folder / "task.json").write_text(json.dumps(meta) + "\n")
+        (folder / "task.json").write_text(json.dumps(task_json(task)) + "\n")
         setting = source.draw_setting(task, np.random.default_rng(seed + 1000 * index + 999))
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)
