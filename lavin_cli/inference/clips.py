@@ -285,7 +285,8 @@ class VideoRun:
         if carry:
             out = np.stack(produced[:n])
             return _uint8(out), out if self.options.raw else None, used
-        return (*self._restore(np.stack(produced[:n]), np.stack(produced_f[:n]) if produced_f else None, placement), used)
+        floats = np.stack(produced_f[:n]) if produced_f else None
+        return (*self._restore(np.stack(produced[:n]), floats, placement), used)
 
 
 def _uint8(frames: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
         folder.mkdir(parents=True, exist_ok=True)
         for old in [*folder.glob("*_input.*"), *folder.glob("*_target.*"), *folder.glob("queries/*")]:
             old.unlink()
-        (folder / "task.json").write_text(json.dumps(task_json(task)) + "\n")
+        (folder / "task.json").write_text(json.dumps(task_json(task, "video" if video else "image")) + "\n")
         setting = source.draw_setting(task, np.random.default_rng(seed + 1000 * index + 999))
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)

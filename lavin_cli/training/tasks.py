@@ -238,10 +238,13 @@ TASKS: dict[str, Task] = {t.name: t for t in [
 IMAGE_TASKS = [n for n, t in TASKS.items() if t.kind == "image"]
 
 
-def task_json(name: str) -> dict:
+def task_json(name: str, kind: str = "image") -> dict:
     """What a folder of `name`'s pairs says in its task.json (inference/context.read_task_json):
-    its target encoding, its kind and, where the task has one, what a prediction keeps."""
-    task = TASKS[name]
+    its target encoding, its kind and, where the task has one, what a prediction keeps; a task
+    the generator does not know (a data folder's own) has RGB targets of `kind`."""
+    task = TASKS.get(name)
+    if task is None:
+        return {"target": "rgb", "kind": kind}
     return {"target": task.target, "kind": task.kind, **({"keep": task.keep} if task.keep else {})}
 GRAY_TARGETS = {n for n, t in TASKS.items() if t.target == "gray"}  # task.json "gray"
 
