@@ -114,7 +114,7 @@ def _writer(the_plan, overwrite: bool, grid_context=None, max_pixels: int = 0):
         entry["output"] = str(dest)
         if grid_context is not None:
             grid_rows = [pair_row(i) for i in pred.pairs]
-            predicted = pred.clip.frames if pred.clip is not None else (pred.raw * 255 + 0.5).clip(0, 255).astype("uint8")
+            predicted = pred.clip.frames if pred.clip is not None else image_io.to_uint8(pred.raw)
             grid_rows.append([*read_video(the_plan.queries[pred.index], max_pixels=max_pixels).frames, *predicted])
             where = Path(grid_path(str(dest)))
             auxiliary(entry, "grid", where,

@@ -56,7 +56,7 @@ def _picture(values: np.ndarray) -> np.ndarray:
         low, high = float(v.min()), float(v.max())
         v = (v - low) / (high - low) if (low < 0 or high > 1) and high > low else v
         v = np.repeat(v[..., None], 3, -1)
-    return (np.clip(v, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return image_io.to_uint8(v)
 
 
 def _truth_picture(row: dict, family: str) -> np.ndarray:

@@ -271,7 +271,7 @@ class VideoRun:
             pixels, floats = self._decode(z, raw=carry)
             fresh = slice(1, 1 + plan.chunk_new_frames)  # frame 0 is the anchor
             if carry:
-                history += list(_uint8(keep_rules.carry(window[-1].astype(np.float32) / 255, floats[0], floats[fresh])))
+                history += list(image_io.to_uint8(keep_rules.carry(window[-1].astype(np.float32) / 255, floats[0], floats[fresh])))
                 up = np.stack([image_io.unfit(f, placement) for f in floats[:1 + plan.chunk_new_frames]])
                 produced += list(keep_rules.carry(base, up[0], up[1:]))
                 base = produced[-1]
@@ -284,10 +284,7 @@ class VideoRun:
         n = self.options.new_frames
         if carry:
             out = np.stack(produced[:n])
-            return _uint8(out), out if self.options.raw else None, used
+            return image_io.to_uint8(out), out if self.options.raw else None, used
         floats = np.stack(produced_f[:n]) if produced_f else None
         return (*self._restore(np.stack(produced[:n]), floats, placement), used)
 
-
-def _uint8(frames: np.ndarray) -> np.ndarray:
-    return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)

@@ -199,6 +199,11 @@ def fit(arr: np.ndarray, working: tuple[int, int], mode: str = "squash") -> tupl
     raise ValueError(f"unknown fit mode {mode!r}")  # options are validated before they get here
 
 
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] (clipped) -> uint8, rounded to the nearest level."""
+    return (np.clip(values, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
 def unfit(pred: np.ndarray, placement: Placement) -> np.ndarray:
     """A prediction at the working size -> the query's original size: uint8 RGB, or float32
     (H, W, 3) resized channel by channel in float (bicubic, clipped to [0, 1]).

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from lavin_cli.io.images import to_uint8  # frames in [0, 1] -> uint8 (training code calls it tasks.to_uint8)
 from lavin_cli.training import scenes
 
 Frames = np.ndarray  # (F, H, W, 3) float32 in [0, 1]
@@ -252,7 +253,3 @@ GRAY_TARGETS = {n for n, t in TASKS.items() if t.target == "gray"}  # task.json 
 def pair(task: str, seed: int, size: int = 64, setting=None) -> tuple[Frames, Frames]:
     """One (input, target) pair of `task`, fully determined by `seed` (and the setting, if given)."""
     return TASKS[task].make(np.random.default_rng(seed), size, setting)
-
-
-def to_uint8(frames: Frames) -> np.ndarray:
-    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
