@@ -213,10 +213,11 @@ class ImageRun:
         out = []
         for n, (b, idx) in enumerate(zip(loaded, chosen)):
             ids = [self.context.pairs[self.candidates[i]].id for i in idx]
-            image = keep_rules.apply(self.keep, image_io.unfit(pixels[n, 0], b.placement), b.original)
+            mask = keep_rules.mask_for(self.keep, b.original)  # once per query (None unless unmasked)
+            image = keep_rules.apply(self.keep, image_io.unfit(pixels[n, 0], b.placement), b.original, mask)
             raw = None if floats is None else keep_rules.apply(self.keep, image_io.unfit(floats[n, 0], b.placement),
-                                                               b.original)
-            note = keep_rules.warning(self.keep, b.original) if b.original is not None else None
+                                                               b.original, mask)
+            note = keep_rules.warning(self.keep, mask)
             out.append(Prediction(b.label, image, ids, working=b.fitted, context=[images[i] for i in idx],
                                   index=b.index, raw=raw, warnings=[f"{b.label}: {note}"] if note else []))
         return out

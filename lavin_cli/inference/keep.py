@@ -97,18 +97,25 @@ def mask_of(query: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     return (diff <= MASK_TOLERANCE).all(-1)
 
 
-def warning(keep: Keep, query: np.ndarray) -> str | None:
+def mask_for(keep: Keep, query: np.ndarray) -> np.ndarray | None:
+    """The query's mask where `keep` is unmasked (mask_of), else None: computed once per query for
+    apply and warning."""
+    return mask_of(query, keep.color) if keep.mode == "unmasked" else None
+
+
+def warning(keep: Keep, mask: np.ndarray | None) -> str | None:
     """Why keeping makes this query's output odd, or None: a query without a pixel of the mask
-    colour comes back unchanged (its mask is another colour, or it has none)."""
-    if keep.mode == "unmasked" and not mask_of(query, keep.color).any():
+    colour (`mask`, from mask_for) comes back unchanged (its mask is another colour, or it has none)."""
+    if keep.mode == "unmasked" and not mask.any():
         return (f"no pixel of the mask colour {','.join(map(str, keep.color))}: --keep {keep} returns the query "
                 "unchanged (--keep unmasked:R,G,B names the mask's colour; --keep none gives the model's output)")
     return None
 
 
-def apply(keep: Keep, prediction: np.ndarray, query: np.ndarray) -> np.ndarray:
+def apply(keep: Keep, prediction: np.ndarray, query: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """`prediction` with what `keep` takes from `query`, both (H, W, 3) at the query's size:
-    uint8 in, uint8 out, or float in [0, 1] in, float32 out (a raw prediction)."""
+    uint8 in, uint8 out, or float in [0, 1] in, float32 out (a raw prediction); `mask`: the
+    query's mask_for(keep), computed here when not given."""
     if keep.mode in ("none", "auto"):
         return prediction
     as_float = prediction.dtype != np.uint8
@@ -117,6 +124,6 @@ def apply(keep: Keep, prediction: np.ndarray, query: np.ndarray) -> np.ndarray:
     if keep.mode == "luma":
         out = pred + (q @ LUMA - pred @ LUMA)[..., None]  # shifting every channel moves luma alone
     else:
-        out = np.where(mask_of(query, keep.color)[..., None], pred, q)
+        out = np.where((mask_for(keep, query) if mask is None else mask)[..., None], pred, q)
     out = np.clip(out, 0.0, 1.0)
     return out.astype(np.float32) if as_float else np.round(out * 255).astype(np.uint8)
