@@ -102,10 +102,7 @@ def evaluate(
     cfg_interval: str = options.CFG_INTERVAL,
     cond_refresh: int = options.COND_REFRESH,
     batch_size: int = options.BATCH,
-    keep: str = typer.Option("auto", "--keep", metavar="WHAT", rich_help_panel=options.OUTPUTS,
-                             help="What predictions keep of their queries, as lavin run's and lavin video's --keep: "
-                                  "auto (each task's own rule), none (the model's own pixels, every task), an image "
-                                  "rule (luma, unmasked[:R,G,B]) for the image tasks, last for frame prediction."),
+    keep: str = options.EVAL_KEEP,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,
@@ -220,11 +217,10 @@ def _generator(v: dict, queries: int) -> None:
     source = Photos(photos) if photos else None  # a missing folder or one without photos, before the model loads
     sampling = SamplingOptions(steps=v["steps"], cfg=v["cfg"], solver=v["solver"], cfg_interval=v["cfg_interval"],
                                cond_refresh=v["cond_refresh"])  # checked before loading
-    if v["keep"] != "last":  # last: frame prediction's; the others: the image tasks' (and none: any)
-        try:
-            keep_rules.parse(v["keep"])
-        except ValueError:
-            raise OptionError("keep", f"{v['keep']!r} is not one of auto, none, luma, unmasked[:R,G,B], last") from None
+    try:
+        keep_rules.check_any(v["keep"])
+    except ValueError as exc:
+        raise OptionError("keep", str(exc)) from None
     pipe = Pipeline.from_pretrained(v["model"], device=v["device"], dtype=v["dtype"], attention=v["attention"],
                                     offload=v["offload"], home=v["home"])
     if not v["quiet"]:

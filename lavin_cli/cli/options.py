@@ -133,6 +133,15 @@ KEEP = typer.Option(default(lib.RunOptions, "keep"), "--keep", metavar="WHAT", r
                     help="What of the query the output keeps exactly, at the query's own resolution: none, luma (its "
                          "luminance, the model's colour: colorization), unmasked[:R,G,B] (its pixels outside the mask "
                          "colour, default 128,128,128: inpainting) or auto (the task.json's \"keep\", else none).")
+VIDEO_KEEP = typer.Option(default(lib.VideoOptions, "keep"), "--keep", metavar="WHAT", rich_help_panel=OUTPUTS,
+                          help="Prediction tasks: last (each new frame is the query's last frame, at its own "
+                               "resolution, plus the model's change from its own copy of that frame: what stands "
+                               "still stays sharp), none (the model's frames) or auto (the task.json's \"keep\", "
+                               "else last for prediction).")
+EVAL_KEEP = typer.Option(default(lib.RunOptions, "keep"), "--keep", metavar="WHAT", rich_help_panel=OUTPUTS,
+                         help="What predictions keep of their queries, as lavin run's and lavin video's --keep: "
+                              "auto (each task's own rule), none (the model's own pixels, every task), an image "
+                              "rule (luma, unmasked[:R,G,B]) for the image tasks, last for frame prediction.")
 PAIRS = typer.Option(None, "--pairs", "-n", metavar="N", rich_help_panel=SAMPLING,
                      help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
                           "with if fewer: 3 for lavin-small).")

@@ -44,11 +44,7 @@ def video(
     cond_refresh: int = options.COND_REFRESH,
     max_pixels: int = options.MAX_PIXELS,
     fps: Optional[float] = typer.Option(None, "--fps", metavar="FPS", rich_help_panel=options.OUTPUTS, help="Output frame rate (default: the query's)."),
-    keep: str = typer.Option("auto", "--keep", metavar="WHAT", rich_help_panel=options.OUTPUTS,
-                             help="Prediction tasks: last (each new frame is the query's last frame, at its own "
-                                  "resolution, plus the model's change from its own copy of that frame: what stands "
-                                  "still stays sharp), none (the model's frames) or auto (the task.json's \"keep\", "
-                                  "else last for prediction)."),
+    keep: str = options.VIDEO_KEEP,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,

@@ -69,6 +69,18 @@ def parse_video(spec) -> str:
     return spec
 
 
+def check_any(spec) -> None:
+    """A rule of either kind (lavin eval's --keep, which applies each to the tasks of its kind,
+    evaluation.evaluate.task_keep); ValueError says why."""
+    if spec in VIDEO_MODES:
+        return
+    try:
+        parse(spec)
+    except ValueError:
+        raise ValueError(f"{spec!r} is not one of {', '.join(dict.fromkeys(MODES + VIDEO_MODES))} "
+                         "(or unmasked:R,G,B)") from None
+
+
 def resolve_video(spec: str, task_keep: str | None, predict: bool) -> str:
     """A video run's rule once its kind is known: `spec`, where 'auto' takes the task's, else
     'last' for a prediction and 'none' for a clip task; 'last' does nothing for a clip task."""
