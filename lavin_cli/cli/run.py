@@ -58,6 +58,12 @@ def run(
                                            "task.json says gray targets, else png."),
     ext: Optional[str] = typer.Option(None, "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder or on stdout (default png; refused for a single output file, whose name decides)."),
     keep: str = options.KEEP,
+    mask: Optional[str] = typer.Option(None, "--mask", metavar="PATH", rich_help_panel=options.INPUTS,
+                                       help="Inpainting: the pixels to fill, as an image beside the query (white = "
+                                            "fill): one file for every query, or a pattern naming each query's "
+                                            "mask by its file, with {stem} (its name without extension) and {dir} "
+                                            "(its folder), e.g. 'masks/{stem}.png'. The query is painted in the mask "
+                                            "colour there and keeps its own pixels everywhere else."),
     grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: context pairs, query, prediction."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,
@@ -72,6 +78,7 @@ def run(
 
     [dim]lavin run --context pairs/ --query img.jpg -o out.png[/]
     [dim]lavin run -t depth_estimation -i 'photos/*.jpg' -o preds/ --seed 7 --json[/]
+    [dim]lavin run -t inpainting -i 'photos/*.jpg' --mask 'masks/{stem}.png' -o filled/[/]
     [dim]find data -name '*.jpg' -print0 | \\[/]
     [dim]  lavin run -t depth_estimation --files-from - -0 -o out/ --skip-existing[/]
     """
@@ -82,7 +89,7 @@ def run(
                   as_json=as_json, quiet=quiet)
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                              solver=solver, batch_size=batch_size, max_pixels=max_pixels,
-                             cfg_interval=cfg_interval, cond_refresh=cond_refresh, keep=keep)
+                             cfg_interval=cfg_interval, cond_refresh=cond_refresh, keep=keep, mask=mask)
     load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")

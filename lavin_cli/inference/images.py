@@ -24,6 +24,7 @@ import torch
 from lavin_cli.errors import LavinError, render
 from lavin_cli.inference import codec, records
 from lavin_cli.inference import keep as keep_rules
+from lavin_cli.inference import masks
 from lavin_cli.inference.cache import ContextCache
 from lavin_cli.inference import context as ctx
 from lavin_cli.inference.options import RunOptions
@@ -39,6 +40,7 @@ class _Loaded:
     fitted: Optional[np.ndarray] = None
     placement: Optional[image_io.Placement] = None
     original: Optional[np.ndarray] = None  # the query as read, for what the prediction keeps of it
+    mask: Optional[np.ndarray] = None  # (H, W) bool, True to fill: the query's mask given beside it (options.mask)
     error: Optional[LavinError] = None
 
 
@@ -76,12 +78,15 @@ class ImageRun:
         self.candidates = ctx.candidates(context, options.pairs, options.select, options.seed)
         self.pairs_used = min(options.pairs, len(context.pairs))
         self.keep = keep_rules.resolve(options.keep, context.keep)
+        if options.mask is not None:
+            self.keep, self.paint_color = keep_rules.with_mask(options.keep, self.keep, context.keep)
         self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
                                          context.unused)
         self.header = records.header(engine, model, options, self.working, {
             "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
             "skipped": context.skipped,
-            "pairs_used": self.pairs_used, "keep": str(self.keep), "warnings": [render(w) for w in self.warnings]})
+            "pairs_used": self.pairs_used, "keep": str(self.keep), "mask": masks.describe(options.mask),
+            "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
     def prepare(self) -> dict:
@@ -117,10 +122,14 @@ class ImageRun:
         label = _label(query, index)
         try:
             image = image_io.read_image(query, label, self.options.max_pixels)
+            fill = None
+            if self.options.mask is not None:
+                fill = masks.read(self.options.mask, query, label, image.shape[:2], self.options.max_pixels)
+                image = masks.paint(image, fill, self.paint_color)
             fitted, placement = image_io.fit(image, self.working, self.options.fit)
         except LavinError as err:
             return _Loaded(index, label, error=err)
-        return _Loaded(index, label, fitted, placement, image if self.keep.mode != "none" else None)
+        return _Loaded(index, label, fitted, placement, image if self.keep.mode != "none" else None, fill)
 
     def _batches(self) -> Iterator[list[_Loaded]]:
         """Loaded queries grouped by batch position, read one batch ahead."""
@@ -213,11 +222,11 @@ class ImageRun:
         out = []
         for n, (b, idx) in enumerate(zip(loaded, chosen)):
             ids = [self.context.pairs[self.candidates[i]].id for i in idx]
-            mask = keep_rules.mask_for(self.keep, b.original)  # once per query (None unless unmasked)
+            mask = keep_rules.mask_for(self.keep, b.original, b.mask)  # once per query (None unless unmasked)
             image = keep_rules.apply(self.keep, image_io.unfit(pixels[n, 0], b.placement), b.original, mask)
             raw = None if floats is None else keep_rules.apply(self.keep, image_io.unfit(floats[n, 0], b.placement),
                                                                b.original, mask)
-            note = keep_rules.warning(self.keep, mask)
+            note = keep_rules.warning(self.keep, mask, given=b.mask is not None)
             out.append(Prediction(b.label, image, ids, working=b.fitted, context=[images[i] for i in idx],
                                   index=b.index, raw=raw, warnings=[f"{b.label}: {note}"] if note else []))
         return out

@@ -109,18 +109,40 @@ def mask_of(query: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     return (diff <= MASK_TOLERANCE).all(-1)
 
 
-def mask_for(keep: Keep, query: np.ndarray) -> np.ndarray | None:
-    """The query's mask where `keep` is unmasked (mask_of), else None: computed once per query for
+def mask_for(keep: Keep, query: np.ndarray, given: np.ndarray | None = None) -> np.ndarray | None:
+    """The query's mask where `keep` is unmasked, else None: `given` (a mask read beside the query,
+    inference/masks.py) or the pixels of the mask colour (mask_of); computed once per query for
     apply and warning."""
-    return mask_of(query, keep.color) if keep.mode == "unmasked" else None
+    if keep.mode != "unmasked":
+        return None
+    return given if given is not None else mask_of(query, keep.color)
 
 
-def warning(keep: Keep, mask: np.ndarray | None) -> str | None:
-    """Why keeping makes this query's output odd, or None: a query without a pixel of the mask
-    colour (`mask`, from mask_for) comes back unchanged (its mask is another colour, or it has none)."""
+def with_mask(spec: str, keep: Keep, task_keep: str | None) -> tuple[Keep, tuple[int, int, int]]:
+    """A run given masks beside its queries: its rule (`keep`, resolved from `spec`; 'auto' keeps
+    the unmasked pixels whatever the task says, an explicit 'none' keeps nothing) and the colour
+    the masked pixels are painted (the task's unmasked colour, else mid-gray). UsageError for luma."""
+    from lavin_cli.errors import UsageError
+
+    color = parse(task_keep).color if task_keep and parse(task_keep).mode == "unmasked" else DEFAULT_MASK
+    if keep.mode == "luma":
+        raise UsageError(f"{{{{mask}}}} marks pixels to fill, but this run keeps {keep} (colorization's rule): "
+                         "use a mask with an inpainting context, or drop it")
+    if keep.mode == "unmasked":
+        return keep, keep.color
+    return (keep, color) if spec == "none" else (Keep("unmasked", color), color)
+
+
+def warning(keep: Keep, mask: np.ndarray | None, given: bool = False) -> str | None:
+    """Why keeping makes this query's output odd, or None: a query without a pixel to fill (`mask`,
+    from mask_for: its `given` mask is all black, or no pixel has the mask colour) comes back unchanged."""
     if keep.mode == "unmasked" and not mask.any():
+        if given:
+            return ("its mask marks no pixel to fill (white = fill): the output is the query unchanged "
+                    "(--keep none gives the model's output)")
         return (f"no pixel of the mask colour {','.join(map(str, keep.color))}: --keep {keep} returns the query "
-                "unchanged (--keep unmasked:R,G,B names the mask's colour; --keep none gives the model's output)")
+                "unchanged (--keep unmasked:R,G,B names the mask's colour; --mask FILE gives the mask as an image; "
+                "--keep none gives the model's output)")
     return None
 
 

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from lavin_cli import choices
 from lavin_cli.errors import OptionError, UsageError
 from lavin_cli.inference import keep as keep_rules
+from lavin_cli.inference import masks
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS
 
 SELECTIONS = ("first", "random", "nearest")
@@ -176,11 +177,14 @@ class RunOptions(ContextOptions, SamplingOptions):
 
     batch_size: int = 4
     keep: str = "auto"  # what of the query the prediction keeps exactly (inference/keep.py)
+    # the pixels to fill, beside the queries: a file, a 'masks/{stem}.png' pattern or an array (inference/masks.py)
+    mask: Any = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         SamplingOptions.__post_init__(self)
         ContextOptions.__post_init__(self)
         _int("batch_size", self.batch_size, 1, 4096)
+        object.__setattr__(self, "mask", masks.check(self.mask))
         try:
             keep_rules.parse(self.keep)
         except ValueError as exc:

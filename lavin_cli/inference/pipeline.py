@@ -123,7 +123,7 @@ class Pipeline:
                  **keywords) -> RunResult:
         """Predict the target of every query, in-context; every prediction and the whole record.
         `context`: a folder, or (input, target) pairs (paths, PIL images or arrays); keywords are
-        RunOptions fields (pairs, select, size, fit, steps, cfg, seed, solver, batch_size, keep)."""
+        RunOptions fields (pairs, select, size, fit, steps, cfg, seed, solver, batch_size, keep, mask)."""
         run = self.stream(context, queries, options, callback, **keywords)
         header = run.prepare()
         predictions = list(run)

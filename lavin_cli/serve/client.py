@@ -182,6 +182,9 @@ def _clip_parts(role: str, pair_id: str, clip) -> list[tuple[str, str, bytes]]:
 def options_json(options) -> str:
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     fields.pop("batch_size", None)
+    if fields.pop("mask", None) is not None:
+        raise UsageError("{{mask}} is read here and not sent to a server: paint the region to fill in the mask "
+                         "colour (mid-gray 128,128,128) in the query itself, or run without a server")
     return json.dumps(fields)
 
 

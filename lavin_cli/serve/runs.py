@@ -52,6 +52,9 @@ def _fields(text: str) -> dict:
     if not isinstance(fields, dict):
         raise UsageError("options: give a JSON object of option fields, e.g. {\"steps\": 20, \"seed\": 7}")
     fields.pop("batch_size", None)  # the worker's business
+    if fields.pop("mask", None) is not None:
+        raise UsageError("options: a server reads no mask files; paint the region to fill in the mask colour "
+                         "(mid-gray 128,128,128) in the query itself")
     if isinstance(fields.get("size"), list):
         fields["size"] = tuple(fields["size"])
     if isinstance(fields.get("cfg_interval"), list):
