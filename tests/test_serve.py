@@ -92,6 +92,7 @@ BAD = [  # (form fields, the query file, status, what the message says)
     ({"task": "denoising", "options": '{"solver": "rk4"}'}, Q0, 400, "solver 'rk4' is not one of"),
     ({"task": "denoising", "options": '{"stepz": 3}'}, Q0, 400, "unknown option(s) stepz"),
     ({"task": "denoising", "options": "[1, 2]"}, Q0, 400, "give a JSON object"),
+    ({"task": "inpainting", "options": '{"mask": "/etc/hostname"}'}, Q0, 400, "a server reads no mask files"),
     ({"task": "denoising", "format": "gif"}, Q0, 400, "format 'gif' is not one of"),
     ({}, Q0, 400, "give exactly one context"),
     ({"task": "denoising", "context_id": "abc"}, Q0, 400, "give exactly one context"),

@@ -78,6 +78,7 @@ class ImageRun:
         self.candidates = ctx.candidates(context, options.pairs, options.select, options.seed)
         self.pairs_used = min(options.pairs, len(context.pairs))
         self.keep = keep_rules.resolve(options.keep, context.keep)
+        self.paint_color = None  # with masks beside the queries: the colour the model sees where they are set
         if options.mask is not None:
             self.keep, self.paint_color = keep_rules.with_mask(options.keep, self.keep, context.keep)
         self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
