@@ -95,6 +95,7 @@ def test_mask_problems_are_one_line_each_and_a_batch_goes_on(cli, tmp_path):
     code, _, err = cli("run", "-t", "colorization", "-i", tmp_path / "a.png", "--mask", tmp_path / "a_mask.png",
                        "-o", tmp_path / "c.png")
     assert code == 2 and "--mask marks pixels to fill, but this run keeps luma" in err and not (tmp_path / "c.png").exists()
+    assert "model lavin-small" not in err  # refused before the model loads
     code, _, err = cli("run", "-t", "inpainting", "-i", tmp_path / "a.png", "--mask", "m/{name}.png", "-o", tmp_path / "d.png")
     assert code == 2 and err.strip().endswith("a pattern may use {stem} and {dir}") and len(err.strip().splitlines()) == 1
 

@@ -118,9 +118,12 @@ def resolve_context(context: Optional[Path], task: Optional[str], model, clips: 
 
 def check_context(found, options, clips: bool) -> None:
     """The context pairs this run reads, read before the model loads (an unreadable one is the
-    run's one error line)."""
+    run's one error line), and a mask's rule against the context's (refused before loading too)."""
     from lavin_cli.inference import context as ctx
+    from lavin_cli.inference import keep as keep_rules
 
+    if not clips and options.mask is not None:
+        keep_rules.with_mask(options.keep, keep_rules.resolve(options.keep, found.keep), found.keep)
     chosen = ctx.candidates(found, options.pairs, options.select, options.seed)
     ctx.check_readable(found, chosen, clips, options.max_pixels)
 
