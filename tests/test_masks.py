@@ -100,14 +100,12 @@ def test_mask_problems_are_one_line_each_and_a_batch_goes_on(cli, tmp_path):
     assert code == 2 and err.strip().endswith("a pattern may use {stem} and {dir}") and len(err.strip().splitlines()) == 1
 
 
-def test_a_server_is_not_sent_a_mask_path():
-    """(A server's own refusal of a mask field is in test_serve.py's table of bad requests.)"""
+def test_a_server_is_sent_masks_as_files_not_as_an_option():
+    """(What a server does with them: test_serve.py, test_masks_over_a_server_give_a_local_runs_bytes.)"""
     from lavin_cli.inference.options import RunOptions
     from lavin_cli.serve.client import options_json
 
-    assert "mask" not in json.loads(options_json(RunOptions()))
-    with pytest.raises(UsageError, match="not sent to a server"):
-        options_json(RunOptions(mask="m.png"))
+    assert "mask" not in json.loads(options_json(RunOptions(mask="m/{stem}.png")))
 
 
 def test_python_takes_an_array_mask_for_in_memory_queries(tiny_model, pairs_dir):
@@ -122,3 +120,10 @@ def test_python_takes_an_array_mask_for_in_memory_queries(tiny_model, pairs_dir)
     assert np.array_equal(got[~fill], query[~fill]) and not np.array_equal(got[fill], query[fill])
     with pytest.raises(OptionError, match="mask"):
         pipe(pairs_dir, [query], steps=2, mask=np.zeros((2, 2, 2, 2)))
+    other = _box(48, 64, 30, 40, 10)  # a list: one mask per query, in order
+    result = pipe(pairs_dir, [query, query], steps=2, mask=[fill, other])
+    assert result.record["mask"] == "2 masks, one per query"
+    for got, m in zip((p.image for p in result.predictions), (fill, other)):
+        assert np.array_equal(got[~m], query[~m]) and not np.array_equal(got[m], query[m])
+    with pytest.raises(UsageError, match="2 masks for 1 queries"):
+        pipe(pairs_dir, [query], steps=2, mask=[fill, other])

@@ -65,6 +65,36 @@ def test_lavin_run_over_a_server_writes_a_local_runs_bytes_and_record(server, cl
     assert (tmp_path / "remote" / "q1.png").read_bytes() == local["q1.png"]
 
 
+def test_masks_over_a_server_give_a_local_runs_bytes(server, cli, tmp_path):
+    """lavin run --server --mask reads each query's mask here and uploads it beside the query;
+    raw requests upload them as the form's mask files, one for every query or one per query."""
+    photo = np.asarray(Image.open(EXAMPLES / "denoising/queries/q0.png").convert("RGB"))
+    (tmp_path / "m").mkdir()
+    for name, box in (("a", (8, 20)), ("b", (30, 4))):
+        Image.fromarray(photo).save(tmp_path / f"{name}.png")
+        mask = np.zeros(photo.shape[:2], np.uint8)
+        mask[box[0]:box[0] + 24, box[1]:box[1] + 24] = 255
+        Image.fromarray(mask).save(tmp_path / "m" / f"{name}.png")
+    common = ["-t", "inpainting", "-i", tmp_path / "a.png", "-i", tmp_path / "b.png", "--mask",
+              str(tmp_path / "m" / "{stem}.png"), "--steps", "3", "-b", "2"]
+    assert cli("run", *common, "-o", tmp_path / "local/", "-q")[0] == 0
+    code, _, err = cli("run", "--server", server.url, *common, "-o", tmp_path / "remote/", "--record",
+                       tmp_path / "remote.jsonl")
+    assert code == 0, err
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}
+    assert {p.name: p.read_bytes() for p in (tmp_path / "remote").iterdir()} == local and len(local) == 2
+    assert json.loads((tmp_path / "remote.jsonl").read_text().splitlines()[0])["mask"].endswith("{stem}.png")
+    fields = {"task": "inpainting", "options": json.dumps({"steps": 3}), "format": "json"}
+    queries = [query_file(tmp_path / "a.png"), query_file(tmp_path / "b.png")]
+    masks = [("mask", "a.png", (tmp_path / "m" / "a.png").read_bytes()), ("mask", "b.png", b"not an image")]
+    status, _, body = server.post("/v1/run", fields, queries + masks)
+    answer = json.loads(body)
+    assert status == 200 and answer["queries"][0]["error"] is None and "mask b.png" in answer["queries"][1]["error"]
+    assert answer["header"]["mask"] == "2 masks, one per query"
+    status, _, body = server.post("/v1/run", fields, queries + masks + masks[:1])
+    assert status == 400 and "3 masks for 2 queries" in json.loads(body)["error"]
+
+
 def test_raw_http_gives_a_local_runs_bytes(server, cli, tmp_path):
     assert cli("run", "-t", "denoising", "-i", Q0, "-o", tmp_path / "local.png", "--steps", "4", "-q")[0] == 0
     status, headers, body = server.post("/v1/run", {"task": "denoising", "options": json.dumps({"steps": 4})},
@@ -92,7 +122,7 @@ BAD = [  # (form fields, the query file, status, what the message says)
     ({"task": "denoising", "options": '{"solver": "rk4"}'}, Q0, 400, "solver 'rk4' is not one of"),
     ({"task": "denoising", "options": '{"stepz": 3}'}, Q0, 400, "unknown option(s) stepz"),
     ({"task": "denoising", "options": "[1, 2]"}, Q0, 400, "give a JSON object"),
-    ({"task": "inpainting", "options": '{"mask": "/etc/hostname"}'}, Q0, 400, "a server reads no mask files"),
+    ({"task": "inpainting", "options": '{"mask": "/etc/hostname"}'}, Q0, 400, "reads no mask files named in options"),
     ({"task": "denoising", "format": "gif"}, Q0, 400, "format 'gif' is not one of"),
     ({}, Q0, 400, "give exactly one context"),
     ({"task": "denoising", "context_id": "abc"}, Q0, 400, "give exactly one context"),

@@ -79,6 +79,7 @@ class ImageRun:
         self.pairs_used = min(options.pairs, len(context.pairs))
         self.keep = keep_rules.resolve(options.keep, context.keep)
         self.paint_color = None  # with masks beside the queries: the colour the model sees where they are set
+        self.masks = masks.per_query(options.mask, len(self.queries), self.indices)  # a list of masks, by index
         if options.mask is not None:
             self.keep, self.paint_color = keep_rules.with_mask(options.keep, self.keep, context.keep)
         self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
@@ -125,7 +126,8 @@ class ImageRun:
             image = image_io.read_image(query, label, self.options.max_pixels)
             fill = None
             if self.options.mask is not None:
-                fill = masks.read(self.options.mask, query, label, image.shape[:2], self.options.max_pixels)
+                given = self.masks[index] if self.masks else self.options.mask
+                fill = masks.read(given, query, label, image.shape[:2], self.options.max_pixels)
                 image = masks.paint(image, fill, self.paint_color)
             fitted, placement = image_io.fit(image, self.working, self.options.fit)
         except LavinError as err:

@@ -15,6 +15,8 @@ given as
     '{dir}/{stem}_mask.png'   {dir} its folder
     an array (H, W) or (H, W, 3)   from Python: every query's mask (fill: at least 128 in a
                               uint8 array, at least 0.5 in any other: True, 1, 1.0)
+    a list of those           one per query, in the order of the queries given (a server
+                              receives uploaded masks so)
 
 and is scaled (nearest) to its query's size when the two have the same shape within 1%.
 """
@@ -26,17 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError, OptionError
+from lavin_cli.errors import InputError, OptionError, UsageError
 from lavin_cli.io import images as image_io
 
 FIELDS = ("stem", "dir")
 ASPECT_TOLERANCE = 0.01
 
 
-def check(mask) -> str | np.ndarray | None:
-    """RunOptions.mask validated: None, a path or pattern (str), or an array; OptionError says why."""
-    if mask is None or isinstance(mask, np.ndarray) and mask.ndim in (2, 3) and mask.size:
-        return mask
+def check(mask) -> str | np.ndarray | tuple | None:
+    """RunOptions.mask validated: None, a path or pattern (str), an array, or a list of paths or
+    arrays, one per query (kept as a tuple); OptionError says why."""
+    if isinstance(mask, (list, tuple)):
+        if not mask or any(m is None for m in mask):
+            raise OptionError("mask", "a list of masks holds one file or array per query (no None, not empty)")
+        return tuple(_one(m) for m in mask)
+    return _one(mask)
+
+
+def _one(mask) -> str | bytes | np.ndarray | None:
+    if mask is None or isinstance(mask, bytes) or isinstance(mask, np.ndarray) and mask.ndim in (2, 3) and mask.size:
+        return mask  # bytes: an encoded image (a server's upload), read with its query
     if isinstance(mask, np.ndarray):
         raise OptionError("mask", f"an array mask is (H, W) or (H, W, 3), got shape {mask.shape}")
     if not isinstance(mask, (str, Path)) or not str(mask):
@@ -53,13 +64,27 @@ def check(mask) -> str | np.ndarray | None:
 
 def describe(mask) -> str | None:
     """The mask as the record names it."""
+    if isinstance(mask, tuple):
+        return f"{len(mask)} masks, one per query"
+    if isinstance(mask, bytes):
+        return getattr(mask, "name", "uploaded mask")
     return None if mask is None else "array" if isinstance(mask, np.ndarray) else mask
+
+
+def per_query(mask, queries: int, indices: list[int]) -> dict:
+    """{query index: its mask} for a list of masks (one per query given, in order); {} otherwise.
+    UsageError where the counts differ."""
+    if not isinstance(mask, tuple):
+        return {}
+    if len(mask) != queries:
+        raise UsageError(f"{len(mask)} masks for {queries} queries: give one per query (or one for all)")
+    return dict(zip(indices, mask))
 
 
 def source_for(mask, query, label: str):
     """The mask of one query: the array, the path, or the pattern filled from the query's file
     name; InputError where a pattern meets a query that is not a file."""
-    if isinstance(mask, np.ndarray) or not any(f"{{{f}}}" in mask for f in FIELDS):
+    if isinstance(mask, (np.ndarray, bytes)) or not any(f"{{{f}}}" in mask for f in FIELDS):
         return mask
     if not isinstance(query, (str, Path)) or str(query) == "-":
         raise InputError(f"{label}: not a file, so --mask {mask!r} names no mask for it (give one mask file)")
@@ -70,7 +95,8 @@ def source_for(mask, query, label: str):
 def read(mask, query, label: str, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
     """(H, W) bool at the query's `shape`: True where the query is to be filled."""
     source = source_for(mask, query, label)
-    name = "mask array" if isinstance(source, np.ndarray) else str(source)
+    name = "mask array" if isinstance(source, np.ndarray) else \
+        getattr(source, "name", "uploaded mask") if isinstance(source, bytes) else str(source)
     if isinstance(source, np.ndarray):
         values = source.astype(np.float32)
         values = values.mean(-1) if values.ndim == 3 else values

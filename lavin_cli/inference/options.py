@@ -177,7 +177,8 @@ class RunOptions(ContextOptions, SamplingOptions):
 
     batch_size: int = 4
     keep: str = "auto"  # what of the query the prediction keeps exactly (inference/keep.py)
-    # the pixels to fill, beside the queries: a file, a 'masks/{stem}.png' pattern or an array (inference/masks.py)
+    # the pixels to fill, beside the queries: a file, a 'masks/{stem}.png' pattern, an array, or a list of files
+    # or arrays, one per query (inference/masks.py)
     mask: Any = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:

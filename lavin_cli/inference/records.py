@@ -20,7 +20,8 @@ def header(engine, model: ModelFolder | None, options, working: tuple[int, int],
     """Model, device, options and context of a run; `context` holds the runner's own fields."""
     from lavin_cli.runtime.device import dtype_name
 
-    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("size",)}
+    # the fields as they are (asdict would deep-copy a mask's arrays or uploads); the runner names the mask
+    settings = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name not in ("size", "mask")}
     return {
         "lavin": __version__,
         "model": model_info(model),

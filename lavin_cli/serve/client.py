@@ -32,6 +32,7 @@ import numpy as np
 from lavin_cli import errors
 from lavin_cli.errors import LavinError, ServerError, UsageError
 from lavin_cli.inference import context as ctx
+from lavin_cli.inference import masks
 from lavin_cli.inference.predictions import Prediction, Progress
 from lavin_cli.io import images as image_io
 
@@ -182,9 +183,7 @@ def _clip_parts(role: str, pair_id: str, clip) -> list[tuple[str, str, bytes]]:
 def options_json(options) -> str:
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     fields.pop("batch_size", None)
-    if fields.pop("mask", None) is not None:
-        raise UsageError("{{mask}} is read here and not sent to a server: paint the region to fill in the mask "
-                         "colour (mid-gray 128,128,128) in the query itself, or run without a server")
+    fields.pop("mask", None)  # read here, sent as files beside the queries (RemoteImageRun._send)
     return json.dumps(fields)
 
 
@@ -231,15 +230,19 @@ class RemoteImageRun:
         (read by the same code), and are not sent."""
         start, files, failed = time.perf_counter(), [], {}
         for n in group:
-            query = self.queries[n]
+            query, label = self.queries[n], _name(self.queries[n], self.indices[n])
             try:
-                image_io.read_image(_bytes_of_query(query) if query == "-" else query, _name(query, self.indices[n]),
-                                    self.options.max_pixels)  # the local run's own checks and messages
+                image = image_io.read_image(_bytes_of_query(query) if query == "-" else query, label,
+                                            self.options.max_pixels)  # the local run's own checks and messages
                 data = _bytes_of_query(query)
+                mask = None if self.options.mask is None else \
+                    masks.read(self.options.mask, query, label, image.shape[:2], self.options.max_pixels)
             except LavinError as error:
                 failed[n] = error
                 continue
-            files.append(("query", _name(self.queries[n], self.indices[n]), data))
+            files.append(("query", label, data))
+            if mask is not None:  # as read here (scaled to its query), one per query sent
+                files.append(("mask", f"{Path(label).stem}_mask.png", _png(mask)))
         answer = self.remote.call("POST", "/v1/run", self.fields, files) if files else {"queries": []}
         return answer, time.perf_counter() - start, failed
 
@@ -316,6 +319,8 @@ def run_header(remote: Remote, info: dict, options, working, context, task, pair
     unused = context.unused if context is not None else []
     warnings = records.warnings(folder, options, working, len(pairs), unused)
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name != "size"}
+    if "mask" in fields:
+        fields["mask"] = masks.describe(fields["mask"])
     header = {"lavin": info.get("lavin"), "server": remote.url,
               "model": {k: model.get(k) for k in ("name", "path", "dit_sha256", "vae_sha256")},
               "device": info.get("device"), "dtype": info.get("dtype"), "attention": info.get("attention"),
@@ -325,6 +330,14 @@ def run_header(remote: Remote, info: dict, options, working, context, task, pair
               "skipped": [] if context is None else context.skipped, "pairs_used": min(options.pairs, len(pairs)),
               "warnings": [errors.render(w) for w in warnings], "timings": {"load_s": 0.0}}
     return warnings, header
+
+
+def _png(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(out, "PNG")
+    return out.getvalue()
 
 
 def _name(query, index: int) -> str:

@@ -53,8 +53,8 @@ def _fields(text: str) -> dict:
         raise UsageError("options: give a JSON object of option fields, e.g. {\"steps\": 20, \"seed\": 7}")
     fields.pop("batch_size", None)  # the worker's business
     if fields.pop("mask", None) is not None:
-        raise UsageError("options: a server reads no mask files; paint the region to fill in the mask colour "
-                         "(mid-gray 128,128,128) in the query itself")
+        raise UsageError("options: a server reads no mask files named in options; upload the masks as files in "
+                         "the form's mask field (one for every query, or one per query in their order)")
     if isinstance(fields.get("size"), list):
         fields["size"] = tuple(fields["size"])
     if isinstance(fields.get("cfg_interval"), list):
@@ -107,12 +107,26 @@ def _format(fmt: Optional[str], found, clips: bool) -> str:
     return fmt
 
 
+async def _masks(mask: list[UploadFile] | None, queries: int):
+    """Uploaded masks as RunOptions.mask: None, one for every query, or one per query (each read
+    with its query, so that a bad one fails that query alone)."""
+    if not mask:
+        return None
+    if len(mask) not in (1, queries):
+        raise UsageError(f"{len(mask)} masks for {queries} queries: upload one for every query, or one per query")
+    uploads = tuple([Upload(await m.read(), m.filename or f"#{i}") for i, m in enumerate(mask)])
+    return uploads[0] if len(uploads) == 1 else uploads
+
+
 async def _image_job(request: Request, query, options: str, task, context, context_id, inputs, targets, fmt,
-                     share: bool = True) -> Job:
+                     share: bool = True, mask=None) -> Job:
     s = state(request)
     if len(query) > s.limits.max_queries:
         raise TooLarge(f"{len(query)} queries in one request, above this server's limit of {s.limits.max_queries}")
     built = opts.build(RunOptions, **_fields(options))  # the same checks, the same messages as lavin run
+    masks = await _masks(mask, len(query))
+    if masks is not None:  # a masked job runs alone: masks are not part of what lets jobs share a model call
+        built, share = dataclasses.replace(built, mask=masks), False
     found, key = await _context(s, False, task, context, context_id, inputs, targets)
     fmt = _format(fmt, found, clips=False)
     labels = [q.filename or f"query #{i}" for i, q in enumerate(query)]
@@ -166,6 +180,8 @@ CONTEXT_ID = Form(None, description="The id POST /v1/contexts gave")
 INPUTS = File(None, alias="input", description="Context pair inputs, in pair order")
 TARGETS = File(None, alias="target", description="Context pair targets, in pair order")
 FORMAT = Form(None, alias="format", description="png, png16, npy or json (default: png16 for gray tasks, else png)")
+MASK = File(None, alias="mask", description="Inpainting: the pixels to fill (white), one image for every query or "
+                                              "one per query in their order; each query keeps its pixels elsewhere")
 SHARE = Form(True, description="May share a model call with other requests (true); false: this request's queries are "
                                "one batch, alone, as a local run of that batch size computes them (the same bytes)")
 
@@ -174,8 +190,8 @@ SHARE = Form(True, description="May share a model call with other requests (true
 async def run(request: Request, query: list[UploadFile] = QUERY, options: str = OPTIONS, task: Optional[str] = TASK,
               context: Optional[str] = FOLDER, context_id: Optional[str] = CONTEXT_ID,
               inputs: Optional[list[UploadFile]] = INPUTS, targets: Optional[list[UploadFile]] = TARGETS,
-              fmt: Optional[str] = FORMAT, share: bool = SHARE):
-    job = await _image_job(request, query, options, task, context, context_id, inputs, targets, fmt, share)
+              fmt: Optional[str] = FORMAT, share: bool = SHARE, mask: Optional[list[UploadFile]] = MASK):
+    job = await _image_job(request, query, options, task, context, context_id, inputs, targets, fmt, share, mask)
     try:
         done = await _answered(request, job)
         return Response(status_code=499) if done is None else _answer(done)
@@ -187,8 +203,8 @@ async def run(request: Request, query: list[UploadFile] = QUERY, options: str = 
 async def submit(request: Request, query: list[UploadFile] = QUERY, options: str = OPTIONS, task: Optional[str] = TASK,
                  context: Optional[str] = FOLDER, context_id: Optional[str] = CONTEXT_ID,
                  inputs: Optional[list[UploadFile]] = INPUTS, targets: Optional[list[UploadFile]] = TARGETS,
-                 fmt: Optional[str] = FORMAT, share: bool = SHARE):
-    job = await _image_job(request, query, options, task, context, context_id, inputs, targets, fmt, share)
+                 fmt: Optional[str] = FORMAT, share: bool = SHARE, mask: Optional[list[UploadFile]] = MASK):
+    job = await _image_job(request, query, options, task, context, context_id, inputs, targets, fmt, share, mask)
     return JSONResponse({"id": job.id, **job.progress()}, 202)
 
 
