@@ -123,7 +123,7 @@ def check_context(found, options, clips: bool) -> None:
     from lavin_cli.inference import keep as keep_rules
 
     if not clips and options.mask is not None:
-        keep_rules.with_mask(options.keep, keep_rules.resolve(options.keep, found.keep), found.keep)
+        keep_rules.with_mask(options.keep, found.keep)
     chosen = ctx.candidates(found, options.pairs, options.select, options.seed)
     ctx.check_readable(found, chosen, clips, options.max_pixels)
 

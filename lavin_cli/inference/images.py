@@ -81,14 +81,13 @@ class ImageRun:
         self.paint_color = None  # with masks beside the queries: the colour the model sees where they are set
         self.masks = masks.per_query(options.mask, len(self.queries), self.indices)  # a list of masks, by index
         if options.mask is not None:
-            self.keep, self.paint_color = keep_rules.with_mask(options.keep, self.keep, context.keep)
+            self.keep, self.paint_color = keep_rules.with_mask(options.keep, context.keep)
         self.warnings = records.warnings(model, options, self.working, len(context.pairs),  # {{option}} markup
                                          context.unused)
         self.header = records.header(engine, model, options, self.working, {
             "context": context.source, "context_pairs": len(context.pairs), "unpaired": context.unpaired,
             "skipped": context.skipped,
-            "pairs_used": self.pairs_used, "keep": str(self.keep), "mask": masks.describe(options.mask),
-            "warnings": [render(w) for w in self.warnings]})
+            "pairs_used": self.pairs_used, "keep": str(self.keep), "warnings": [render(w) for w in self.warnings]})
         self.context_seconds = 0.0
 
     def prepare(self) -> dict:

@@ -118,12 +118,14 @@ def mask_for(keep: Keep, query: np.ndarray, given: np.ndarray | None = None) -> 
     return given if given is not None else mask_of(query, keep.color)
 
 
-def with_mask(spec: str, keep: Keep, task_keep: str | None) -> tuple[Keep, tuple[int, int, int]]:
-    """A run given masks beside its queries: its rule (`keep`, resolved from `spec`; 'auto' keeps
-    the unmasked pixels whatever the task says, an explicit 'none' keeps nothing) and the colour
-    the masked pixels are painted (the task's unmasked colour, else mid-gray). UsageError for luma."""
+def with_mask(spec: str, task_keep: str | None) -> tuple[Keep, tuple[int, int, int]]:
+    """A run given masks beside its queries: its rule (`spec` resolved against the task's; 'auto'
+    keeps the unmasked pixels whatever the task says, an explicit 'none' keeps nothing) and the
+    colour the masked pixels are painted (the task's unmasked colour, else mid-gray). UsageError
+    for luma."""
     from lavin_cli.errors import UsageError
 
+    keep = resolve(spec, task_keep)
     color = parse(task_keep).color if task_keep and parse(task_keep).mode == "unmasked" else DEFAULT_MASK
     if keep.mode == "luma":
         raise UsageError(f"{{{{mask}}}} marks pixels to fill, but this run keeps {keep} (colorization's rule): "

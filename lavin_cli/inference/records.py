@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from lavin_cli import __version__
+from lavin_cli.inference import masks
 from lavin_cli.store.folders import ModelFolder, file_sha256
 
 
@@ -16,19 +17,26 @@ def model_info(model: ModelFolder | None) -> dict:
             "vae_sha256": file_sha256(model.vae)}
 
 
+def settings(options) -> dict:
+    """The record's copy of a run's options, but the working size (the header's own "size"): the
+    fields as they are (asdict would deep-copy a mask's arrays or uploads), a mask named."""
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name != "size"}
+    if "mask" in fields:
+        fields["mask"] = masks.describe(fields["mask"])
+    return fields
+
+
 def header(engine, model: ModelFolder | None, options, working: tuple[int, int], context: dict) -> dict:
     """Model, device, options and context of a run; `context` holds the runner's own fields."""
     from lavin_cli.runtime.device import dtype_name
 
-    # the fields as they are (asdict would deep-copy a mask's arrays or uploads); the runner names the mask
-    settings = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name not in ("size", "mask")}
     return {
         "lavin": __version__,
         "model": model_info(model),
         "device": str(engine.device), "dtype": dtype_name(engine.dtype),
         "attention": engine.attention, "offload": engine.offload.name,
         "size": {"height": working[0], "width": working[1]},
-        **settings,
+        **settings(options),
         **context,
         "timings": {"load_s": round(engine.load_seconds, 4)},
     }

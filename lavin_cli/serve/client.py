@@ -318,13 +318,11 @@ def run_header(remote: Remote, info: dict, options, working, context, task, pair
                              sizes=tuple(model["sizes"]) if model.get("sizes") else None)
     unused = context.unused if context is not None else []
     warnings = records.warnings(folder, options, working, len(pairs), unused)
-    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name != "size"}
-    if "mask" in fields:
-        fields["mask"] = masks.describe(fields["mask"])
     header = {"lavin": info.get("lavin"), "server": remote.url,
               "model": {k: model.get(k) for k in ("name", "path", "dit_sha256", "vae_sha256")},
               "device": info.get("device"), "dtype": info.get("dtype"), "attention": info.get("attention"),
-              "offload": info.get("offload"), "size": {"height": working[0], "width": working[1]}, **fields,
+              "offload": info.get("offload"), "size": {"height": working[0], "width": working[1]},
+              **records.settings(options),
               "context": f"{remote.url}/v1/tasks/{task}" if task is not None else context.source,
               "context_pairs": len(pairs), "unpaired": [] if context is None else context.unpaired,
               "skipped": [] if context is None else context.skipped, "pairs_used": min(options.pairs, len(pairs)),
