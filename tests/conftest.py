@@ -67,6 +67,16 @@ def make_pairs(folder: Path, count: int = 5, seed: int = 0) -> Path:
     return folder
 
 
+def smooth_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth colour picture with texture (uint8 (h, w, 3)): not something a model reproduces exactly."""
+    from lavin_cli.training.tasks import to_uint8
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([0.5 + 0.4 * np.sin(6 * x + c) * np.cos(4 * y - c) for c in range(3)], -1)
+    return to_uint8(base + rng.normal(0, 0.03, base.shape))
+
+
 def read_record(path: Path) -> dict:
     """A JSON Lines run record as {"runs": [...], "queries": [...], "ends": [...]}."""
     import json

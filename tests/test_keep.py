@@ -8,19 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_record
+from conftest import read_record, smooth_photo
 from PIL import Image
 
 from lavin_cli.inference import keep
 from lavin_cli.training.tasks import to_uint8
-
-
-def _photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
-    """A smooth colour picture with texture: not something a model reproduces exactly."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    base = np.stack([0.5 + 0.4 * np.sin(6 * x + c) * np.cos(4 * y - c) for c in range(3)], -1)
-    return to_uint8(base + rng.normal(0, 0.03, base.shape))
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -39,9 +31,9 @@ def test_parse_accepts_the_rules_and_names_what_is_wrong():
 
 
 def test_unmasked_keeps_every_pixel_outside_the_mask_and_fills_it_from_the_prediction():
-    query = _photo()
+    query = smooth_photo()
     query[20:50, 30:70] = 128
-    prediction = _photo(seed=1)
+    prediction = smooth_photo(seed=1)
     out = keep.apply(keep.parse("unmasked"), prediction, query)
     inside = np.zeros(query.shape[:2], bool)
     inside[20:50, 30:70] = True
@@ -53,8 +45,8 @@ def test_unmasked_keeps_every_pixel_outside_the_mask_and_fills_it_from_the_predi
 
 
 def test_luma_keeps_the_querys_luminance_and_the_predictions_colour():
-    query = np.repeat(_luma(_photo())[..., None], 3, -1).round().astype(np.uint8)  # a gray picture
-    prediction = _photo(seed=2)
+    query = np.repeat(_luma(smooth_photo())[..., None], 3, -1).round().astype(np.uint8)  # a gray picture
+    prediction = smooth_photo(seed=2)
     out = keep.apply(keep.parse("luma"), prediction, query)
     inner = (out > 2).all(-1) & (out < 253).all(-1)  # where nothing clipped
     assert np.abs(_luma(out) - _luma(query))[inner].max() <= 1.0
@@ -73,7 +65,7 @@ def _folder(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]], meta: dict |
 
 
 def test_bundled_inpainting_keeps_the_photo_outside_the_box_at_its_own_size(cli, tmp_path):
-    truth = _photo(96, 160, seed=3)
+    truth = smooth_photo(96, 160, seed=3)
     query = truth.copy()
     query[30:60, 60:100] = 128
     Image.fromarray(query).save(tmp_path / "q.png")
@@ -93,7 +85,7 @@ def test_bundled_inpainting_keeps_the_photo_outside_the_box_at_its_own_size(cli,
 
 
 def test_bundled_colorization_keeps_the_gray_querys_detail(cli, tmp_path):
-    gray = np.repeat(_luma(_photo(80, 112, seed=4))[..., None], 3, -1).round().astype(np.uint8)
+    gray = np.repeat(_luma(smooth_photo(80, 112, seed=4))[..., None], 3, -1).round().astype(np.uint8)
     Image.fromarray(gray).save(tmp_path / "g.png")
     code, out, err = cli("run", "-t", "colorization", "-i", tmp_path / "g.png", "-o", tmp_path / "c.png", "--steps", 3,
                          "--json", "-q")
@@ -106,8 +98,8 @@ def test_bundled_colorization_keeps_the_gray_querys_detail(cli, tmp_path):
 
 
 def test_a_context_folders_task_json_sets_the_rule_and_a_bad_one_is_named(cli, tiny_model, tmp_path):
-    pairs = [(_photo(48, 48, seed=s), _photo(48, 48, seed=s + 10)) for s in range(2)]
-    query = _photo(48, 64, seed=5)
+    pairs = [(smooth_photo(48, 48, seed=s), smooth_photo(48, 48, seed=s + 10)) for s in range(2)]
+    query = smooth_photo(48, 64, seed=5)
     query[:, :20] = (0, 0, 0)
     Image.fromarray(query).save(tmp_path / "q.png")
     good = _folder(tmp_path / "good", pairs, {"keep": "unmasked:0,0,0"})
@@ -175,7 +167,7 @@ def test_video_prediction_keeps_the_still_query_sharp_at_its_own_size(tmp_path):
     from lavin_cli.io import video as video_io
 
     pairs = _prediction_pairs(tmp_path / "ctx")
-    still = np.repeat(_photo(128, 128, seed=6)[None], 5, 0)
+    still = np.repeat(smooth_photo(128, 128, seed=6)[None], 5, 0)
     video_io.write_video(tmp_path / "still", video_io.Clip(still, 8))
     pipe = Pipeline.from_pretrained(None, device="cpu", dtype="float32")
     runs = {k: pipe.video(pairs, [str(tmp_path / "still")], frames=4, steps=3, keep=k) for k in ("auto", "none")}

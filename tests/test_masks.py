@@ -7,18 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import smooth_photo
 from PIL import Image
 
 from lavin_cli.errors import InputError, OptionError, UsageError
 from lavin_cli.inference import masks
-from lavin_cli.training.tasks import to_uint8
-
-
-def _photo(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    base = np.stack([0.5 + 0.4 * np.sin(5 * x + c) * np.cos(3 * y - c) for c in range(3)], -1)
-    return to_uint8(base + rng.normal(0, 0.03, base.shape))
 
 
 def _box(h: int, w: int, top: int, left: int, size: int) -> np.ndarray:
@@ -50,13 +43,13 @@ def test_arrays_and_files_mean_the_same_and_are_scaled_to_the_query(tmp_path):
                           np.repeat(np.repeat(fill, 2, 0), 2, 1))  # half the query's size: scaled, nearest
     with pytest.raises(InputError, match=r"m.png: the mask is 60x40 but its query q is 60x60"):
         masks.read(str(tmp_path / "m.png"), "q", "q", (60, 60), 10**6)
-    painted = masks.paint(_photo(40, 60, 0), fill, (128, 128, 128))
-    assert (painted[fill] == 128).all() and np.array_equal(painted[~fill], _photo(40, 60, 0)[~fill])
+    painted = masks.paint(smooth_photo(40, 60, 0), fill, (128, 128, 128))
+    assert (painted[fill] == 128).all() and np.array_equal(painted[~fill], smooth_photo(40, 60, 0)[~fill])
 
 
 def test_bundled_inpainting_fills_the_mask_and_keeps_every_other_pixel(cli, tmp_path):
     h, w = 96, 160
-    photos = {"a": _photo(h, w, 1), "b": _photo(h, w, 2)}
+    photos = {"a": smooth_photo(h, w, 1), "b": smooth_photo(h, w, 2)}
     photos["a"][:, :24] = 128  # a mid-gray band of the photo itself: the colour rule would redraw it
     (tmp_path / "masks").mkdir()
     for name, pic in photos.items():
@@ -82,7 +75,7 @@ def test_bundled_inpainting_fills_the_mask_and_keeps_every_other_pixel(cli, tmp_
 
 
 def test_mask_problems_are_one_line_each_and_a_batch_goes_on(cli, tmp_path):
-    pic = _photo(64, 64, 3)
+    pic = smooth_photo(64, 64, 3)
     for name in ("a", "b"):
         Image.fromarray(pic).save(tmp_path / f"{name}.png")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a_mask.png")  # all black: nothing to fill
@@ -112,7 +105,7 @@ def test_python_takes_an_array_mask_for_in_memory_queries(tiny_model, pairs_dir)
     from lavin_cli import Pipeline
 
     pipe = Pipeline.from_pretrained(str(tiny_model))
-    query = _photo(48, 64, 4)
+    query = smooth_photo(48, 64, 4)
     fill = _box(48, 64, 8, 16, 20)
     result = pipe(pairs_dir, [query], steps=2, mask=fill)
     got = result.predictions[0].image
