@@ -362,6 +362,58 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     assert base64.b64decode(href.split(",", 1)[1]) == base64.b64decode(json.loads(body)["queries"][0]["data"])
 
 
+def test_the_page_paints_the_area_to_fill(server, tmp_path):
+    """On the page, paint over the query (a stroke, Clear, another stroke): the run sends the
+    painted area as the request's mask, shows it, and the prediction keeps the query's pixels
+    everywhere else; the download is the API's own answer to the same mask."""
+    import base64
+
+    query = EXAMPLES / "denoising/000_target.png"
+    browser = _browser()
+    try:
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select, WebDriverWait
+
+        browser.get(server.url)
+        WebDriverWait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "task")).options) > 0)
+        Select(browser.find_element(By.ID, "task")).select_by_value("inpainting")
+        browser.find_element(By.ID, "query-file").send_keys(str(query))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "mask-box").is_displayed())
+        canvas = browser.find_element(By.ID, "mask-paint")
+        for y in (-100, 0):  # offsets from the canvas's centre, in CSS pixels (256 wide)
+            ActionChains(browser).move_to_element_with_offset(canvas, -60, y).click_and_hold() \
+                .move_by_offset(60, 0).move_by_offset(60, 10).release().perform()
+            if y == -100:
+                browser.find_element(By.ID, "mask-clear").click()
+        browser.find_element(By.ID, "run").click()
+        WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "result").is_displayed()
+                                          or "bad" in (d.find_element(By.ID, "message").get_attribute("class") or ""))
+        assert browser.find_element(By.ID, "message").text == "done"
+        shown = {f.text: f for f in browser.find_elements(By.CSS_SELECTOR, "#grid figure")}
+        assert list(shown)[-3:] == ["query", "area filled", "prediction"]
+        mask_url = shown["area filled"].find_element(By.TAG_NAME, "img").get_attribute("src")
+        href = browser.find_element(By.ID, "download").get_attribute("href")
+        browser.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        browser.quit()
+    mask_png = base64.b64decode(mask_url.split(",", 1)[1])
+    mask = np.asarray(Image.open(io.BytesIO(mask_png)).convert("L")) >= 128
+    source = np.asarray(Image.open(query).convert("RGB"))
+    assert mask.shape == source.shape[:2]
+    rows = np.flatnonzero(mask.any(axis=1))
+    h = mask.shape[0]
+    assert 0 < mask.mean() < 0.3 and rows.min() > h * 0.3, "the stroke before Clear was sent, or nothing"
+    predicted = np.asarray(Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))).convert("RGB"))
+    assert (predicted[~mask] == source[~mask]).all() and (predicted[mask] != source[mask]).any()
+    files = [query_file(query), ("mask", "mask.png", mask_png)]
+    status, _, body = server.post("/v1/run", {"task": "inpainting", "format": "json",
+                                              "options": json.dumps({"steps": 11, "cfg": 1.5, "seed": 0})},
+                                 files)
+    assert status == 200
+    assert base64.b64decode(href.split(",", 1)[1]) == base64.b64decode(json.loads(body)["queries"][0]["data"])
+
+
 def _browser():
     import os
     import shutil

@@ -5,6 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { tasks: {}, uploads: [], query: null, token: sessionStorage.getItem("lavin-token") || "" };
+const paint = { drawing: false, painted: false, last: null };  // the area to fill, painted over the query
 
 function headers() {
   return state.token ? { Authorization: "Bearer " + state.token } : {};
@@ -97,6 +98,65 @@ function options() {
   return JSON.stringify(fields);
 }
 
+async function showQuery() {
+  // The query at its own pixels under a paint layer of the same size, so the mask sent matches it.
+  clearMask();
+  $("mask-box").hidden = true;
+  if (!state.query) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(state.query);
+  } catch {
+    return;  // not an image the browser reads: the server says what is wrong with it
+  }
+  for (const id of ["query-view", "mask-paint"]) { $(id).width = bitmap.width; $(id).height = bitmap.height; }
+  $("query-view").getContext("2d").drawImage(bitmap, 0, 0);
+  $("mask-box").hidden = false;
+}
+
+function stroke(event) {
+  const canvas = $("mask-paint"), box = canvas.getBoundingClientRect(), scale = canvas.width / box.width;
+  const point = [(event.clientX - box.left) * scale, (event.clientY - box.top) * canvas.height / box.height];
+  const from = paint.last || [point[0] - 0.01, point[1]];  // a click alone paints a dot
+  const ctx = canvas.getContext("2d");
+  Object.assign(ctx, { strokeStyle: "#ff3b30", lineCap: "round", lineJoin: "round", lineWidth: Number($("brush").value) * scale });
+  ctx.beginPath();
+  ctx.moveTo(...from);
+  ctx.lineTo(...point);
+  ctx.stroke();
+  paint.last = point;
+  paint.painted = true;
+  $("mask-clear").disabled = false;
+}
+
+function clearMask() {
+  const canvas = $("mask-paint");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  paint.painted = false;
+  $("mask-clear").disabled = true;
+}
+
+function maskImage() {
+  // What was painted as the server's mask: white = fill, black = keep, at the query's size.
+  if (!paint.painted) return null;
+  const canvas = $("mask-paint"), out = document.createElement("canvas");
+  out.width = canvas.width;
+  out.height = canvas.height;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  for (let i = 0; i < pixels.data.length; i += 4) {
+    const level = pixels.data[i + 3] >= 128 ? 255 : 0;
+    pixels.data.set([level, level, level, 255], i);
+  }
+  out.getContext("2d").putImageData(pixels, 0, 0);
+  const url = out.toDataURL("image/png");
+  return { url, blob: dataBlob(url) };
+}
+
+function dataBlob(url) {
+  const bytes = atob(url.split(",")[1]);
+  return new Blob([Uint8Array.from(bytes, (c) => c.charCodeAt(0))], { type: "image/png" });
+}
+
 async function run() {
   $("run").disabled = true;
   $("result").hidden = true;
@@ -107,6 +167,8 @@ async function run() {
   form.append("query", state.query, state.query.name);
   form.append("options", options());
   form.append("format", "json");
+  const mask = maskImage();
+  if (mask) form.append("mask", mask.blob, "mask.png");
   if (source() === "task") form.append("task", $("task").value);
   else for (const pair of state.uploads) { form.append("input", pair.input, pair.input.name); form.append("target", pair.target, pair.target.name); }
   const started = performance.now();
@@ -121,7 +183,7 @@ async function run() {
       say(progress.state === "running" ? `${progress.stage} ${progress.done}/${progress.total}` : "queued");
       await new Promise((r) => setTimeout(r, 200));
     }
-    await show(answer, (performance.now() - started) / 1000);
+    await show(answer, (performance.now() - started) / 1000, mask);
     say("done");
   } catch (error) {
     say(error.message, true);
@@ -131,7 +193,7 @@ async function run() {
   }
 }
 
-async function show(answer, seconds) {
+async function show(answer, seconds, mask) {
   const item = answer.queries[0];
   if (item.error) throw new Error(item.error);
   const grid = $("grid");
@@ -151,6 +213,7 @@ async function show(answer, seconds) {
   }
   const src = "data:image/png;base64," + item.data;
   grid.append(figure(URL.createObjectURL(state.query), "query"));
+  if (mask) grid.append(figure(mask.url, "area filled"));
   const answerFig = figure(src, "prediction");
   answerFig.classList.add("answer");
   grid.append(answerFig);
@@ -189,8 +252,18 @@ dropZone($("query-drop"), $("query-file"), (files) => {
   state.query = files[0] || null;
   $("query-drop").classList.toggle("filled", Boolean(state.query));
   $("query-drop").firstChild.textContent = state.query ? `query: ${state.query.name} ` : "Drop a query image here, or click to choose ";
+  showQuery();
   ready();
 });
+$("mask-paint").addEventListener("pointerdown", (e) => {
+  $("mask-paint").setPointerCapture(e.pointerId);
+  paint.drawing = true;
+  paint.last = null;
+  stroke(e);
+});
+$("mask-paint").addEventListener("pointermove", (e) => { if (paint.drawing) stroke(e); });
+for (const end of ["pointerup", "pointercancel"]) $("mask-paint").addEventListener(end, () => { paint.drawing = false; });
+$("mask-clear").addEventListener("click", clearMask);
 for (const radio of document.querySelectorAll("input[name=source]")) radio.addEventListener("change", () => { showPairs(); ready(); });
 $("task").addEventListener("change", () => { showPairs(); ready(); });
 $("run").addEventListener("click", run);
