@@ -158,6 +158,43 @@ def test_folders_score_as_the_generator_mode_does(task, tmp_path, cli, bundled_p
         assert round(ours["delta1"], 4) == pytest.approx(theirs["delta1"], abs=1e-4)
 
 
+def test_an_inpainting_benchmark_with_masks_scores_the_holes(cli, tmp_path):
+    """--mask runs each query with its mask (as lavin run --mask) and scores the filled pixels
+    apart: psnr_hole_db and l1_hole, by hand from the predictions kept with -o; the whole-image
+    PSNR counts the kept pixels, which equal the truth here."""
+    examples = Path(__file__).resolve().parent.parent / "examples" / "denoising"
+    for folder in ("q", "t", "m"):
+        (tmp_path / folder).mkdir()
+    for i, box in enumerate(((8, 8), (30, 20))):
+        photo = Image.open(examples / f"00{i}_target.png").convert("RGB")
+        photo.save(tmp_path / "q" / f"p{i}.png")
+        photo.save(tmp_path / "t" / f"p{i}.png")
+        mask = np.zeros((photo.height // 2, photo.width // 2), np.uint8)  # half size: scaled as run scales it
+        mask[box[0] // 2:box[0] // 2 + 10, box[1] // 2:box[1] // 2 + 10] = 255
+        Image.fromarray(mask).save(tmp_path / "m" / f"p{i}.png")
+    args = ["eval", "-t", "inpainting", "-i", tmp_path / "q", "--truth", tmp_path / "t", "--steps", "3", "--json",
+            "-q"]
+    code, stdout, err = cli(*args, "--mask", str(tmp_path / "m" / "{stem}.png"), "-o", tmp_path / "pred")
+    assert code == 0, err
+    result = json.loads(stdout)["results"][0]
+    for row in result["queries"]:
+        name = Path(row["query"]).name
+        truth = np.asarray(Image.open(tmp_path / "t" / name).convert("RGB"), np.float64) / 255
+        pred = np.asarray(Image.open(tmp_path / "pred" / name).convert("RGB"), np.float64) / 255
+        fill = np.asarray(Image.open(tmp_path / "m" / name).resize(truth.shape[1::-1], Image.NEAREST)) >= 128
+        assert (pred[~fill] == truth[~fill]).all()  # the kept pixels are the query's, here the truth's
+        hole = pred[fill] - truth[fill]
+        assert row["metrics"]["psnr_hole_db"] == pytest.approx(-10 * np.log10((hole ** 2).mean()), abs=1e-4)
+        assert row["metrics"]["l1_hole"] == pytest.approx(np.abs(hole).mean(), abs=1e-5)
+        assert row["metrics"]["psnr_db"] > row["metrics"]["psnr_hole_db"] + 5
+    assert result["summary"]["psnr_hole_db"] == pytest.approx(
+        np.mean([r["metrics"]["psnr_hole_db"] for r in result["queries"]]), abs=1e-5)
+    code, stdout, _ = cli(*args)  # without masks: the task's own rule, and no hole to score
+    assert code == 0 and "psnr_hole_db" not in json.loads(stdout)["results"][0]["summary"]
+    code, _, err = cli("eval", "-t", "inpainting", "--mask", "m.png")
+    assert code == 2 and "--mask is for scoring your own folders" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.fixture(scope="module")
 def depth_bench(tmp_path_factory):
     return write_folders(tmp_path_factory.mktemp("bench") / "depth", "depth_estimation", queries=4)

@@ -103,6 +103,7 @@ def evaluate(
     cond_refresh: int = options.COND_REFRESH,
     batch_size: int = options.BATCH,
     keep: str = options.EVAL_KEEP,
+    mask: Optional[str] = options.MASK,
     device: str = options.DEVICE,
     dtype: str = options.DTYPE,
     attention: str = options.ATTENTION,

@@ -83,8 +83,8 @@ class Setup:
 
 
 RUN_OPTIONS = ("context", "files_from", "nul", "recursive", "root", "model", "home", "pairs", "select", "size", "fit",
-               "steps", "cfg", "seed", "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype",
-               "attention", "offload", "fmt", "skip_existing", "shard", "overwrite")
+               "steps", "cfg", "seed", "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "mask", "device",
+               "dtype", "attention", "offload", "fmt", "skip_existing", "shard", "overwrite")
 
 
 def from_command(given: dict) -> int:
@@ -198,7 +198,7 @@ def _score(setup: Setup, matched, queries: list[str], mine: list[int], combo: di
     fmt = plan.output_format(given.get("fmt"), given["output"], setup.gray_target, clips=False)
     outputs = plan.output_names(queries, given["output"], fmt, None, setup.root, False)
     items = [(queries[i], matched.pairs[i][1], Path(outputs[i])) for i in mine]
-    scored = dataset.score_all(items, setup.protocol, setup.truth_scale)
+    scored = dataset.score_all(items, setup.protocol, setup.truth_scale, setup.run_options.get("mask"))
     for row, (_, truth_file, _) in zip(scored.rows, items):
         row["key"] = Path(truth_file).relative_to(setup.truth).with_suffix("").as_posix()
     options = {k: v for k, v in given.items() if k not in ("query", "quiet", "record", "as_json", "output")}

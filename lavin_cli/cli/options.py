@@ -142,6 +142,11 @@ EVAL_KEEP = typer.Option(default(lib.RunOptions, "keep"), "--keep", metavar="WHA
                          help="What predictions keep of their queries, as lavin run's and lavin video's --keep: "
                               "auto (each task's own rule), none (the model's own pixels, every task), an image "
                               "rule (luma, unmasked[:R,G,B]) for the image tasks, last for frame prediction.")
+MASK = typer.Option(None, "--mask", metavar="PATH", rich_help_panel=INPUTS,
+                    help="Inpainting: the pixels to fill, as an image beside the query (white = fill): one file for "
+                         "every query, or a pattern naming each query's mask by its file, with {stem} (its name "
+                         "without extension) and {dir} (its folder), e.g. 'masks/{stem}.png'. The query is painted "
+                         "in the mask colour there and keeps its own pixels everywhere else.")
 PAIRS = typer.Option(None, "--pairs", "-n", metavar="N", rich_help_panel=SAMPLING,
                      help="How many example pairs go into the prompt (default: 4, or the most the model was trained "
                           "with if fewer: 3 for lavin-small).")

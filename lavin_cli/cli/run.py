@@ -58,12 +58,7 @@ def run(
                                            "task.json says gray targets, else png."),
     ext: Optional[str] = typer.Option(None, "--ext", metavar="EXT", rich_help_panel=options.OUTPUTS, help="Image format of --format png outputs in a folder or on stdout (default png; refused for a single output file, whose name decides)."),
     keep: str = options.KEEP,
-    mask: Optional[str] = typer.Option(None, "--mask", metavar="PATH", rich_help_panel=options.INPUTS,
-                                       help="Inpainting: the pixels to fill, as an image beside the query (white = "
-                                            "fill): one file for every query, or a pattern naming each query's "
-                                            "mask by its file, with {stem} (its name without extension) and {dir} "
-                                            "(its folder), e.g. 'masks/{stem}.png'. The query is painted in the mask "
-                                            "colour there and keeps its own pixels everywhere else."),
+    mask: Optional[str] = options.MASK,
     grid: bool = typer.Option(False, "--grid", rich_help_panel=options.OUTPUTS, help="Also save <output>_grid.png: context pairs, query, prediction."),
     skip_existing: bool = options.SKIP_EXISTING,
     shard: Optional[str] = options.SHARD,

@@ -142,8 +142,11 @@ class Scored:
     family: str
 
 
-def score_all(items: list[tuple[str, Path, Path]], protocol: Protocol, scale: float = 1.0) -> Scored:
-    """(query, truth file, prediction file) -> per-query metrics and their summary."""
+def score_all(items: list[tuple[str, Path, Path]], protocol: Protocol, scale: float = 1.0, mask=None) -> Scored:
+    """(query, truth file, prediction file) -> per-query metrics and their summary. `mask`: the
+    run's --mask (a file or a pattern, inference/masks.py), whose filled pixels are scored apart."""
+    from lavin_cli.inference import masks
+
     rows, counts = [], []
     for query, truth_path, pred_path in items:
         row = {"query": query, "truth": str(truth_path), "prediction": str(pred_path)}
@@ -151,7 +154,8 @@ def score_all(items: list[tuple[str, Path, Path]], protocol: Protocol, scale: fl
             if not pred_path.is_file():
                 raise InputError(f"{pred_path}: no prediction (its run failed)")
             truth = read_truth(truth_path, protocol.family, scale)
-            metrics = protocols.score(read_prediction(pred_path, truth.shape[:2]), truth, protocol)
+            fill = None if mask is None else masks.read(mask, query, str(query), truth.shape[:2], image_io.DEFAULT_MAX_PIXELS)
+            metrics = protocols.score(read_prediction(pred_path, truth.shape[:2]), truth, protocol, fill)
         except (InputError, ValueError) as exc:
             row["error"] = str(exc)
         else:
@@ -159,7 +163,8 @@ def score_all(items: list[tuple[str, Path, Path]], protocol: Protocol, scale: fl
             row["metrics"] = {k: round(v, 6) for k, v in metrics.items()}
         rows.append(row)
     ok = [r["metrics"] for r in rows if "metrics" in r]
-    summary = {k: round(float(np.mean([m[k] for m in ok])), 6) for k in ok[0]} if ok else {}
+    names = dict.fromkeys(k for m in ok for k in m)  # a hole metric is missing where a mask was empty
+    summary = {k: round(float(np.mean([m[k] for m in ok if k in m])), 6) for k in names}
     if counts:
         summary.update(protocols.dataset_edges(counts))
     return Scored(rows, {"queries": len(rows), "scored": len(ok), **summary}, protocol.family)

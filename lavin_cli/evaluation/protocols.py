@@ -18,6 +18,8 @@ arrays (H, W, 3) in [0, 1] at the truth's size; truths as the readers in dataset
                  also takes the reflect-padded border) on RGB or on the Y of YCbCr (BT.601), with an
                  optional border crop (super-resolution's convention)
     l1           mean absolute and mean squared error
+    with masks   (--mask, inpainting) restoration and l1 also score the pixels filled alone:
+                 psnr_hole_db and l1_hole over the mask's pixels (the rest is the query's own)
 Library metrics where one exists (torchmetrics, pyEdgeEval), ours where none does.
 """
 
@@ -233,7 +235,22 @@ def l1_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"l1": float(np.abs(d).mean()), "l2": float((d ** 2).mean())}
 
 
-def score(pred: np.ndarray, truth: np.ndarray, p: Protocol) -> dict[str, float]:
+def hole_metrics(pred: np.ndarray, truth: np.ndarray, fill: np.ndarray, p: Protocol) -> dict[str, float]:
+    """PSNR and mean absolute error over the pixels a mask filled (`fill`, (H, W) bool), on the
+    channel the protocol scores; none where the mask is empty."""
+    if not fill.any():
+        return {}
+    truth = np.repeat(truth[..., None], 3, -1) if truth.ndim == 2 else truth
+    a, b = (luma(pred), luma(truth)) if p.channel == "y" else (pred, truth)
+    d = (a - b)[fill]  # (pixels,) or (pixels, 3)
+    mse = float(np.mean(d ** 2))
+    return {"psnr_hole_db": 99.0 if mse == 0 else float(10 * np.log10(1.0 / mse)), "l1_hole": float(np.abs(d).mean())}
+
+
+def score(pred: np.ndarray, truth: np.ndarray, p: Protocol, fill: np.ndarray | None = None) -> dict[str, float]:
+    """The protocol's metrics; with `fill` (the mask a run filled), those of the filled pixels too."""
+    if fill is not None and p.family in ("restoration", "l1"):
+        return {**score(pred, truth, p), **hole_metrics(pred, truth, fill, p)}
     if p.family == "depth":
         return depth_metrics(pred, truth, p)
     if p.family == "normals":
