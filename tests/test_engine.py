@@ -230,3 +230,31 @@ def test_the_encoded_context_is_kept_across_calls(tiny_model, pairs_dir, queries
     assert np.array_equal(first.predictions[0].image, second.predictions[0].image)
     pipe(pairs_dir, [str(queries[0])], steps=2, pairs=2, seed=1)  # another seed: encoded again
     assert calls[-2:] == [4, 1]
+
+
+def test_compiled_blocks_share_one_graph():
+    """Regional compilation (lavin run --compile): every block runs the one graph traced for the
+    first, also where drop_path ramps over the blocks (the 1.0B and 3.4B presets), which made each
+    block trace its own until torch gave up after 8 and ran the rest eagerly. torch's "eager"
+    backend traces as inductor does (the guards and graphs are dynamo's), without a C++ compiler."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from lavin_cli.config import DIT_PRESETS
+    from lavin_cli.inference.engine import compile_blocks
+    from lavin_cli.models.dit import JDiT
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    dit = JDiT(dataclasses.replace(DIT_PRESETS["tiny"], depth=6, drop_path=0.1)).eval()
+    target, cond = torch.randn(1, 16, 1, 8, 8), torch.randn(1, 16, 3, 8, 8)
+    with torch.no_grad():
+        expected = dit(target, torch.tensor([0.3]), cond)
+        compile_blocks(dit, backend="eager")
+        first = dit(target, torch.tensor([0.3]), cond)
+        dit(target, torch.tensor([0.7]), cond)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()

@@ -98,8 +98,10 @@ class Stream(nn.Module):
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth per sample (training only)."""
-    if p == 0.0 or not training:
+    """Stochastic depth per sample (training only). `training` is tested first: a compiled block
+    then guards on it alone, not on each block's own `p` (a ramp over the blocks), so one graph
+    serves every block at inference."""
+    if not training or p == 0.0:
         return x
     keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - p)
     return x * keep / (1 - p)
