@@ -90,6 +90,8 @@ def test_auto_offload_and_estimates():
     assert "offload='sequential'" in message and "3.0 GB free" in message
     bigger = offload.estimate(dit_preset("3.4B"), vae_preset("official"), torch.bfloat16, (512, 512), 8)
     assert bigger["none"] > needs["none"]
+    int8 = offload.estimate(dit_preset("3.4B"), vae_preset("official"), torch.bfloat16, (512, 512), 4, int8=True)
+    assert int8["none"] < 0.65 * needs["none"] and offload.choose(int8, 8 * 2**30) == "none"  # an 8 GB card
 
 
 def test_releasing_sequential_offload_leaves_a_plain_model(dit):

@@ -28,6 +28,7 @@ def convert(
     to: Target = typer.Option(Target.lavin, "--to", help="lavin: safetensors with config metadata; official: the published layout."),
     preset: Optional[str] = typer.Option(None, "--preset", metavar="NAME", help="DiT preset of an official file (default: inferred from its shapes)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", metavar="TYPE", help="Store the weights as float32, bfloat16 or float16 (default: as read)."),
+    quantize: str = typer.Option("none", "--quantize", metavar="HOW", help="int8: store the DiT blocks' weights in one byte each (lavin format; loads quantized), none: as they are."),
     overwrite: bool = options.OVERWRITE,
 ) -> None:
     """Convert checkpoints between the official files and lavin's format; keys and shapes are checked.
@@ -44,6 +45,10 @@ def convert(
         raise UsageError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
     if dit is None and vae is None:
         raise UsageError("nothing to convert: give --dit and/or --vae")
+    if quantize not in ("none", "int8"):
+        raise UsageError(f"--quantize {quantize!r}: choose int8 or none")
+    if quantize == "int8" and (dit is None or to is Target.official):
+        raise UsageError("--quantize int8 stores a DiT in lavin's format: give --dit, and leave out --to official")
     if preset is not None and dit is None:
         raise UsageError("--preset names the shape of an official DiT file: give it with --dit, or leave --preset out")
     if preset is not None and preset not in config.DIT_PRESETS:
@@ -53,7 +58,8 @@ def convert(
     jobs = []
     if dit is not None:
         cfg = config.dit_preset(preset) if preset else None
-        jobs.append((lambda cfg=cfg: weights.load_dit(dit, cfg, dtype=cast), output / NAMES[to][0]))
+        jobs.append((lambda cfg=cfg: weights.load_dit(dit, cfg, dtype=cast, quantize=quantize == "int8"),
+                     output / NAMES[to][0]))
     if vae is not None:
         jobs.append((lambda: weights.load_vae(vae, dtype=cast), output / NAMES[to][1]))
     for _, dest in jobs:
@@ -63,6 +69,6 @@ def convert(
         model = load()  # a file that cannot be read leaves no output folder behind
         output.mkdir(parents=True, exist_ok=True)
         (weights.save if to is Target.lavin else weights.export_official)(model, dest)
-        count = sum(p.numel() for p in model.parameters())
-        log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters)")
+        count = sum(t.numel() for t in model.state_dict().values())
+        log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters{', int8 blocks' if quantize == 'int8' and dest.name == NAMES[to][0] else ''})")
         out.print(str(dest), highlight=False)

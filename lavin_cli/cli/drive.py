@@ -193,7 +193,7 @@ def model_line(pipe) -> str:
     from lavin_cli.runtime.device import dtype_name
 
     return (f"model {pipe.model.name} ({pipe.model.path}) on {pipe.device}, {dtype_name(pipe.dtype)}, "
-            f"attention {pipe.attention}, offload {pipe.offload.name}")
+            f"attention {pipe.attention}, offload {pipe.offload.name}" + (", int8 weights" if pipe.quantize == "int8" else ""))
 
 
 def warn_if_emulated(pipe) -> None:

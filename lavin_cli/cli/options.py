@@ -117,6 +117,10 @@ ATTENTION = typer.Option(default(lib.LoadOptions, "attention"), "--attention", m
 OFFLOAD = typer.Option(default(lib.LoadOptions, "offload"), "--offload", metavar="MODE", rich_help_panel=DEVICE_PANEL,
                        help="none, model (one component on the GPU at a time), sequential (DiT blocks streamed) or "
                             "auto (the fastest that fits the free GPU memory).")
+QUANTIZE = typer.Option(default(lib.LoadOptions, "quantize"), "--quantize", metavar="HOW", rich_help_panel=DEVICE_PANEL,
+                        help="none, or int8: the DiT blocks' weights in one byte each, quantized as they load "
+                             "(half a bf16 model's weight memory; a folder saved by lavin convert --quantize loads so "
+                             "whatever this says).")
 COMPILE = typer.Option(False, "--compile", rich_help_panel=DEVICE_PANEL,
                        help="torch.compile the DiT blocks (slow first call; faster sampling after).")
 BATCH = typer.Option(default(lib.RunOptions, "batch_size"), "--batch-size", "-b", metavar="N", rich_help_panel=DEVICE_PANEL, help="Queries per model call.")

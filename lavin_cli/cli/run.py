@@ -52,6 +52,7 @@ def run(
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
+    quantize: str = options.QUANTIZE,
     fmt: Optional[str] = typer.Option(None, "--format", metavar="FMT", rich_help_panel=options.OUTPUTS,
                                       help="png (8-bit RGB, see --ext), png16 (16-bit gray: the mean of the channels) "
                                            "or npy (float32 H x W x 3 in [0, 1]); default png16 for tasks whose "
@@ -85,7 +86,7 @@ def run(
     run_options = RunOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                              solver=solver, batch_size=batch_size, max_pixels=max_pixels,
                              cfg_interval=cfg_interval, cond_refresh=cond_refresh, keep=keep, mask=mask)
-    load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
+    load = LoadOptions(device, dtype, attention, offload, compile, quantize)  # names checked before anything else happens
     if output == STDIO and (as_json or grid):
         raise UsageError("-o - uses stdout for the image: drop --json (use --record FILE) and --grid")
     execute(files, run_options, load, source_for(server, token, model, home, options.typed(ctx)), context, task, clips=False, grid=grid,

@@ -23,6 +23,7 @@ def serve(
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
+    quantize: str = options.QUANTIZE,
     host: str = typer.Option("127.0.0.1", "--host", metavar="ADDR", rich_help_panel=SERVER,
                              help="Address to listen on; any but loopback needs --token."),
     port: int = typer.Option(8765, "--port", metavar="N", rich_help_panel=SERVER,
@@ -74,12 +75,12 @@ def serve(
     for text in settings.warnings():
         if not quiet:
             warn(text)
-    start(settings, model, home, options_of_load(device, dtype, attention, offload, compile), access_log,
+    start(settings, model, home, options_of_load(device, dtype, attention, offload, compile, quantize), access_log,
           on_ready=lambda line: log(line), on_drain=lambda: None if quiet else log(
               "draining: queued and running work finishes, new work gets 503 (a second signal stops at once)"))
 
 
-def options_of_load(device: str, dtype: str, attention: str, offload: str, compile: bool):
+def options_of_load(device: str, dtype: str, attention: str, offload: str, compile: bool, quantize: str = "none"):
     from lavin_cli.inference.options import LoadOptions
 
-    return LoadOptions(device, dtype, attention, offload, compile)
+    return LoadOptions(device, dtype, attention, offload, compile, quantize)

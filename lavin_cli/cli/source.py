@@ -4,6 +4,7 @@ the same files; only where the predictions are computed differs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Optional
@@ -12,7 +13,7 @@ from lavin_cli.cli import distributed
 from lavin_cli.errors import UsageError
 
 
-LOCAL_ONLY = ("device", "dtype", "attention", "offload", "compile")  # how a model loads here
+LOCAL_ONLY = ("device", "dtype", "attention", "offload", "compile", "quantize")  # how a model loads here
 
 
 def source_for(server: Optional[str], token: Optional[str], model: Optional[str], home: Optional[Path],
@@ -55,7 +56,7 @@ class LocalSource:
         from lavin_cli.inference.options import LoadOptions
         from lavin_cli.inference.pipeline import Pipeline
 
-        here = LoadOptions(distributed.device(ranks, load.device), load.dtype, load.attention, load.offload, load.compile)
+        here = dataclasses.replace(load, device=distributed.device(ranks, load.device))
         self.pipe = Pipeline.load(self.folder, here, MemoryPlan(size, pairs, batch, frames))
         return model_line(self.pipe)
 

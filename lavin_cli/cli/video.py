@@ -50,6 +50,7 @@ def video(
     attention: str = options.ATTENTION,
     offload: str = options.OFFLOAD,
     compile: bool = options.COMPILE,
+    quantize: str = options.QUANTIZE,
     fmt: Optional[str] = typer.Option(None, "--format", metavar="FMT", rich_help_panel=options.OUTPUTS,
                                       help="video (a file or 8-bit frames, see --ext), png16 (a folder of 16-bit gray "
                                            "frames) or npy (float32 F x H x W x 3 in [0, 1])."),
@@ -78,7 +79,7 @@ def video(
     video_options = VideoOptions(pairs=pairs, select=select, size=size, fit=fit, steps=steps, cfg=cfg, seed=seed,
                                  solver=solver, frames=frames, mode=mode, fps=fps, max_pixels=max_pixels, keep=keep,
                                  cfg_interval=cfg_interval, cond_refresh=cond_refresh)
-    load = LoadOptions(device, dtype, attention, offload, compile)  # names checked before anything else happens
+    load = LoadOptions(device, dtype, attention, offload, compile, quantize)  # names checked before anything else happens
     execute(files, video_options, load, source_for(server, token, model, home, options.typed(ctx)), context, task, clips=True, grid=grid,
             batch_size=1, writer=lambda the_plan, found: _writer(the_plan, overwrite, found if grid else None, max_pixels))
 

@@ -22,6 +22,7 @@ from lavin_cli.errors import CheckpointError, DeviceError, OptionError
 from lavin_cli.inference import codec, sampling
 from lavin_cli.inference.options import LoadOptions, SamplingOptions
 from lavin_cli.io.files import human_bytes
+from lavin_cli.models import int8
 from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import device as devices
 from lavin_cli.runtime import memory
@@ -93,6 +94,7 @@ class Engine:
         self.offload = offload_mod.make(offload, device)
         self.offload.place(vae, dit)
         self.vae_tile = vae_tile  # None: tile inputs larger than 768 px in 512 px tiles
+        self.quantize = "int8" if int8.is_quantized(dit) else "none"
         self.load_seconds = 0.0
         if compile:
             compile_blocks(self.dit)
@@ -107,27 +109,29 @@ class Engine:
         attention_policy.resolve_backend(options.attention, dev)  # refuse an impossible backend before reading weights
         offload = options.offload
         if offload == "auto":
-            offload = cls._auto_offload(folder, dev, dt, plan or MemoryPlan((folder.size, folder.size)))
-        load_to = dev if offload == "none" else torch.device("cpu")
-        dit = weights.load_dit(folder.dit, device=load_to, dtype=dt)
+            offload = cls._auto_offload(folder, dev, dt, plan or MemoryPlan((folder.size, folder.size)),
+                                        options.quantize == "int8" or weights.saved_int8(folder.dit))
+        load_to = dev if offload == "none" and options.quantize == "none" else torch.device("cpu")
+        dit = weights.load_dit(folder.dit, device=load_to, dtype=dt, quantize=options.quantize == "int8")
         vae = weights.load_vae(folder.vae, device=load_to, dtype=dt)
         engine = cls(dit, vae, dev, dt, options.attention, offload, options.compile)
         engine.load_seconds = time.perf_counter() - start
         return engine
 
     @staticmethod
-    def _auto_offload(folder: ModelFolder, dev: torch.device, dt: torch.dtype, plan: MemoryPlan) -> str:
+    def _auto_offload(folder: ModelFolder, dev: torch.device, dt: torch.dtype, plan: MemoryPlan, int8: bool) -> str:
         if dev.type != "cuda":
             return "none"  # weights live in main memory anyway
         dit_cfg, vae_cfg = weights.peek_configs(folder.dit, folder.vae)
-        needs = offload_mod.estimate(dit_cfg, vae_cfg, dt, plan.size, plan.pairs, plan.batch, plan.frames)
+        needs = offload_mod.estimate(dit_cfg, vae_cfg, dt, plan.size, plan.pairs, plan.batch, plan.frames, int8)
         free = torch.cuda.mem_get_info(dev)[0]
         return offload_mod.choose(needs, free) or "sequential"
 
     # ------------------------------------------------------------------ memory
 
     def memory_estimate(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1) -> dict[str, int]:
-        return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, size, pairs, batch, frames)
+        return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, size, pairs, batch, frames,
+                                    self.quantize == "int8")
 
     def free_memory(self) -> int:
         return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else memory.available()

@@ -28,6 +28,7 @@ FITS = ("squash", "pad", "crop")
 SOLVERS = tuple(choices.SOLVERS)
 VIDEO_MODES = ("auto", "clip", "predict")
 OFFLOADS = ("none", "model", "sequential", "auto")
+QUANTIZE = ("none", "int8")  # int8: the DiT blocks' matrices in one byte per weight (models/int8.py)
 ATTENTIONS = ("auto", *choices.ATTENTION_KERNELS)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAX_SEED = 2**63 - 1
@@ -243,12 +244,14 @@ class LoadOptions:
     attention: str = "auto"
     offload: str = "none"
     compile: bool = False
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
         check_device_name(self.device)
         _choice("dtype", self.dtype, DTYPES)
         _choice("attention", self.attention, ATTENTIONS)
         _choice("offload", self.offload, OFFLOADS)
+        _choice("quantize", self.quantize, QUANTIZE)
 
 
 def build(cls, base=None, **keywords):

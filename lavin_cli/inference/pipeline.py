@@ -68,14 +68,16 @@ class Pipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | folders.ModelFolder | None = None, device: str = "auto",
                         dtype: str = "auto", attention: str = "auto", offload: str = "none", home=None,
-                        compile: bool = False, plan: MemoryPlan | dict | None = None) -> "Pipeline":
+                        compile: bool = False, plan: MemoryPlan | dict | None = None,
+                        quantize: str = "none") -> "Pipeline":
         """Load a model by name or folder (else $LAVIN_MODEL, else the bundled model).
 
         offload="auto" picks the fastest mode whose estimated peak memory fits the free GPU memory
         for `plan` (a MemoryPlan, or {"size": (h, w) or N, "pairs": N, "batch": 1, "frames": 1}; pairs
-        default to the model's).
+        default to the model's). quantize="int8": the DiT blocks' weights in one byte each
+        (models/int8.py), quantized as they load.
         """
-        load = LoadOptions(device, dtype, attention, offload, compile)
+        load = LoadOptions(device, dtype, attention, offload, compile, quantize)
         folder = name_or_path if isinstance(name_or_path, folders.ModelFolder) else \
             folders.resolve(str(name_or_path) if name_or_path else None, home)
         if isinstance(plan, dict):
@@ -95,6 +97,7 @@ class Pipeline:
     dtype = property(lambda self: self.engine.dtype)
     attention = property(lambda self: self.engine.attention)
     offload = property(lambda self: self.engine.offload)
+    quantize = property(lambda self: self.engine.quantize)  # "int8" where the DiT blocks hold int8 weights
 
     @property
     def default_size(self) -> int:

@@ -191,21 +191,24 @@ def _params(config) -> tuple[int, int]:
 
 
 def estimate(dit_cfg, vae_cfg, dtype: torch.dtype, size: tuple[int, int], pairs: int, batch: int = 1,
-             frames: int = 1) -> dict[str, int]:
+             frames: int = 1, int8: bool = False) -> dict[str, int]:
     """Peak device bytes of one guided prediction per mode (a planning estimate, before loading).
 
-    Weights at `dtype`; DiT activations of the packed [cond, null] pass (token count x the widest
+    Weights at `dtype` (the DiT blocks' at one byte with `int8`, plus the widest layer dequantized
+    while it computes); DiT activations of the packed [cond, null] pass (token count x the widest
     layer outputs); VAE activations of its widest feature map at full resolution.
     """
     nbytes = torch.tensor([], dtype=dtype).element_size()
     (dit_n, blocks_n), (vae_n, _) = _params(dit_cfg), _params(vae_cfg)
-    dit_w, vae_w = dit_n * nbytes, vae_n * nbytes
-    block_w = blocks_n * nbytes // max(dit_cfg.depth, 1)
+    block_bytes = 1 if int8 else nbytes
+    dit_w, vae_w = (dit_n - blocks_n) * nbytes + blocks_n * block_bytes, vae_n * nbytes
+    block_w = blocks_n * block_bytes // max(dit_cfg.depth, 1)
     h, w = size
     latent_frames = 1 + (frames - 1) // 4
     tokens_per_frame = (h // 16) * (w // 16)
     tokens = batch * tokens_per_frame * ((2 * pairs + 1 + 1) * latent_frames + (2 + 1) * latent_frames)
     dit_act = int(tokens * (4 * dit_cfg.hidden_size + 3 * dit_cfg.mlp_hidden) * nbytes * 1.5)
+    dit_act += 2 * dit_cfg.mlp_hidden * dit_cfg.hidden_size * nbytes if int8 else 0
     vae_act = int(batch * frames * vae_cfg.block_out_channels[0] * h * w * max(nbytes, 4) * 6)
     return {
         "none": dit_w + vae_w + max(dit_act, vae_act),

@@ -181,7 +181,7 @@ def _info_routes(app: FastAPI) -> None:
                             "max_pairs": model.max_pairs, "sizes": model.sizes, "trained_tasks": model.trained_tasks,
                             "description": model.description}],
                 "device": str(s.pipe.device), "dtype": dtype_name(s.pipe.dtype), "attention": s.pipe.attention,
-                "offload": s.pipe.offload.name, "lavin": __version__,
+                "offload": s.pipe.offload.name, "quantize": s.pipe.quantize, "lavin": __version__,
                 "limits": {"max_body": s.limits.max_body, "max_pixels": s.limits.max_pixels,
                            "max_queries": s.limits.max_queries, "max_frames": s.limits.max_frames,
                            "request_timeout_s": s.limits.request_timeout, "max_batch": s.service.max_batch}}

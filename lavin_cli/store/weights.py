@@ -14,6 +14,7 @@ import torch
 from lavin_cli.config import DiTConfig, VAEConfig
 from lavin_cli.errors import CheckpointError, UsageError
 from lavin_cli.io.files import atomic_path, file_kind
+from lavin_cli.models import int8
 from lavin_cli.models.dit import JDiT
 from lavin_cli.models.vae import STVAE
 from lavin_cli.store import checkpoints as ck
@@ -57,6 +58,12 @@ def _is_lavin(path: Path) -> bool:
     return path.suffix == ".safetensors" and ck.read_metadata(path).get("format") == ck.FORMAT
 
 
+def saved_int8(dit_path) -> bool:
+    """Whether a DiT file was saved with int8 blocks (lavin convert --quantize int8)."""
+    path = Path(dit_path)
+    return path.is_file() and _is_lavin(path) and bool(ck.read_metadata(path).get("quantization"))
+
+
 def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
     """The configs of two checkpoint files without loading their tensors (for memory planning)."""
     dit_path, vae_path = Path(dit_path), Path(vae_path)
@@ -73,17 +80,19 @@ def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
     return dit_cfg, vae_cfg
 
 
-def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.float32) -> JDiT:
+def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.float32, quantize: bool = False) -> JDiT:
     """A J-DiT from our safetensors or from the official `lavin_dit.safetensors`.
 
     Official files carry no config: pass `config`, or it is inferred by matching the presets.
-    Ours carry theirs: a `config` of another shape is refused, not ignored.
+    Ours carry theirs: a `config` of another shape is refused, not ignored. `quantize`: the
+    blocks' matrices in int8 (models/int8.py) as they are read; a file saved quantized loads
+    quantized whatever is asked.
     """
     path = Path(path)
     if not path.is_file():
         kind = file_kind(path)
         raise CheckpointError(f"{path}: " + (f"is {kind}, not a DiT checkpoint" if kind else "DiT checkpoint not found"))
-    shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
+    shapes, get = ck.safetensors_reader(path, torch.device(device), None if quantize else dtype)
     if _is_lavin(path):
         cfg = ck.config_from_metadata(ck.read_metadata(path), path)
         if not isinstance(cfg, DiTConfig):
@@ -92,11 +101,29 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
             raise UsageError(f"{path}: a lavin file, whose own config (hidden {cfg.hidden_size}, depth {cfg.depth}) is "
                              f"not the one given (hidden {config.hidden_size}, depth {config.depth}); a preset is "
                              "for official files, which carry none: leave it out")
+        if ck.read_metadata(path).get("quantization"):
+            return _load_quantized(path, cfg, device, dtype)
         state = {k: get(k) for k in shapes}
     else:
         cfg = config or ck.infer_dit_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.dit_plan(cfg), str(path))
+    if quantize:  # from the stored values, so that every load of a file quantizes it alike
+        model = int8.quantize_blocks(build(cfg, init=False))
+        return assign(model, int8.quantize_state(model, state, dtype), str(path))
     return assign(build(cfg, init=False), state, str(path))
+
+
+def _load_quantized(path: Path, cfg: DiTConfig, device, dtype) -> JDiT:
+    """A DiT saved with int8 blocks: int8 weights and float32 scales as stored, the rest in `dtype`."""
+    scheme = ck.read_metadata(path)["quantization"]
+    if scheme != int8.SCHEME:
+        raise CheckpointError(f"{path}: quantized as {scheme!r}, which this lavin does not read (it reads "
+                              f"{int8.SCHEME!r}); convert the original weights again with lavin convert --quantize")
+    model = int8.quantize_blocks(build(cfg, init=False))
+    kept = int8.int8_keys(model)
+    shapes, get = ck.safetensors_reader(path, torch.device(device), None)
+    state = {k: get(k) if k in kept else get(k).to(dtype) for k in shapes}
+    return assign(model, state, str(path))
 
 
 def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.float32) -> STVAE:
@@ -124,7 +151,9 @@ def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.fl
 
 
 def save(model: JDiT | STVAE, path, extra: dict[str, str] | None = None) -> None:
-    """Our format: safetensors with the config in its metadata."""
+    """Our format: safetensors with the config in its metadata (and the int8 scheme, if any)."""
+    if int8.is_quantized(model):
+        extra = {**(extra or {}), "quantization": int8.SCHEME}
     ck.save_lavin(Path(path), model.state_dict(), model.cfg, extra)
 
 
@@ -133,6 +162,8 @@ def export_official(model: JDiT | STVAE, path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    if int8.is_quantized(model):
+        raise UsageError("the official layout has no int8 weights: export the original (unquantized) weights")
     with atomic_path(Path(path), errors=(SafetensorError, RuntimeError)) as tmp:
         if isinstance(model, JDiT):
             save_file(ck.to_official(model.state_dict(), ck.dit_plan(model.cfg)), str(tmp))
