@@ -2,6 +2,7 @@
 
     python benchmarks/gpu.py                                  # 3.4B + official VAE, random weights, CUDA
     python benchmarks/gpu.py --preset tiny --vae tiny --device cpu --sizes 64 --pairs 4   # proves it works anywhere
+    python benchmarks/gpu.py --int8 --offload none,sequential --attention sdpa   # int8 blocks beside bf16
 
 For each configuration (working size, context pairs; 20 steps, cfg 1.5, one query), attention
 backend and offload mode: the median seconds of a whole prediction (context encoding,
@@ -22,6 +23,7 @@ import torch
 from lavin_cli.config import dit_preset, vae_preset
 from lavin_cli.inference.engine import Engine
 from lavin_cli.inference.pipeline import Pipeline
+from lavin_cli.models import int8
 from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import device as devices
 from lavin_cli.store import weights
@@ -38,6 +40,13 @@ def random_models(dit_name: str, vae_name: str, dtype: torch.dtype, device="cpu"
                 p.normal_(generator=gen).mul_(0.02 if p.dim() > 1 else 0.1).add_(1.0 if p.dim() == 1 else 0.0)
         models.append(model.to(dtype).eval().requires_grad_(False))
     return models
+
+
+def int8_copy(dit, dtype: torch.dtype):
+    """The DiT with its blocks' matrices in int8 (as lavin run --quantize int8 loads it), on the CPU."""
+    layout = int8.quantize_blocks(weights.build(dit.cfg, init=False))
+    state = {k: v.cpu() for k, v in dit.state_dict().items()}
+    return weights.assign(layout, int8.quantize_state(layout, state, dtype), "int8 copy")
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
@@ -150,6 +159,8 @@ def main() -> None:
     parser.add_argument("--attention", default="auto", help="comma list of backends, or auto: every one that works here")
     parser.add_argument("--offload", default="none,model,sequential")
     parser.add_argument("--compile", action="store_true", help="also time --compile (first backend, offload none)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time int8 blocks (--quantize int8; first backend, each --offload mode)")
     parser.add_argument("--official", action="store_true",
                         help="also time the official code's numerics (needs $LAVIN_OFFICIAL_DIR: benchmarks/official.py)")
     args = parser.parse_args()
@@ -178,6 +189,18 @@ def main() -> None:
                 seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
                 print(_row(size, pairs, "lavin", backend, mode, seconds, peak, flops, rate), flush=True)
                 pipe.engine.offload.release(vae, dit)
+        if args.int8:
+            small = int8_copy(dit, dtype)
+            for mode in args.offload.split(","):
+                pipe = Pipeline(Engine(small, vae, device, dtype, backends[0], mode))
+                seconds, peak = measure(pipe, context, query, size, pairs, args.steps, args.cfg, args.repeats, device)
+                print(_row(size, pairs, "lavin --quantize int8", backends[0], mode, seconds, peak, flops, rate), flush=True)
+                pipe.engine.offload.release(vae, small)
+            if args.compile:
+                seconds, peak = compiled_row(small, vae, device, dtype, backends[0], context, query, size, pairs, args)
+                print(_row(size, pairs, "lavin --quantize int8 --compile", backends[0], "none", seconds, peak, flops,
+                           rate), flush=True)
+            del small
         if args.compile:
             seconds, peak = compiled_row(dit, vae, device, dtype, backends[0], context, query, size, pairs, args)
             print(_row(size, pairs, "lavin --compile", backends[0], "none", seconds, peak, flops, rate), flush=True)

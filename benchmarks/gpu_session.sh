@@ -7,6 +7,7 @@
 #   on the GPU:   bash benchmarks/gpu_session.sh setup tests gputests      (carry .whl and .gpu)
 #                 bash benchmarks/gpu_session.sh setup parity profile
 #                 bash benchmarks/gpu_session.sh setup bench
+#                 bash benchmarks/gpu_session.sh setup int8          (issue 32: compile, int8 blocks)
 #
 # Each stage writes $OUT/<stage>.log (OUT defaults to ./gpu-results); `setup` writes env.log.
 # .whl/ and .gpu/ are git-ignored: the official source never enters the project.
@@ -60,6 +61,15 @@ stage_profile() { timeout 180 $PY benchmarks/gpu_profile.py --out "$OUT/profile"
 stage_bench() {
     local size pairs; read -r size pairs <<< "${BENCH:-512 4}"
     timeout 540 $PY benchmarks/gpu.py --official --compile --repeats 2 --sizes "$size" --pairs "$pairs" >> "$OUT/bench.log" 2>&1
+}
+
+# issue 32: --compile (one graph for every block since the drop-path fix) and int8 blocks beside
+# bf16, 3.4B at 512 px / 4 pairs; the log must not mention recompile_limit
+stage_int8() {
+    timeout 540 $PY benchmarks/gpu.py --compile --int8 --attention sdpa --offload none,sequential --repeats 2 \
+        --sizes 512 --pairs 4 >> "$OUT/int8.log" 2>&1
+    local rc=$?
+    ! grep -q recompile_limit "$OUT/int8.log" && return $rc
 }
 
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" PATH="/tmp/bin:$PATH"
