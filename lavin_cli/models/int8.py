@@ -69,7 +69,8 @@ def int8_keys(dit: nn.Module) -> set[str]:
 def quantize_state(dit: nn.Module, state: dict, dtype: torch.dtype) -> dict:
     """A float state dict (as stored) for `dit`, laid out by quantize_blocks: each int8 layer's
     weight quantized from its stored values (its scale added), every other float cast to `dtype`.
-    `state` is emptied as it goes, so one float copy of a layer lives at a time."""
+    `state` is emptied as it goes: each float tensor is released once converted, so the peak is
+    the stored state, not two copies of it."""
     kept = int8_keys(dit)
     out = {}
     for key in list(state):
