@@ -92,6 +92,9 @@ def test_auto_offload_and_estimates():
     assert bigger["none"] > needs["none"]
     int8 = offload.estimate(dit_preset("3.4B"), vae_preset("official"), torch.bfloat16, (512, 512), 4, int8=True)
     assert int8["none"] < 0.65 * needs["none"] and offload.choose(int8, 8 * 2**30) == "none"  # an 8 GB card
+    message = str(DeviceError(offload.explain_oom(needs, 6 * 2**30, "none", int8)))
+    assert "offload='sequential'" in message and "quantize='int8' (about 4.7 GB" in message
+    assert "quantize" not in str(DeviceError(offload.explain_oom(needs, 3 * 2**30, "none", int8)))  # 4.7 > 3 GB
 
 
 def test_releasing_sequential_offload_leaves_a_plain_model(dit):

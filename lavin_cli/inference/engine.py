@@ -129,9 +129,11 @@ class Engine:
 
     # ------------------------------------------------------------------ memory
 
-    def memory_estimate(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1) -> dict[str, int]:
+    def memory_estimate(self, size: tuple[int, int], pairs: int, batch: int = 1, frames: int = 1,
+                        int8: bool | None = None) -> dict[str, int]:
+        """Peak bytes per offload mode; `int8`: as if the DiT blocks were int8 (default: as they are)."""
         return offload_mod.estimate(self.dit.cfg, self.vae.cfg, self.dtype, size, pairs, batch, frames,
-                                    self.quantize == "int8")
+                                    self.quantize == "int8" if int8 is None else int8)
 
     def free_memory(self) -> int:
         return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else memory.available()
@@ -144,7 +146,8 @@ class Engine:
             yield
         except torch.OutOfMemoryError:
             needs = self.memory_estimate(size, pairs, batch, frames)
-            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name)) from None
+            int8 = None if self.quantize == "int8" else self.memory_estimate(size, pairs, batch, frames, int8=True)
+            raise DeviceError(offload_mod.explain_oom(needs, free, self.offload.name, int8)) from None
 
     def check_fits(self, tokens: int, size: tuple[int, int], pairs: int, frames: int, batch: int = 1) -> None:
         """Fail before any work when one DiT call of this length cannot fit the device (GPU

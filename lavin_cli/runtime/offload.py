@@ -225,10 +225,14 @@ def choose(needs: dict[str, int], free: int) -> str | None:
     return None
 
 
-def explain_oom(needs: dict[str, int], free: int, current: str) -> str:
+def explain_oom(needs: dict[str, int], free: int, current: str, int8_needs: dict[str, int] | None = None) -> str:
+    """The out-of-memory message: the next offload mode that fits, and where the weights are not
+    int8 yet (`int8_needs`: their estimate as int8), whether int8 weights would fit without it."""
     gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
     fits = [m for m in MODES if needs[m] <= 0.9 * free and MODES.index(m) > MODES.index(current)]
     hint = f"use {{{{offload={fits[0]}}}}} (about {gb(needs[fits[0]])})" if fits else \
         "use {{offload=sequential}} with a smaller {{size}}, fewer {{pairs}} or {{batch_size=1}}"
+    if int8_needs and int8_needs[current] <= 0.9 * free:
+        hint += f", or {{{{quantize=int8}}}} (about {gb(int8_needs[current])} with this offload mode)"
     return (f"out of GPU memory with {{{{offload={current}}}}} (estimated {gb(needs[current])}, "
             f"{gb(free)} free before the run): {hint}")
