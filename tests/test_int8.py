@@ -80,8 +80,8 @@ def test_an_unknown_scheme_is_refused_by_name(tmp_path):
 @needs_bundled
 def test_lavin_run_quantize_int8_stays_near_the_full_weights(cli, tmp_path):
     """The bundled model in float32 with int8 blocks: within a level of 255 on average of its
-    full-precision output (measured: 0.08), the record says so, and the folder saved by lavin
-    convert --quantize gives the same bytes."""
+    full-precision output (measured: 0.08), the record says so, and the model folder written by
+    lavin convert -m --quantize int8 (weights, model.json, tasks) gives the same bytes."""
     context = BUNDLED / "tasks" / "depth_estimation"
     query = Path(__file__).resolve().parent.parent / "examples" / "depth_estimation" / "queries" / "q0.png"
     common = ["run", "-c", context, "-i", query, "--dtype", "float32", "-q"]
@@ -92,8 +92,13 @@ def test_lavin_run_quantize_int8_stays_near_the_full_weights(cli, tmp_path):
     full, quantized = (np.asarray(Image.open(tmp_path / n), np.float64) * 255 / 65535  # depth: 16-bit gray
                        for n in ("full.png", "int8.png"))
     assert 0 < np.abs(full - quantized).mean() < 1.0
-    assert cli("convert", "-o", tmp_path / "q", "--dit", BUNDLED / "dit.safetensors", "--vae",
-               BUNDLED / "vae.safetensors", "--quantize", "int8")[0] == 0
-    (tmp_path / "q" / "model.json").write_text((BUNDLED / "model.json").read_text())
+    code, _, err = cli("convert", "-m", BUNDLED, "--quantize", "int8", "-o", tmp_path / "q")  # the whole folder
+    assert code == 0, err
+    assert json.loads((tmp_path / "q" / "model.json").read_text()) == json.loads((BUNDLED / "model.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "q" / "tasks").iterdir()) == sorted(p.name for p in context.parent.iterdir())
     assert cli(*common, "-m", tmp_path / "q", "-o", tmp_path / "folder.png")[0] == 0
     assert (tmp_path / "folder.png").read_bytes() == (tmp_path / "int8.png").read_bytes()
+    code, _, err = cli("convert", "-m", BUNDLED, "--quantize", "int8", "-o", tmp_path / "q")
+    assert code == 6 and "exists; pass --overwrite" in err
+    code, _, err = cli("convert", "-m", BUNDLED, "--dit", BUNDLED / "dit.safetensors", "-o", tmp_path / "x")
+    assert code == 2 and len(err.strip().splitlines()) == 1

@@ -23,6 +23,8 @@ NAMES = {Target.lavin: ("dit.safetensors", "vae.safetensors"), Target.official: 
 
 def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write the converted files into."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME|DIR", help="A whole model folder (installed name or path): its DiT and VAE converted, its model.json and task folders copied, so that -o is a model folder too."),
+    home: Optional[Path] = options.HOME,
     dit: Optional[Path] = typer.Option(None, "--dit", help="DiT weights: official lavin_dit.safetensors or lavin's."),
     vae: Optional[Path] = typer.Option(None, "--vae", metavar="FILE", help="VAE weights: official stvae.pt (read with weights_only) or lavin's."),
     to: Target = typer.Option(Target.lavin, "--to", help="lavin: safetensors with config metadata; official: the published layout."),
@@ -43,18 +45,27 @@ def convert(
     cast = devices.DTYPES.get(dtype) if dtype else None
     if dtype and (cast is None or dtype == "auto"):
         raise UsageError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
-    if dit is None and vae is None:
-        raise UsageError("nothing to convert: give --dit and/or --vae")
+    if model is not None and (dit is not None or vae is not None):
+        raise UsageError("--model converts a folder's own DiT and VAE: give --model, or --dit and/or --vae")
+    if dit is None and vae is None and model is None:
+        raise UsageError("nothing to convert: give --model, or --dit and/or --vae")
     if quantize not in ("none", "int8"):
         raise UsageError(f"--quantize {quantize!r}: choose int8 or none")
-    if quantize == "int8" and (dit is None or to is Target.official):
-        raise UsageError("--quantize int8 stores a DiT in lavin's format: give --dit, and leave out --to official")
+    if quantize == "int8" and (dit is None and model is None or to is Target.official):
+        raise UsageError("--quantize int8 stores a DiT in lavin's format: give --dit or --model, and leave out "
+                         "--to official")
     if preset is not None and dit is None:
         raise UsageError("--preset names the shape of an official DiT file: give it with --dit, or leave --preset out")
     if preset is not None and preset not in config.DIT_PRESETS:
         raise UsageError(f"--preset {preset!r}: choose one of {', '.join(config.DIT_PRESETS)}")
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output} exists and is not a folder")
+    source = None
+    if model is not None:
+        from lavin_cli.store import folders
+
+        source = folders.resolve(model, home)
+        dit, vae = source.dit, source.vae
     jobs = []
     if dit is not None:
         cfg = config.dit_preset(preset) if preset else None
@@ -62,7 +73,8 @@ def convert(
                      output / NAMES[to][0]))
     if vae is not None:
         jobs.append((lambda: weights.load_vae(vae, dtype=cast), output / NAMES[to][1]))
-    for _, dest in jobs:
+    described = [output / "model.json", output / "tasks"] if source is not None else []
+    for dest in [dest for _, dest in jobs] + described:
         if dest.exists() and not overwrite:
             raise OutputError(f"{dest} exists; pass --overwrite to replace it")
     for load, dest in jobs:
@@ -72,3 +84,21 @@ def convert(
         count = sum(t.numel() for t in model.state_dict().values())
         log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters{', int8 blocks' if quantize == 'int8' and dest.name == NAMES[to][0] else ''})")
         out.print(str(dest), highlight=False)
+    if source is not None:
+        _describe(source, output)
+
+
+def _describe(source, output: Path) -> None:
+    """model.json and the task folders of `source` beside the converted files; the weights' own
+    paths are left out of model.json (the folder finds them by their names)."""
+    import shutil
+
+    from lavin_cli.store import folders
+
+    meta = {k: v for k, v in folders.read_model_json(source.path).items() if k not in ("dit", "vae", "tasks_dir")}
+    meta.setdefault("name", source.name)
+    if source.tasks_dir is not None and source.tasks_dir.is_dir():
+        shutil.rmtree(output / "tasks", ignore_errors=True)
+        shutil.copytree(source.tasks_dir, output / "tasks")
+        log(f"copied {source.tasks_dir} to {output / 'tasks'}")
+    out.print(str(folders.write_model_json(output, meta)), highlight=False)
