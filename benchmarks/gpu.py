@@ -23,7 +23,6 @@ import torch
 from lavin_cli.config import dit_preset, vae_preset
 from lavin_cli.inference.engine import Engine
 from lavin_cli.inference.pipeline import Pipeline
-from lavin_cli.models import int8
 from lavin_cli.runtime import attention as attention_policy
 from lavin_cli.runtime import device as devices
 from lavin_cli.store import weights
@@ -44,9 +43,7 @@ def random_models(dit_name: str, vae_name: str, dtype: torch.dtype, device="cpu"
 
 def int8_copy(dit, dtype: torch.dtype):
     """The DiT with its blocks' matrices in int8 (as lavin run --quantize int8 loads it), on the CPU."""
-    layout = int8.quantize_blocks(weights.build(dit.cfg, init=False))
-    state = {k: v.cpu() for k, v in dit.state_dict().items()}
-    return weights.assign(layout, int8.quantize_state(layout, state, dtype), "int8 copy")
+    return weights.build_int8(dit.cfg, {k: v.cpu() for k, v in dit.state_dict().items()}, dtype, "int8 copy")
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:

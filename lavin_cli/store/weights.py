@@ -61,7 +61,10 @@ def _is_lavin(path: Path) -> bool:
 def saved_int8(dit_path) -> bool:
     """Whether a DiT file was saved with int8 blocks (lavin convert --quantize int8)."""
     path = Path(dit_path)
-    return path.is_file() and _is_lavin(path) and bool(ck.read_metadata(path).get("quantization"))
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return False
+    meta = ck.read_metadata(path)
+    return meta.get("format") == ck.FORMAT and bool(meta.get("quantization"))
 
 
 def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
@@ -92,36 +95,43 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
     if not path.is_file():
         kind = file_kind(path)
         raise CheckpointError(f"{path}: " + (f"is {kind}, not a DiT checkpoint" if kind else "DiT checkpoint not found"))
-    shapes, get = ck.safetensors_reader(path, torch.device(device), None if quantize else dtype)
-    if _is_lavin(path):
-        cfg = ck.config_from_metadata(ck.read_metadata(path), path)
+    meta = ck.read_metadata(path)
+    lavin = path.suffix == ".safetensors" and meta.get("format") == ck.FORMAT
+    scheme = meta.get("quantization") if lavin else None
+    shapes, get = ck.safetensors_reader(path, torch.device(device), None if quantize or scheme else dtype)
+    if lavin:
+        cfg = ck.config_from_metadata(meta, path)
         if not isinstance(cfg, DiTConfig):
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
         if config is not None and not config.same_shape(cfg):
             raise UsageError(f"{path}: a lavin file, whose own config (hidden {cfg.hidden_size}, depth {cfg.depth}) is "
                              f"not the one given (hidden {config.hidden_size}, depth {config.depth}); a preset is "
                              "for official files, which carry none: leave it out")
-        if ck.read_metadata(path).get("quantization"):
-            return _load_quantized(path, cfg, device, dtype)
+        if scheme:
+            return _load_quantized(path, scheme, cfg, shapes, get, dtype)
         state = {k: get(k) for k in shapes}
     else:
         cfg = config or ck.infer_dit_config(shapes, path)
         state = ck.from_official(get, set(shapes), ck.dit_plan(cfg), str(path))
     if quantize:  # from the stored values, so that every load of a file quantizes it alike
-        model = int8.quantize_blocks(build(cfg, init=False))
-        return assign(model, int8.quantize_state(model, state, dtype), str(path))
+        return build_int8(cfg, state, dtype, str(path))
     return assign(build(cfg, init=False), state, str(path))
 
 
-def _load_quantized(path: Path, cfg: DiTConfig, device, dtype) -> JDiT:
-    """A DiT saved with int8 blocks: int8 weights and float32 scales as stored, the rest in `dtype`."""
-    scheme = ck.read_metadata(path)["quantization"]
+def build_int8(cfg: DiTConfig, state: dict, dtype, label: str) -> JDiT:
+    """A DiT with int8 blocks from a float state dict as stored (emptied as it is quantized)."""
+    model = int8.quantize_blocks(build(cfg, init=False))
+    return assign(model, int8.quantize_state(model, state, dtype), label)
+
+
+def _load_quantized(path: Path, scheme: str, cfg: DiTConfig, shapes, get, dtype) -> JDiT:
+    """A DiT saved with int8 blocks (`get` reads as stored): int8 weights and float32 scales as
+    they are, the rest in `dtype`."""
     if scheme != int8.SCHEME:
         raise CheckpointError(f"{path}: quantized as {scheme!r}, which this lavin does not read (it reads "
                               f"{int8.SCHEME!r}); convert the original weights again with lavin convert --quantize")
     model = int8.quantize_blocks(build(cfg, init=False))
     kept = int8.int8_keys(model)
-    shapes, get = ck.safetensors_reader(path, torch.device(device), None)
     state = {k: get(k) if k in kept else get(k).to(dtype) for k in shapes}
     return assign(model, state, str(path))
 
