@@ -11,6 +11,7 @@ import typer
 from lavin_cli.cli import options
 from lavin_cli.cli.console import log, out
 from lavin_cli.errors import OutputError, UsageError
+from lavin_cli.inference.options import QUANTIZE
 
 
 class Target(str, Enum):
@@ -49,8 +50,8 @@ def convert(
         raise UsageError("--model converts a folder's own DiT and VAE: give --model, or --dit and/or --vae")
     if dit is None and vae is None and model is None:
         raise UsageError("nothing to convert: give --model, or --dit and/or --vae")
-    if quantize not in ("none", "int8"):
-        raise UsageError(f"--quantize {quantize!r}: choose int8 or none")
+    if quantize not in QUANTIZE:
+        raise UsageError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
     if quantize == "int8" and (dit is None and model is None or to is Target.official):
         raise UsageError("--quantize int8 stores a DiT in lavin's format: give --dit or --model, and leave out "
                          "--to official")

@@ -235,14 +235,15 @@ class RemoteImageRun:
                 image = image_io.read_image(_bytes_of_query(query) if query == "-" else query, label,
                                             self.options.max_pixels)  # the local run's own checks and messages
                 data = _bytes_of_query(query)
-                mask = None if self.options.mask is None else \
+                fill = None if self.options.mask is None else \
                     masks.read(self.options.mask, query, label, image.shape[:2], self.options.max_pixels)
             except LavinError as error:
                 failed[n] = error
                 continue
             files.append(("query", label, data))
-            if mask is not None:  # as read here (scaled to its query), one per query sent
-                files.append(("mask", f"{Path(label).stem}_mask.png", _png(mask)))
+            if fill is not None:  # as read here (scaled to its query), one per query sent
+                png = image_io.encode_image(fill.astype(np.uint8) * 255, "png")
+                files.append(("mask", f"{Path(label).stem}_mask.png", png))
         answer = self.remote.call("POST", "/v1/run", self.fields, files) if files else {"queries": []}
         return answer, time.perf_counter() - start, failed
 
@@ -329,14 +330,6 @@ def run_header(remote: Remote, info: dict, options, working, context, task, pair
               "skipped": [] if context is None else context.skipped, "pairs_used": min(options.pairs, len(pairs)),
               "warnings": [errors.render(w) for w in warnings], "timings": {"load_s": 0.0}}
     return warnings, header
-
-
-def _png(mask: np.ndarray) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(out, "PNG")
-    return out.getvalue()
 
 
 def _name(query, index: int) -> str:
