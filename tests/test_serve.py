@@ -3,6 +3,7 @@ model, spoken to by raw HTTP requests and by `lavin run --server` / `lavin video
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import signal
@@ -337,18 +338,13 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     browser = _browser()
     try:
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import Select, WebDriverWait
+        from selenium.webdriver.support.ui import WebDriverWait
 
-        browser.get(server.url)
-        WebDriverWait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "task")).options) > 0)
-        Select(browser.find_element(By.ID, "task")).select_by_value("depth_estimation")
+        _open_page(browser, server.url, "depth_estimation")
         WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pairs img")) == 8)
         field = browser.find_element(By.ID, "query-file")
         field.send_keys(str(Q0))
-        browser.find_element(By.ID, "run").click()
-        WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "result").is_displayed()
-                                          or "bad" in (d.find_element(By.ID, "message").get_attribute("class") or ""))
-        assert browser.find_element(By.ID, "message").text == "done"
+        _run_on_page(browser)
         shown = browser.find_elements(By.CSS_SELECTOR, "#grid figcaption")
         assert [f.text for f in shown] == ["000 in", "000 out", "001 in", "001 out", "002 in", "002 out", "query",
                                            "prediction"]
@@ -356,28 +352,22 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         browser.save_screenshot(str(tmp_path / "page.png"))
     finally:
         browser.quit()
-    import base64
-
     status, _, body = server.post("/v1/run", {"task": "depth_estimation", "format": "json"}, [query_file(Q0)])
-    assert base64.b64decode(href.split(",", 1)[1]) == base64.b64decode(json.loads(body)["queries"][0]["data"])
+    assert _data_url_bytes(href) == base64.b64decode(json.loads(body)["queries"][0]["data"])
 
 
 def test_the_page_paints_the_area_to_fill(server, tmp_path):
     """On the page, paint over the query (a stroke, Clear, another stroke): the run sends the
     painted area as the request's mask, shows it, and the prediction keeps the query's pixels
     everywhere else; the download is the API's own answer to the same mask."""
-    import base64
-
     query = EXAMPLES / "denoising/000_target.png"
     browser = _browser()
     try:
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import Select, WebDriverWait
+        from selenium.webdriver.support.ui import WebDriverWait
 
-        browser.get(server.url)
-        WebDriverWait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "task")).options) > 0)
-        Select(browser.find_element(By.ID, "task")).select_by_value("inpainting")
+        _open_page(browser, server.url, "inpainting")
         browser.find_element(By.ID, "query-file").send_keys(str(query))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "mask-box").is_displayed())
         canvas = browser.find_element(By.ID, "mask-paint")
@@ -386,10 +376,7 @@ def test_the_page_paints_the_area_to_fill(server, tmp_path):
                 .move_by_offset(60, 0).move_by_offset(60, 10).release().perform()
             if y == -100:
                 browser.find_element(By.ID, "mask-clear").click()
-        browser.find_element(By.ID, "run").click()
-        WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "result").is_displayed()
-                                          or "bad" in (d.find_element(By.ID, "message").get_attribute("class") or ""))
-        assert browser.find_element(By.ID, "message").text == "done"
+        _run_on_page(browser)
         shown = {f.text: f for f in browser.find_elements(By.CSS_SELECTOR, "#grid figure")}
         assert list(shown)[-3:] == ["query", "area filled", "prediction"]
         mask_url = shown["area filled"].find_element(By.TAG_NAME, "img").get_attribute("src")
@@ -397,21 +384,46 @@ def test_the_page_paints_the_area_to_fill(server, tmp_path):
         browser.save_screenshot(str(tmp_path / "page.png"))
     finally:
         browser.quit()
-    mask_png = base64.b64decode(mask_url.split(",", 1)[1])
+    mask_png = _data_url_bytes(mask_url)
     mask = np.asarray(Image.open(io.BytesIO(mask_png)).convert("L")) >= 128
     source = np.asarray(Image.open(query).convert("RGB"))
     assert mask.shape == source.shape[:2]
     rows = np.flatnonzero(mask.any(axis=1))
     h = mask.shape[0]
     assert 0 < mask.mean() < 0.3 and rows.min() > h * 0.3, "the stroke before Clear was sent, or nothing"
-    predicted = np.asarray(Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))).convert("RGB"))
+    predicted = np.asarray(Image.open(io.BytesIO(_data_url_bytes(href))).convert("RGB"))
     assert (predicted[~mask] == source[~mask]).all() and (predicted[mask] != source[mask]).any()
     files = [query_file(query), ("mask", "mask.png", mask_png)]
     status, _, body = server.post("/v1/run", {"task": "inpainting", "format": "json",
                                               "options": json.dumps({"steps": 11, "cfg": 1.5, "seed": 0})},
                                  files)
     assert status == 200
-    assert base64.b64decode(href.split(",", 1)[1]) == base64.b64decode(json.loads(body)["queries"][0]["data"])
+    assert _data_url_bytes(href) == base64.b64decode(json.loads(body)["queries"][0]["data"])
+
+
+def _open_page(browser, url: str, task: str) -> None:
+    """The page loaded, with a task of the server chosen."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: len(Select(d.find_element(By.ID, "task")).options) > 0)
+    Select(browser.find_element(By.ID, "task")).select_by_value(task)
+
+
+def _run_on_page(browser) -> None:
+    """Run, and wait until the page shows the result (or an error, which fails the test)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.ID, "run").click()
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "result").is_displayed()
+                                      or "bad" in (d.find_element(By.ID, "message").get_attribute("class") or ""))
+    assert browser.find_element(By.ID, "message").text == "done"
+
+
+def _data_url_bytes(url: str) -> bytes:
+    return base64.b64decode(url.split(",", 1)[1])
 
 
 def _browser():
