@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -119,3 +120,31 @@ def cli(capfd, monkeypatch):
 
     monkeypatch.setenv("COLUMNS", "200")
     return invoke
+
+
+@pytest.fixture
+def use_video_backend(monkeypatch):
+    """use_video_backend('ffmpeg' | 'pyav'): video files through that codec backend for this test;
+    skipped where its package is missing, except under CI, which installs both (the test extra)."""
+    from lavin_cli.io import video as video_io
+
+    def use(backend: str) -> None:
+        if not video_io._available(backend):
+            _lacking(f"{video_io._PACKAGES[backend]} is not installed here")
+        monkeypatch.setenv(video_io.BACKEND_ENV, backend)
+
+    return use
+
+
+@pytest.fixture
+def requires_codec():
+    """A test that reads or writes video files other than GIFs: skipped on a machine with no codec
+    backend (the GPU image has neither imageio-ffmpeg nor PyAV), except under CI."""
+    from lavin_cli.io import video as video_io
+
+    if video_io.video_backend() is None:
+        _lacking("no video codec backend here (imageio-ffmpeg or av)")
+
+
+def _lacking(message: str) -> None:
+    pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)

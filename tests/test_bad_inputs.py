@@ -456,7 +456,9 @@ def test_the_table_covers_at_least_180_cases():  # README says so
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, cli, tiny_model, pairs_dir, queries, clips, tmp_path, monkeypatch):
+def test_bad_input(case: Case, cli, tiny_model, pairs_dir, queries, clips, tmp_path, monkeypatch, request):
+    if any(isinstance(a, str) and a.endswith((".mp4", ".webm", ".mkv", ".mov", ".avi")) for a in case.args):
+        request.getfixturevalue("requires_codec")
     monkeypatch.delenv("LAVIN_MODEL", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # bug reports land here
     world = World(tmp_path, tiny_model, pairs_dir, queries[0], queries[1], tmp_path / "out", clips / "ctx",

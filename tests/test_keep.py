@@ -189,10 +189,10 @@ def test_video_keep_is_checked_and_a_clip_task_says_it_keeps_nothing(cli, tmp_pa
         video_io.write_video(depth / f"{i}_target", video_io.Clip(to_uint8(b), 8))
     q, _ = tasks.pair("video_depth", 700, 64)
     video_io.write_video(tmp_path / "q", video_io.Clip(to_uint8(q), 8))
-    code, out, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "d.mp4", "--steps", 2,
+    code, out, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "d.gif", "--steps", 2,
                          "--keep", "last", "--json")
     assert code == 0, err
     record = json.loads(out)
     assert record["keep"] == "none" and "--keep last is for prediction tasks" in err
-    code, _, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "e.mp4", "--keep", "luma")
+    code, _, err = cli("video", "-c", depth, "-i", tmp_path / "q", "-o", tmp_path / "e.gif", "--keep", "luma")
     assert code == 2 and "--keep 'luma' is not one of auto, none, last (for videos)" in err

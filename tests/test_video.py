@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lavin_cli.errors import InputError, UsageError
+from lavin_cli.errors import InputError, TooLarge, UsageError
 from lavin_cli.inference import frames as frame_rules
 from lavin_cli.io import video as video_io
 from lavin_cli.models.vae import decoded_frames, latent_frames
@@ -53,11 +53,17 @@ def test_chunks_share_one_frame_and_cover_the_clip():
         assert all(b[0] < a[1] for a, b in zip(parts, parts[1:]))  # consecutive chunks overlap
 
 
+def _smooth_frames(count=9, height=40, width=56):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([np.stack([(x * 4 + 10 * i) % 256, (y * 6) % 256, np.full_like(x, 128)], -1)
+                     for i in range(count)]).astype(np.uint8)  # smooth content: lossy codecs keep it
+
+
+@pytest.mark.parametrize("backend", ["ffmpeg", "pyav"])
 @pytest.mark.parametrize("ext", [".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif", ""])
-def test_video_round_trips_keep_frames_size_and_fps(tmp_path, ext):
-    y, x = np.mgrid[0:40, 0:56]
-    frames = np.stack([np.stack([(x * 4 + 10 * i) % 256, (y * 6) % 256, np.full_like(x, 128)], -1)
-                       for i in range(9)]).astype(np.uint8)  # smooth content: lossy codecs keep it
+def test_video_round_trips_keep_frames_size_and_fps(tmp_path, use_video_backend, ext, backend):
+    use_video_backend(backend)
+    frames = _smooth_frames()
     path = tmp_path / f"clip{ext}"
     video_io.write_video(path, video_io.Clip(frames, 12.0))
     clip = video_io.read_video(path)
@@ -67,7 +73,7 @@ def test_video_round_trips_keep_frames_size_and_fps(tmp_path, ext):
     assert np.abs(clip.frames.astype(int) - frames).mean() < 12
 
 
-def test_bad_videos_are_reported(tmp_path):
+def test_bad_videos_are_reported(tmp_path, requires_codec):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
     with pytest.raises(InputError, match="broken.mp4: unreadable, truncated or unsupported video"):
         video_io.read_video(tmp_path / "broken.mp4")
@@ -82,3 +88,48 @@ def test_bad_videos_are_reported(tmp_path):
     video_io.write_video(tmp_path / "a.mp4", video_io.Clip(np.zeros((5, 16, 16, 3), np.uint8), 8))
     with pytest.raises(Exception, match="exists"):
         video_io.write_video(tmp_path / "a.mp4", video_io.Clip(np.zeros((5, 16, 16, 3), np.uint8), 8))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".avi"])
+def test_either_backend_reads_the_other_ones_files(tmp_path, use_video_backend, ext):
+    """imageio-ffmpeg and PyAV write with the same codecs and read each other's files to the same frames."""
+    for backend in ("ffmpeg", "pyav"):
+        use_video_backend(backend)
+        video_io.write_video(tmp_path / f"{backend}{ext}", video_io.Clip(_smooth_frames(), 12.0))
+    reads = {}
+    for reader in ("ffmpeg", "pyav"):
+        use_video_backend(reader)
+        reads[reader] = [video_io.read_video(tmp_path / f"{writer}{ext}") for writer in ("ffmpeg", "pyav")]
+    for by_ffmpeg, by_pyav in zip(reads["ffmpeg"], reads["pyav"]):
+        assert np.array_equal(by_ffmpeg.frames, by_pyav.frames) and abs(by_ffmpeg.fps - by_pyav.fps) < 0.01
+
+
+def test_long_webm_is_measured_from_its_header_with_pyav(tmp_path, use_video_backend):
+    """PyAV leaves a WebM's length out of its metadata: the container's duration sizes the clip,
+    so the decoded-bytes limit still refuses it before decoding."""
+    use_video_backend("pyav")
+    path = tmp_path / "long.webm"
+    video_io.write_video(path, video_io.Clip(_smooth_frames(count=30), 10.0))
+    with pytest.raises(TooLarge, match="30 frames of 56x40"):
+        video_io.read_video(path, max_bytes=20 * 56 * 40 * 3)
+
+
+def test_without_a_codec_backend_video_files_ask_for_one(tmp_path, monkeypatch):
+    frames = _smooth_frames(count=5)
+    (tmp_path / "clip.mp4").write_bytes(b"refused before it is opened")
+    monkeypatch.setattr(video_io, "_available", lambda backend: False)  # neither package importable
+    assert video_io.video_backend() is None
+    for call in (lambda: video_io.read_video(tmp_path / "clip.mp4"), lambda: video_io.probe_video(tmp_path / "clip.mp4"),
+                 lambda: video_io.write_video(tmp_path / "new.webm", video_io.Clip(frames, 8))):
+        with pytest.raises(UsageError, match=r"\.(mp4|webm) files need ffmpeg: pip install imageio-ffmpeg \(or av\)"):
+            call()
+    assert not (tmp_path / "new.webm").exists()
+    video_io.write_video(tmp_path / "clip.gif", video_io.Clip(frames, 8))  # Pillow and frame folders need neither
+    video_io.write_video(tmp_path / "frames", video_io.Clip(frames, 8))
+    assert video_io.read_video(tmp_path / "clip.gif").frames.shape == video_io.read_video(tmp_path / "frames").frames.shape
+    monkeypatch.setenv(video_io.BACKEND_ENV, "gstreamer")
+    with pytest.raises(UsageError, match="LAVIN_VIDEO_BACKEND='gstreamer': use one of ffmpeg, pyav"):
+        video_io.read_video(tmp_path / "clip.mp4")
+    monkeypatch.setenv(video_io.BACKEND_ENV, "pyav")
+    with pytest.raises(UsageError, match="LAVIN_VIDEO_BACKEND=pyav: av is not installed"):
+        video_io.read_video(tmp_path / "clip.mp4")

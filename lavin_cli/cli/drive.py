@@ -54,6 +54,7 @@ def execute(files: Files, options, load, source, context: Optional[Path], task: 
     plan.check_queries(the_plan, clips=clips)
     if clips:
         plan.check_fps(the_plan, options.fps)
+        plan.check_codecs(the_plan, source.remote)
     if the_plan.fmt != plan.plain_format(clips):
         options = dataclasses.replace(options, raw=True)
     if grid and clips and source.remote and not found.pairs:

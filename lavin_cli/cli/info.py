@@ -19,10 +19,11 @@ def info(
 ) -> None:
     """Show the device, precision and attention backend lavin picks here, and the model presets."""
     from lavin_cli import config
+    from lavin_cli.io.video import describe_backend
     from lavin_cli.runtime import device as devices
     from lavin_cli.store import weights
 
-    env = devices.describe(device, attention)
+    env = {**dataclasses.asdict(devices.describe(device, attention)), "video_files": describe_backend()}
     presets = [
         {"name": name, "hidden": c.hidden_size, "layers": c.depth, "heads": c.num_heads,
          "kv_heads": c.num_kv_heads, "head_dim": c.head_dim, "parameters": weights.parameter_count(c)}
@@ -31,10 +32,10 @@ def info(
     vaes = [{"name": name, "channels": list(c.block_out_channels), "parameters": weights.parameter_count(c)}
             for name, c in config.VAE_PRESETS.items()]
     if as_json:
-        out.print_json(json.dumps({"environment": dataclasses.asdict(env), "dit_presets": presets, "vae_presets": vaes}))
+        out.print_json(json.dumps({"environment": env, "dit_presets": presets, "vae_presets": vaes}))
         return
     table = Table(title="environment", show_header=False)
-    for key, value in dataclasses.asdict(env).items():
+    for key, value in env.items():
         table.add_row(key, str(value) if value not in (None, ()) else "-")
     print_table(table)
     dit_table = Table(title="J-DiT presets")

@@ -218,6 +218,15 @@ def check_queries(plan: Plan, clips: bool) -> None:
         raise InputError(problems[0] + others)
 
 
+def check_codecs(plan: Plan, remote: bool) -> None:
+    """Where this machine has no video codec backend and the run would read a query video (a
+    local model) or write an output video, refuse before the model loads (UsageError)."""
+    from lavin_cli.io.video import require_backend
+
+    pending = [i for i in plan.todo if i not in plan.finished]
+    require_backend([plan.outputs[i] for i in pending] + ([] if remote else [plan.queries[i] for i in pending]))
+
+
 def shard_of(text: Optional[str]) -> Optional[shards.Shard]:
     """--shard K/N, or this process's rank under torchrun (not both)."""
     ranked = shards.from_torchrun()

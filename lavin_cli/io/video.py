@@ -1,4 +1,10 @@
-"""Video files and frame folders: reading any clip imageio + ffmpeg reads, writing atomically."""
+"""Video files and frame folders: reading any clip imageio + ffmpeg reads, writing atomically.
+
+Two codec backends, the same files: imageio-ffmpeg (the ffmpeg binary its wheel ships, a core
+dependency) and PyAV (ffmpeg's libraries in a smaller wheel, `pip install av`), used where
+imageio-ffmpeg or its binary is missing, or chosen with LAVIN_VIDEO_BACKEND=pyav. GIFs go through
+Pillow and frame folders through the image readers: neither needs a codec backend.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,77 @@ from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError, OutputError, TooLarge
+from lavin_cli.errors import InputError, OutputError, TooLarge, UsageError
 from lavin_cli.io.files import atomic_path, check_readable_file, describe_os_error, human_bytes, temporary_beside
 from lavin_cli.io.images import DEFAULT_MAX_PIXELS, array_to_rgb, encode_image, is_image_path, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 _CODECS = {".webm": "libvpx-vp9", ".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
+BACKEND_ENV = "LAVIN_VIDEO_BACKEND"  # ffmpeg | pyav: which backend reads and writes video files
+BACKENDS = {"ffmpeg": "FFMPEG", "pyav": "pyav"}  # our name -> imageio's plugin
+
+
+def video_backend() -> str | None:
+    """'ffmpeg' (imageio-ffmpeg with its binary), else 'pyav' (PyAV importable), else None;
+    LAVIN_VIDEO_BACKEND names one of them instead (UsageError where it is unknown or missing)."""
+    asked = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if asked and asked not in BACKENDS:
+        raise UsageError(f"{BACKEND_ENV}={asked!r}: use one of {', '.join(BACKENDS)}")
+    for name in [asked] if asked else list(BACKENDS):
+        if _available(name):
+            return name
+    if asked:
+        raise UsageError(f"{BACKEND_ENV}={asked}: {_PACKAGES[asked]} is not installed (or its ffmpeg is missing)")
+    return None
+
+
+_PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}
+
+
+def _available(name: str) -> bool:
+    try:
+        if name == "pyav":
+            import av  # noqa: F401
+        else:
+            import imageio_ffmpeg
+
+            imageio_ffmpeg.get_ffmpeg_exe()  # RuntimeError where the package has no binary
+    except (ImportError, RuntimeError, OSError):
+        return False
+    return True
+
+
+def describe_backend() -> str:
+    """What reads and writes video files here, for `lavin info`."""
+    from importlib.metadata import version
+
+    try:
+        backend = video_backend()
+    except UsageError as exc:
+        return str(exc)
+    if backend is None:
+        return "none: GIFs and frame folders only (pip install imageio-ffmpeg, or av)"
+    return f"{_PACKAGES[backend]} {version(_PACKAGES[backend])}"
+
+
+def require_backend(paths) -> None:
+    """UsageError, naming the first video file among `paths` that needs a codec (GIFs do not),
+    where no codec backend is installed: a run refuses before its model loads."""
+    for path in map(Path, paths):
+        if is_video_path(path) and path.suffix.lower() != ".gif":
+            _plugin(path, str(path))
+            return
+
+
+def _plugin(path: Path, label: str) -> str | None:
+    """The imageio plugin for a video file (None: imageio's own choice, Pillow for GIFs)."""
+    if path.suffix.lower() == ".gif":
+        return None
+    backend = video_backend()
+    if backend is None:
+        raise UsageError(f"{label}: {path.suffix} files need ffmpeg: pip install imageio-ffmpeg (or av); "
+                         f"GIFs and folders of frame images need neither")
+    return BACKENDS[backend]
 
 
 def is_video_path(path: Path) -> bool:
@@ -43,11 +114,12 @@ def read_video(source: Path | str, label: str | None = None, max_pixels: int = D
     check_readable_file(path, label)
     if not is_video_path(path):
         raise InputError(f"{label}: not a video ({', '.join(VIDEO_EXTENSIONS)}) or a folder of frames")
+    plugin = _plugin(path, label)
     try:
-        _check_size(path, label, max_pixels, max_bytes)
-        frames = iio.imread(path, index=None)
-        meta = iio.immeta(path)
-    except InputError:
+        _check_size(path, label, max_pixels, max_bytes, plugin)
+        frames = iio.imread(path, index=None, plugin=plugin)
+        meta = iio.immeta(path, plugin=plugin)
+    except (InputError, UsageError):
         raise
     except Exception as exc:  # imageio raises many kinds for broken or unsupported files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
@@ -78,25 +150,35 @@ def probe_video(path: Path, label: str | None = None, max_pixels: int = DEFAULT_
     if not path.exists():
         raise InputError(f"{label}: file not found")
     check_readable_file(path, label)
+    plugin = _plugin(path, label) if is_video_path(path) else None
     try:
-        _check_size(path, label, max_pixels, None)
-    except InputError:
+        _check_size(path, label, max_pixels, None, plugin)
+    except (InputError, UsageError):
         raise
     except Exception as exc:  # imageio raises many kinds for broken or unsupported files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"{label}: unreadable, truncated or unsupported video ({first[:120]})") from None
 
 
-def _check_size(path: Path, label: str, max_pixels: int, max_bytes: int | None) -> None:
+def _check_size(path: Path, label: str, max_pixels: int, max_bytes: int | None, plugin: str | None) -> None:
     import imageio.v3 as iio
 
-    props = iio.improps(path)
+    props = iio.improps(path, plugin=plugin)
     height, width = props.shape[1:3]
     count = props.n_images
-    if not np.isfinite(count):  # ffmpeg streams: the duration tells
-        meta = iio.immeta(path)
-        count = int(np.ceil(float(meta.get("duration") or 0) * float(meta.get("fps") or 0))) or 1
+    if not np.isfinite(count) or count <= 0:  # streams (ffmpeg: inf; PyAV in webm, mkv: 0): the duration tells
+        meta = iio.immeta(path, plugin=plugin)
+        seconds = meta.get("duration") or (_container_seconds(path) if plugin == "pyav" else 0)
+        count = int(np.ceil(float(seconds or 0) * float(meta.get("fps") or 0))) or 1
     _limit(label, width, height, int(count), max_pixels, max_bytes)
+
+
+def _container_seconds(path: Path) -> float:
+    """A Matroska / WebM file's length as its container states it (PyAV's metadata leaves it out)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return (container.duration or 0) / av.time_base
 
 
 def _limit(label: str, width: int, height: int, count: int, max_pixels: int, max_bytes: int | None) -> None:
@@ -145,14 +227,14 @@ def write_video(path: Path, clip: Clip, overwrite: bool = False) -> None:
         return
     suffix = path.suffix.lower()
     frames = even_sides(clip.frames) if suffix in EVEN_SIDES else clip.frames
-    options = {"duration": 1000.0 / fps, "loop": 0} if suffix == ".gif" else \
-        {"fps": fps, "codec": _CODECS[suffix], "macro_block_size": 1, "ffmpeg_log_level": "error"}
-    if suffix == ".webm":
-        options["output_params"] = ["-crf", "30", "-b:v", "0"]  # constant quality (VP9 has no default)
+    plugin = _plugin(path, str(path))
     with atomic_path(path, overwrite, suffix=path.suffix) as tmp:
         try:
-            iio.imwrite(tmp, frames, **options)
-            back = iio.imread(tmp, index=None)
+            if plugin == "pyav":
+                _encode_pyav(tmp, frames, fps, suffix)
+            else:
+                iio.imwrite(tmp, frames, plugin=plugin, **_imageio_options(suffix, fps))
+            back = iio.imread(tmp, index=None, plugin=plugin)
         except OSError:
             raise
         except Exception as exc:  # imageio and ffmpeg raise many kinds
@@ -161,6 +243,37 @@ def write_video(path: Path, clip: Clip, overwrite: bool = False) -> None:
         if back.shape[:3] != frames.shape[:3] and not (back.ndim == 3 and len(frames) == 1):
             raise OutputError(f"{path}: the encoder wrote {back.shape[:3]} (frames, height, width) instead of "
                               f"{frames.shape[:3]}")
+
+
+def _imageio_options(suffix: str, fps: float) -> dict:
+    """imwrite's options for Pillow (GIF) and imageio-ffmpeg."""
+    if suffix == ".gif":
+        return {"duration": 1000.0 / fps, "loop": 0}
+    options = {"fps": fps, "codec": _CODECS[suffix], "macro_block_size": 1, "ffmpeg_log_level": "error"}
+    if suffix == ".webm":
+        options["output_params"] = ["-crf", "30", "-b:v", "0"]  # constant quality (VP9 has no default)
+    return options
+
+
+# the quality imageio-ffmpeg asks for by default (its quality 5: H.264 crf 25, MPEG-4 qscale 16; VP9 as above)
+_PYAV_QUALITY = {"libx264": {"crf": "25"}, "mpeg4": {"flags": "+qscale", "global_quality": str(118 * 16)},
+                 "libvpx-vp9": {"crf": "30", "b": "0"}}
+
+
+def _encode_pyav(path: Path, frames: np.ndarray, fps: float, suffix: str) -> None:
+    """(F, H, W, 3) uint8 -> a video file through PyAV, with the codecs and settings of the ffmpeg path."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(_CODECS[suffix], rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = _PYAV_QUALITY[_CODECS[suffix]]
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())  # what the encoder still holds
 
 
 def _write_frames(folder: Path, clip: Clip, overwrite: bool) -> None:
