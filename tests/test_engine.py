@@ -258,3 +258,35 @@ def test_compiled_blocks_share_one_graph():
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-6)
     torch._dynamo.reset()
+
+
+def test_compiled_blocks_settle_on_a_few_graphs_for_many_layouts():
+    """A server meets many layouts (batch from packed guidance or --batch-size, context frames from
+    the pair count, latent sizes from --size): a graph per layout hit torch's limit of 8 after 8
+    of them and ran every later one eagerly. The sizes that change become symbolic instead, so
+    twelve layouts need at most five graphs and the last ones reuse them; outputs equal eager."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from lavin_cli.config import DIT_PRESETS
+    from lavin_cli.inference.engine import compile_blocks
+    from lavin_cli.models.dit import JDiT
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    dit = JDiT(dataclasses.replace(DIT_PRESETS["tiny"], depth=3)).eval()
+    layouts = [(1, 3, 1, 8, 8), (2, 3, 1, 8, 8), (1, 5, 1, 8, 8), (1, 3, 1, 6, 10), (2, 7, 1, 8, 8), (1, 9, 1, 4, 4),
+               (1, 3, 2, 8, 8), (2, 5, 2, 6, 6), (1, 11, 1, 8, 8), (3, 3, 1, 8, 8), (1, 13, 1, 10, 6), (4, 2, 3, 4, 12)]
+    inputs = [(torch.randn(b, 16, frames, h, w), torch.randn(b, 16, ctx, h, w)) for b, ctx, frames, h, w in layouts]
+    graphs = []
+    with torch.no_grad():
+        expected = [dit(t, torch.full((len(t),), 0.3), c) for t, c in inputs]
+        compile_blocks(dit, backend="eager")
+        for (t, c), want in zip(inputs, expected):
+            torch.testing.assert_close(dit(t, torch.full((len(t),), 0.3), c), want, rtol=1e-5, atol=1e-6)
+            graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] <= 5 and graphs[-4:] == [graphs[-1]] * 4, graphs  # settled: the last layouts traced nothing
+    assert counters["frames"]["total"] == counters["frames"]["ok"], dict(counters["frames"])  # none fell back
+    torch._dynamo.reset()

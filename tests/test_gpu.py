@@ -158,3 +158,31 @@ def test_bf16_rms_norm_needs_no_float32_copy_on_cuda():
         # at most one bf16 rounding step apart (summation order), almost always equal
         diff = (direct.float() - upcast.float()).abs() / upcast.float().abs().clamp_min(1e-3)
         assert diff.max().item() <= 2 ** -7 and (direct != upcast).float().mean().item() < 1e-3
+
+
+def test_compiled_blocks_serve_new_layouts_with_inductor_on_cuda():
+    """--compile in a server: layouts after the first make their changing sizes symbolic
+    (engine.compile_blocks); inductor must compile those dynamic graphs on CUDA, in bf16, with
+    xformers or SDPA as the attention, and stay within compile's bf16 bound of eager."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from lavin_cli.inference.engine import compile_blocks
+    from lavin_cli.models.dit import JDiT
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    dit = JDiT(dataclasses.replace(dit_preset("tiny"), depth=3)).to("cuda", torch.bfloat16).eval()
+    layouts = [(1, 3, 1, 8, 8), (2, 3, 1, 8, 8), (1, 5, 1, 6, 10), (2, 7, 1, 4, 4), (1, 9, 2, 8, 8), (3, 4, 1, 12, 8)]
+    make = lambda *shape: torch.randn(*shape, device="cuda", dtype=torch.bfloat16)  # noqa: E731
+    inputs = [(make(b, 16, frames, h, w), make(b, 16, ctx, h, w)) for b, ctx, frames, h, w in layouts]
+    with torch.no_grad():
+        expected = [dit(t, torch.full((len(t),), 0.3, device="cuda"), c).float() for t, c in inputs]
+        compile_blocks(dit)
+        for (t, c), want in zip(inputs, expected):
+            got = dit(t, torch.full((len(t),), 0.3, device="cuda"), c).float()
+            assert (got - want).abs().mean() < 0.02 * want.abs().mean(), (got - want).abs().mean()
+    assert counters["stats"]["unique_graphs"] <= 5 and counters["frames"]["total"] == counters["frames"]["ok"]
+    torch._dynamo.reset()

@@ -80,9 +80,13 @@ class WithKernel:
 def compile_blocks(dit, backend: str = "inductor") -> None:
     """Regional compilation: torch.compile each repeated block (nearly all the work), not the
     whole model. The blocks share their code and pass each other's guards, so one graph serves
-    them all and compiling costs one block's time (tests/test_engine.py counts the graphs)."""
+    them all and compiling costs one block's time. The first layout (batch, sequence lengths)
+    gets a graph specialised to its sizes; a size that then changes is made symbolic (torch's
+    automatic dynamic shapes), so a server meeting ever new layouts settles on a few graphs
+    instead of one per layout, which after torch's 8 per block ran every later layout eagerly
+    (tests/test_engine.py counts the graphs)."""
     for block in dit.blocks:
-        block.compile(backend=backend, dynamic=False)
+        block.compile(backend=backend, dynamic=None)
 
 
 class Engine:
