@@ -119,3 +119,46 @@ def test_eval_on_photo_clips_scores_frame_prediction_against_repeating(cli, tiny
     assert code == 0, err
     r = json.loads(out)["tasks"]["frame_prediction"]
     assert r["metric"] == "psnr_db" and 0 < r["model"] < 99 and 0 < r["input"] < 99 and 0 < r["vae_ceiling"] < 99
+
+
+def test_same_photo_samples_crop_every_pair_from_one_photo(tmp_path):
+    """lavin train dit --same-photo P: that share of the samples takes its context pairs and query
+    from one photo (a setting the pairs share, kept with the task's own: low-light's darkening);
+    without it every pair draws its own photo, and the draws are those the eval has always made."""
+    from lavin_cli.training.data import Generator
+    from lavin_cli.training.photos import SamePhoto, WithPhotos
+
+    colours = [(220, 40, 40), (40, 220, 40), (40, 40, 220), (220, 220, 40)]
+    for i, colour in enumerate(colours):  # a photo is known by its colour in any crop
+        Image.fromarray(np.full((160, 160, 3), colour, np.uint8)).save(tmp_path / f"c{i}.png")
+
+    def photo_of(target):
+        return int(np.argmin([np.abs(target[0].mean((0, 1)) * 255 - c).sum() for c in colours]))
+
+    shared = WithPhotos(Generator(), Photos([tmp_path], same_photo=1.0))
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        setting = shared.draw_setting("colorization", rng)
+        assert isinstance(setting, SamePhoto) and setting.photo is not None
+        assert {photo_of(shared.pair("colorization", rng, 32, setting)[1]) for _ in range(4)} == {setting.photo}
+        dark = shared.draw_setting("low_light_enhancement", rng)
+        (factor, gamma), inp, tgt = dark.inner, *shared.pair("low_light_enhancement", rng, 32, dark)
+        assert photo_of(tgt) == dark.photo and np.allclose(inp, np.clip((tgt * factor) ** gamma, 0, 1), atol=1e-6)
+    assert shared.draw_setting("depth_estimation", np.random.default_rng(0)) is None  # scenes: nothing shared
+
+    plain = Photos([tmp_path])
+    rng = np.random.default_rng(0)
+    assert plain.draw_setting("colorization", rng) is None
+    assert len({photo_of(plain.pair("colorization", rng, 32)[1]) for _ in range(12)}) > 1
+    mixed = Photos([tmp_path], same_photo=0.5)
+    drawn = [mixed.draw_setting("colorization", np.random.default_rng(s)).photo for s in range(40)]
+    assert 8 < sum(p is None for p in drawn) < 32  # about half the samples share a photo
+    rng = np.random.default_rng(9)  # without the option a setting draws nothing: the eval's crops are as they were
+    plain.draw_setting("colorization", rng)
+    assert rng.random() == np.random.default_rng(9).random()
+
+
+def test_same_photo_is_checked(cli, photo_dir, tiny_model, tmp_path):
+    code, _, err = cli("train", "dit", "-o", tmp_path / "run", "--vae", tiny_model / "vae.safetensors",
+                       "--data", f"photos:{photo_dir}", "--same-photo", "1.5", "--steps", "1", "-q")
+    assert code == 2 and "same_photo" in err.replace("-", "_") and len(err.strip().splitlines()) == 1, err

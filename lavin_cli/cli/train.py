@@ -32,7 +32,7 @@ TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
                                  "tasks are weighed within their own share).")
 
 
-def _source(data: str):
+def _source(data: str, same_photo: float = 0.0):
     from lavin_cli.training.data import Folders, Generator
 
     if data == "generator" or data.startswith("generator:"):
@@ -41,7 +41,7 @@ def _source(data: str):
     if data.startswith(("photos:", "generator+photos:")):
         from lavin_cli.training.photos import Photos, WithPhotos
 
-        photos = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p])
+        photos = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=same_photo)
         return WithPhotos(Generator(), photos) if data.startswith("generator+") else photos
     return Folders(Path(data))
 
@@ -161,6 +161,9 @@ def dit(
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
     task_weights: str = TASK_WEIGHTS,
+    same_photo: float = typer.Option(0.0, "--same-photo", metavar="P", help="With photos in --data: the share of samples "
+                                     "whose context pairs and query are all cropped from one photo, so that the examples "
+                                     "tell the query's palette (0: each pair from a photo of its own)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
@@ -181,11 +184,11 @@ def dit(
                              seed=seed, video_fraction=video_fraction, save_every=save_every,
                              preset=preset if "preset" in dict(options.typed(ctx)) or not init else None,
                              bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
-                             lr_final=lr_final, task_weights=_task_weights(task_weights))
+                             lr_final=lr_final, task_weights=_task_weights(task_weights), same_photo=same_photo)
         if main_rank:
             _warn_emulated_bf16(cfg.bf16, dev.type)
         _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(
-            out, _source(data), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
+            out, _source(data, cfg.same_photo), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
             device=str(dev), guard=signals.deferred, stage=stage, overwrite=overwrite))
     finally:
         distributed.stop(ranks)

@@ -58,6 +58,7 @@ class DiTTrainConfig:
     bf16: bool = False
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
+    same_photo: float = 0.0  # photo tasks: the share of samples cropped from one photo (training/photos.py)
 
     def __post_init__(self) -> None:
         """Checked when made, as RunOptions are: a bad value never reaches torch."""
@@ -69,6 +70,7 @@ class DiTTrainConfig:
         check_int("max_pairs", self.max_pairs, 1, 64)
         check_size("size", self.size)
         check_int("seed", self.seed, 0, 2**63 - 1)
+        check_number("same_photo", self.same_photo, 0.0, 1.0)
         check_number("video_fraction", self.video_fraction, 0.0, 1.0)
         check_int("save_every", self.save_every, 1)
         check_int("warmup", self.warmup, 0)

@@ -9,11 +9,17 @@ of the photos in some folders; and frame prediction on clips of a camera moving 
 A crop is a random square of a random scale (from the whole shorter side down to a quarter of
 it, never below the working size), resized to the working size: the same photo gives many
 pictures. Photos are decoded once, scaled so that the shorter side is at most MAX_SIDE.
+
+Each pair of a sample is cropped from a photo of its own, so the examples tell nothing of the
+query's palette; with `same_photo` (`lavin train dit --same-photo P`) that share of the samples
+crops all its pairs from one photo (SamePhoto, a setting the sample's pairs share), as a user's
+examples often come from the same shoot or collection as the query.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +58,24 @@ def photo_files(roots: list[Path]) -> list[Path]:
     return sorted(found.values())
 
 
+@dataclass(frozen=True)
+class SamePhoto:
+    """What the pairs of one sample share with `same_photo`: the photo they are all cropped from
+    (an index into Photos.files; None: each pair its own) and the task's own setting (low-light's
+    darkening, or None)."""
+
+    photo: int | None
+    inner: object = None
+
+
+def unwrap(setting) -> tuple[int | None, object]:
+    """(the shared photo or None, the task's own setting)."""
+    return (setting.photo, setting.inner) if isinstance(setting, SamePhoto) else (None, setting)
+
+
 class Photos(Source):
-    def __init__(self, roots: list[Path], names: list[str] | None = None):
+    def __init__(self, roots: list[Path], names: list[str] | None = None, same_photo: float = 0.0):
+        self.same_photo = same_photo  # the share of samples whose pairs are all cropped from one photo
         unknown = sorted(set(names or []) - set(ALL_PHOTO_TASKS))
         if unknown:
             raise InputError(f"task(s) {unknown} cannot be made from photos; these can: "
@@ -86,9 +108,12 @@ class Photos(Source):
             self._decoded[path] = array if array is not None and min(array.shape[:2]) >= MIN_SIDE else None
         return self._decoded[path]
 
-    def picture(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A random square crop of a random photo at a random scale, (size, size, 3) in [0, 1]."""
-        photo = self._photo(self.files[int(rng.integers(len(self.files)))])
+    def _pick(self, rng: np.random.Generator, index: int | None) -> np.ndarray:
+        return self._photo(self.files[int(rng.integers(len(self.files))) if index is None else index])
+
+    def picture(self, rng: np.random.Generator, size: int, index: int | None = None) -> np.ndarray:
+        """A random square crop of a random photo (or of photo `index`) at a random scale, (size, size, 3) in [0, 1]."""
+        photo = self._pick(rng, index)
         h, w = photo.shape[:2]
         side = int(rng.integers(max(size, min(h, w) // 4), min(h, w) + 1))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
@@ -96,11 +121,11 @@ class Photos(Source):
         picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
         return picture / 255.0
 
-    def clip(self, rng: np.random.Generator, size: int, frames: int) -> np.ndarray:
+    def clip(self, rng: np.random.Generator, size: int, frames: int, index: int | None = None) -> np.ndarray:
         """A camera over a random photo: a square window panning at a constant velocity (up to
         MAX_PAN of its side per frame, any direction) and zooming steadily (up to MAX_ZOOM per
         frame), kept inside the photo; (frames, size, size, 3) in [0, 1]."""
-        photo = self._photo(self.files[int(rng.integers(len(self.files)))])
+        photo = self._pick(rng, index)
         h, w = photo.shape[:2]
         side = float(rng.uniform(max(size, min(h, w) / 5), min(h, w) / 1.6))
         zoom = float(np.exp(rng.uniform(-MAX_ZOOM, MAX_ZOOM)))
@@ -119,13 +144,17 @@ class Photos(Source):
         return np.stack(out) / 255.0
 
     def draw_setting(self, task, rng):
-        return gen.draw_setting(task, rng)
+        inner = gen.draw_setting(task, rng)
+        if not self.same_photo:
+            return inner
+        return SamePhoto(int(rng.integers(len(self.files))) if rng.random() < self.same_photo else None, inner)
 
     def pair(self, task, rng, size, setting=None):
+        index, setting = unwrap(setting)
         if gen.TASKS[task].metric == "frames":
-            frames = self.clip(rng, size, 9)
+            frames = self.clip(rng, size, 9, index)
             return frames[:5], frames[4:9]
-        pic = self.picture(rng, size)
+        pic = self.picture(rng, size, index)
         if gen.TASKS[task].metric == "edges":
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
             return pic[None], np.repeat(edges[..., None], 3, -1)[None]
@@ -148,9 +177,12 @@ class WithPhotos(Source):
         return self.generator.kind(task)
 
     def draw_setting(self, task, rng):
+        if task in self.photos.task_names:
+            return self.photos.draw_setting(task, rng)
         return self.generator.draw_setting(task, rng)
 
     def pair(self, task, rng, size, setting=None):
-        if task in self.photos.task_names and rng.random() < self.share:
-            return self.photos.pair(task, rng, size, setting)
-        return self.generator.pair(task, rng, size, setting)
+        index, inner = unwrap(setting)
+        if task in self.photos.task_names and (index is not None or rng.random() < self.share):
+            return self.photos.pair(task, rng, size, setting)  # a sample sharing a photo takes all its pairs from it
+        return self.generator.pair(task, rng, size, inner)
