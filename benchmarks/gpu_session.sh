@@ -8,6 +8,7 @@
 #                 bash benchmarks/gpu_session.sh setup parity profile
 #                 bash benchmarks/gpu_session.sh setup bench
 #                 bash benchmarks/gpu_session.sh setup int8          (issue 32: compile, int8 blocks)
+#                 bash benchmarks/gpu_session.sh setup determinism   (issue 32: which stage differs between runs)
 #
 # Each stage writes $OUT/<stage>.log (OUT defaults to ./gpu-results); `setup` writes env.log.
 # .whl/ and .gpu/ are git-ignored: the official source never enters the project.
@@ -72,6 +73,12 @@ stage_int8() {
         --sizes 512 --pairs 4 >> "$OUT/int8.log" 2>&1
     local rc=$?
     ! grep -q recompile_limit "$OUT/int8.log" && return $rc
+}
+
+# issue 32: two identical runs gave different floats on CUDA; each stage twice, default and deterministic
+stage_determinism() {
+    (cd benchmarks && timeout 240 $PY gpu_determinism.py && timeout 240 $PY gpu_determinism.py --deterministic) \
+        > "$OUT/determinism.log" 2>&1
 }
 
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" PATH="/tmp/bin:$PATH"
