@@ -41,6 +41,16 @@ def random_models(dit_name: str, vae_name: str, dtype: torch.dtype, device="cpu"
     return models
 
 
+def model_arguments(parser) -> None:
+    """The options the one-configuration GPU scripts share: which random models, where, how large."""
+    parser.add_argument("--preset", default="3.4B")
+    parser.add_argument("--vae", default="official")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+
+
 def int8_copy(dit, dtype: torch.dtype):
     """The DiT with its blocks' matrices in int8 (as lavin run --quantize int8 loads it), on the CPU."""
     return weights.build_int8(dit.cfg, {k: v.cpu() for k, v in dit.state_dict().items()}, dtype, "int8 copy")

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from gpu import model_arguments, random_models  # imports torch, which starts no CUDA: _setup still comes first
+
 
 def _setup(deterministic: bool) -> None:
     if deterministic:  # read by cuBLAS when CUDA starts: before torch touches the device
@@ -45,18 +47,12 @@ def _compare(name: str, run) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="3.4B")
-    parser.add_argument("--vae", default="official")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
+    model_arguments(parser)
     parser.add_argument("--deterministic", action="store_true")
     args = parser.parse_args()
     _setup(args.deterministic)
 
     import torch
-    from gpu import random_models
 
     from lavin_cli.inference import codec, sampling
     from lavin_cli.inference.engine import WithKernel

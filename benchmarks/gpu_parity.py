@@ -21,7 +21,7 @@ import numpy as np
 import official
 import torch
 from einops import rearrange
-from gpu import random_models
+from gpu import model_arguments, random_models
 
 from lavin_cli.inference import codec, sampling
 from lavin_cli.inference.engine import Engine, WithKernel
@@ -86,12 +86,7 @@ def run_dtype(dit, vae, o, args, device, dtype, reference: dict | None) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="3.4B")
-    parser.add_argument("--vae", default="official")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
+    model_arguments(parser)
     parser.add_argument("--attention", default="auto")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
