@@ -129,8 +129,8 @@ def use_video_backend(monkeypatch):
     from lavin_cli.io import video as video_io
 
     def use(backend: str) -> None:
-        if not video_io._available(backend):
-            _lacking(f"{video_io._PACKAGES[backend]} is not installed here")
+        if not video_io.available(backend):
+            _lacking(f"{video_io.PACKAGES[backend]} is not installed here")
         monkeypatch.setenv(video_io.BACKEND_ENV, backend)
 
     return use

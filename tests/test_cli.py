@@ -38,16 +38,16 @@ def test_info_json_reports_cpu_choices_and_presets():
     assert data["environment"]["attention"] == "sdpa"
     from importlib.metadata import version
 
-    from lavin_cli.io.video import _available
+    from lavin_cli.io.video import available
 
     video = data["environment"]["video_files"]  # what reads and writes video files: imageio-ffmpeg first
-    if _available("ffmpeg"):
+    if available("ffmpeg"):
         assert video == f"imageio-ffmpeg {version('imageio-ffmpeg')}"
-    elif _available("pyav"):
+    elif available("pyav"):
         assert video == f"av {version('av')}"
     else:  # the GPU image
         assert video.startswith("none: GIFs and frame folders only")
-    if _available("pyav"):
+    if available("pyav"):
         res = lavin("info", "--json", env={"LAVIN_VIDEO_BACKEND": "pyav"})
         assert json.loads(res.stdout)["environment"]["video_files"] == f"av {version('av')}"
     counts = {p["name"]: p["parameters"] for p in data["dit_presets"]}

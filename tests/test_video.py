@@ -117,7 +117,7 @@ def test_long_webm_is_measured_from_its_header_with_pyav(tmp_path, use_video_bac
 def test_without_a_codec_backend_video_files_ask_for_one(tmp_path, monkeypatch):
     frames = _smooth_frames(count=5)
     (tmp_path / "clip.mp4").write_bytes(b"refused before it is opened")
-    monkeypatch.setattr(video_io, "_available", lambda backend: False)  # neither package importable
+    monkeypatch.setattr(video_io, "available", lambda backend: False)  # neither package importable
     assert video_io.video_backend() is None
     for call in (lambda: video_io.read_video(tmp_path / "clip.mp4"), lambda: video_io.probe_video(tmp_path / "clip.mp4"),
                  lambda: video_io.write_video(tmp_path / "new.webm", video_io.Clip(frames, 8))):

@@ -195,7 +195,7 @@ def test_cli_through_pyav_and_without_any_codec(cli, tiny_model, clips, tmp_path
     assert code == 0, err
     clip = video_io.read_video(tmp_path / "pred.mp4")
     assert clip.frames.shape == (4, 32, 32, 3) and abs(clip.fps - 7) < 0.6
-    monkeypatch.setattr(video_io, "_available", lambda backend: False)
+    monkeypatch.setattr(video_io, "available", lambda backend: False)
     monkeypatch.delenv(video_io.BACKEND_ENV)
     code, _, err = cli(*args, "-o", tmp_path / "none.mp4")
     assert code == 2 and len(err.strip().splitlines()) == 1, err  # refused before the model loads: no model line

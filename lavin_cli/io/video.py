@@ -32,17 +32,18 @@ def video_backend() -> str | None:
     if asked and asked not in BACKENDS:
         raise UsageError(f"{BACKEND_ENV}={asked!r}: use one of {', '.join(BACKENDS)}")
     for name in [asked] if asked else list(BACKENDS):
-        if _available(name):
+        if available(name):
             return name
     if asked:
-        raise UsageError(f"{BACKEND_ENV}={asked}: {_PACKAGES[asked]} is not installed (or its ffmpeg is missing)")
+        raise UsageError(f"{BACKEND_ENV}={asked}: {PACKAGES[asked]} is not installed (or its ffmpeg is missing)")
     return None
 
 
-_PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}
+PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}  # each backend's package, as pip names it
 
 
-def _available(name: str) -> bool:
+def available(name: str) -> bool:
+    """Whether backend `name` can run here: its package importable (imageio-ffmpeg: with its binary)."""
     try:
         if name == "pyav":
             import av  # noqa: F401
@@ -65,7 +66,7 @@ def describe_backend() -> str:
         return str(exc)
     if backend is None:
         return "none: GIFs and frame folders only (pip install imageio-ffmpeg, or av)"
-    return f"{_PACKAGES[backend]} {version(_PACKAGES[backend])}"
+    return f"{PACKAGES[backend]} {version(PACKAGES[backend])}"
 
 
 def require_backend(paths) -> None:
