@@ -9,6 +9,7 @@
 #                 bash benchmarks/gpu_session.sh setup bench
 #                 bash benchmarks/gpu_session.sh setup int8          (issue 32: compile, int8 blocks)
 #                 bash benchmarks/gpu_session.sh setup determinism   (issue 32: which stage differs between runs)
+#                 bash benchmarks/gpu_session.sh setup train         (issue 31: lavin train dit's throughput on a GPU)
 #
 # Each stage writes $OUT/<stage>.log (OUT defaults to ./gpu-results); `setup` writes env.log.
 # .whl/ and .gpu/ are git-ignored: the official source never enters the project.
@@ -84,6 +85,22 @@ stage_int8() {
 stage_determinism() {
     (cd benchmarks && timeout 240 $PY gpu_determinism.py && timeout 240 $PY gpu_determinism.py --deterministic) \
         > "$OUT/determinism.log" 2>&1
+}
+
+# issue 31: `lavin train dit` as written, on the GPU: the bundled model continued on the generator's
+# tasks (the photo packages are not on the GPU image) for TRAIN_STEPS steps; seconds per step after
+# the first 20 (the bank and the first steps aside), beside this project's 2-core CPU (~1 s per step)
+stage_train() {
+    rm -rf /tmp/gpu-train
+    timeout 420 lavin train dit --out /tmp/gpu-train --init weights/bundled --vae weights/bundled/vae.safetensors \
+        --data generator --steps "${TRAIN_STEPS:-300}" --batch 32 --lr 1e-5 --warmup 10 --save-every 100000 \
+        --seed 1 -q > "$OUT/train.log" 2>&1 || return $?
+    $PY -c "
+import json, torch
+rows = [json.loads(line) for line in open('/tmp/gpu-train/dit_log.jsonl')][20:]
+where = torch.cuda.get_device_name() if torch.cuda.is_available() else 'the CPU'
+print(f'lavin train dit on {where}: {(rows[-1][\"time\"] - rows[0][\"time\"]) / (len(rows) - 1):.3f} s per step '
+      f'(batch 32, steps {rows[0][\"step\"]} to {rows[-1][\"step\"]}, loss {rows[-1][\"loss\"]:.4f})')" | tee -a "$OUT/train.log"
 }
 
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" PATH="/tmp/bin:$PATH"
