@@ -23,6 +23,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 _CODECS = {".webm": "libvpx-vp9", ".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
 BACKEND_ENV = "LAVIN_VIDEO_BACKEND"  # ffmpeg | pyav: which backend reads and writes video files
 BACKENDS = {"ffmpeg": "FFMPEG", "pyav": "pyav"}  # our name -> imageio's plugin
+PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}  # each backend's package, as pip names it
 
 
 def video_backend() -> str | None:
@@ -37,9 +38,6 @@ def video_backend() -> str | None:
     if asked:
         raise UsageError(f"{BACKEND_ENV}={asked}: {PACKAGES[asked]} is not installed (or its ffmpeg is missing)")
     return None
-
-
-PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}  # each backend's package, as pip names it
 
 
 def available(name: str) -> bool:
