@@ -144,7 +144,10 @@ def test_bad_requests_are_their_status_and_the_clis_message(server, fields, quer
 
 
 def test_limits_of_a_request(server, tmp_path):
+    from lavin_cli.io.video import describe_backend
+
     info = server.json("/v1/models")
+    assert info["video_files"] == describe_backend()  # what decodes uploaded clips there (the same machine here)
     files = [query_file(Q0, f"q{i}.png") for i in range(info["limits"]["max_queries"] + 1)]
     code, _, body = server.post("/v1/run", {"task": "denoising"}, files)
     assert code == 413 and "queries in one request" in json.loads(body)["error"]
@@ -447,3 +450,39 @@ def _browser():
                  "--window-size=1280,900"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_a_server_without_a_video_codec_says_so_before_a_clip_is_sent(cli, tmp_path):
+    """A real server whose Python has neither imageio-ffmpeg nor PyAV (both hidden at its start):
+    /v1/models says so, `lavin video --server` refuses an mp4 before sending it (exit 2, one
+    line naming the clip and the fix), and GIF clips still run there."""
+    import os
+
+    from lavin_cli.io import video as video_io
+    from lavin_cli.training import tasks
+
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['imageio_ffmpeg'] = None\nsys.modules['av'] = None\n")
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for i in range(2):
+        a, b = tasks.pair("video_depth", 40 + i, 32)
+        video_io.write_video(pairs / f"{i}_input.gif", video_io.Clip(tasks.to_uint8(a), 8))
+        video_io.write_video(pairs / f"{i}_target.gif", video_io.Clip(tasks.to_uint8(b), 8))
+    q, _ = tasks.pair("video_depth", 50, 32)
+    video_io.write_video(tmp_path / "q.gif", video_io.Clip(tasks.to_uint8(q), 8))
+    (tmp_path / "q.mp4").write_bytes(b"never sent")
+    s = Server(env={"PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))})
+    try:
+        assert s.json("/v1/models")["video_files"].startswith("none: GIFs and frame folders only")
+        base = ["video", "--server", s.url, "-c", pairs, "--steps", "2"]
+        code, _, err = cli(*base, "-i", tmp_path / "q.mp4", "-o", tmp_path / "a.gif", "-q")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"q.mp4: the lavin server at {s.url} reads no video files but GIFs" in err and "imageio-ffmpeg" in err
+        assert not (tmp_path / "a.gif").exists()
+        code, _, err = cli(*base, "-i", tmp_path / "q.gif", "-o", tmp_path / "b.gif", "-q")
+        assert code == 0, err
+        assert video_io.read_video(tmp_path / "b.gif").frames.shape == (5, 32, 32, 3)
+    finally:
+        s.stop()

@@ -174,6 +174,7 @@ def _info_routes(app: FastAPI) -> None:
     async def models(request: Request):
         s = state(request)
         from lavin_cli.inference.records import model_info
+        from lavin_cli.io.video import describe_backend
         from lavin_cli.runtime.device import dtype_name
 
         model = s.pipe.model
@@ -182,6 +183,7 @@ def _info_routes(app: FastAPI) -> None:
                             "description": model.description}],
                 "device": str(s.pipe.device), "dtype": dtype_name(s.pipe.dtype), "attention": s.pipe.attention,
                 "offload": s.pipe.offload.name, "quantize": s.pipe.quantize, "lavin": __version__,
+                "video_files": describe_backend(),  # what decodes uploaded clips here (none: GIFs and frames only)
                 "limits": {"max_body": s.limits.max_body, "max_pixels": s.limits.max_pixels,
                            "max_queries": s.limits.max_queries, "max_frames": s.limits.max_frames,
                            "request_timeout_s": s.limits.request_timeout, "max_batch": s.service.max_batch}}

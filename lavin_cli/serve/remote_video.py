@@ -45,6 +45,7 @@ class RemoteVideoRun:
 
     def prepare(self) -> dict:
         """The record's header: the server's, once it has encoded the context for the first query."""
+        self._check_codec()
         pairs = [{"id": p.id} for p in self.context.pairs] if self.context is not None else []
         self.warnings, self.header = run_header(self.remote, self.info, self.options, self.working, self.context,
                                                 self.task, pairs or self._task_pairs())
@@ -58,6 +59,19 @@ class RemoteVideoRun:
         self.header.setdefault("context_clip_frames", {"input": None, "target": None})
         self.header.setdefault("mode", "?")
         return self.header
+
+    def _check_codec(self) -> None:
+        """A server that decodes no video files (its /v1/models "video_files") is told no video file
+        to decode: refused before anything is sent, naming the first such clip."""
+        reads = self.info.get("video_files", "")
+        if not reads.startswith("none"):
+            return
+        pairs = self.context.pairs if self.context is not None else []
+        for clip in [*self.queries, *(p for pair in pairs for p in (pair.input, pair.target))]:
+            if isinstance(clip, (str, Path)) and is_video_path(Path(clip)) and Path(clip).suffix.lower() != ".gif":
+                raise UsageError(f"{clip}: the lavin server at {self.remote.url} reads no video files but GIFs "
+                                 f"(video_files: {reads}); send GIFs or folders of frames, or install imageio-ffmpeg "
+                                 f"(or av) there")
 
     def _task_pairs(self) -> list[dict]:
         tasks = {t["task"]: t for t in self.remote.call("GET", "/v1/tasks")["tasks"]}
