@@ -54,29 +54,31 @@ def assign(model, state, label: str):
     return model.eval().requires_grad_(False)
 
 
-def _is_lavin(path: Path) -> bool:
-    return path.suffix == ".safetensors" and ck.read_metadata(path).get("format") == ck.FORMAT
+def _lavin_metadata(path: Path) -> dict | None:
+    """The metadata of one of our safetensors files (read once), None for any other file."""
+    if path.suffix != ".safetensors":
+        return None
+    meta = ck.read_metadata(path)
+    return meta if meta.get("format") == ck.FORMAT else None
 
 
 def saved_int8(dit_path) -> bool:
     """Whether a DiT file was saved with int8 blocks (lavin convert --quantize int8)."""
     path = Path(dit_path)
-    if not (path.is_file() and path.suffix == ".safetensors"):
-        return False
-    meta = ck.read_metadata(path)
-    return meta.get("format") == ck.FORMAT and bool(meta.get("quantization"))
+    meta = _lavin_metadata(path) if path.is_file() else None
+    return bool(meta and meta.get("quantization"))
 
 
 def peek_configs(dit_path, vae_path) -> tuple[DiTConfig, VAEConfig]:
     """The configs of two checkpoint files without loading their tensors (for memory planning)."""
     dit_path, vae_path = Path(dit_path), Path(vae_path)
-    if _is_lavin(dit_path):
-        dit_cfg = ck.config_from_metadata(ck.read_metadata(dit_path), dit_path)
+    if (dit_meta := _lavin_metadata(dit_path)) is not None:
+        dit_cfg = ck.config_from_metadata(dit_meta, dit_path)
     else:
         shapes, _ = ck.safetensors_reader(dit_path, torch.device("cpu"), None)
         dit_cfg = ck.infer_dit_config(shapes, dit_path)
-    if vae_path.suffix == ".safetensors" and _is_lavin(vae_path):
-        vae_cfg = ck.config_from_metadata(ck.read_metadata(vae_path), vae_path)
+    if (vae_meta := _lavin_metadata(vae_path)) is not None:
+        vae_cfg = ck.config_from_metadata(vae_meta, vae_path)
     else:
         raw = ck.load_torch_state_dict(vae_path)  # memory-mapped where the file allows it
         vae_cfg = ck.infer_vae_config({k: tuple(v.shape) for k, v in raw.items()}, vae_path)
@@ -95,11 +97,10 @@ def load_dit(path, config: DiTConfig | None = None, device="cpu", dtype=torch.fl
     if not path.is_file():
         kind = file_kind(path)
         raise CheckpointError(f"{path}: " + (f"is {kind}, not a DiT checkpoint" if kind else "DiT checkpoint not found"))
-    meta = ck.read_metadata(path)
-    lavin = path.suffix == ".safetensors" and meta.get("format") == ck.FORMAT
-    scheme = meta.get("quantization") if lavin else None
+    meta = _lavin_metadata(path)
+    scheme = meta.get("quantization") if meta is not None else None
     shapes, get = ck.safetensors_reader(path, torch.device(device), None if quantize or scheme else dtype)
-    if lavin:
+    if meta is not None:
         cfg = ck.config_from_metadata(meta, path)
         if not isinstance(cfg, DiTConfig):
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a DiT")
@@ -142,8 +143,8 @@ def load_vae(path, config: VAEConfig | None = None, device="cpu", dtype=torch.fl
     if not path.is_file():
         kind = file_kind(path)
         raise CheckpointError(f"{path}: " + (f"is {kind}, not a VAE checkpoint" if kind else "VAE checkpoint not found"))
-    if path.suffix == ".safetensors" and _is_lavin(path):
-        cfg = ck.config_from_metadata(ck.read_metadata(path), path)
+    if (meta := _lavin_metadata(path)) is not None:
+        cfg = ck.config_from_metadata(meta, path)
         if not isinstance(cfg, VAEConfig):
             raise CheckpointError(f"{path}: holds a {type(cfg).__name__}, not a VAE")
         shapes, get = ck.safetensors_reader(path, torch.device(device), dtype)
