@@ -24,6 +24,7 @@ _CODECS = {".webm": "libvpx-vp9", ".mp4": "libx264", ".mov": "libx264", ".mkv": 
 BACKEND_ENV = "LAVIN_VIDEO_BACKEND"  # ffmpeg | pyav: which backend reads and writes video files
 BACKENDS = {"ffmpeg": "FFMPEG", "pyav": "pyav"}  # our name -> imageio's plugin
 PACKAGES = {"ffmpeg": "imageio-ffmpeg", "pyav": "av"}  # each backend's package, as pip names it
+NO_CODEC = "none: GIFs and frame folders only"  # describe_backend() where neither backend is installed
 
 
 def video_backend() -> str | None:
@@ -63,22 +64,27 @@ def describe_backend() -> str:
     except UsageError as exc:
         return str(exc)
     if backend is None:
-        return "none: GIFs and frame folders only (pip install imageio-ffmpeg, or av)"
+        return f"{NO_CODEC} (pip install imageio-ffmpeg, or av)"
     return f"{PACKAGES[backend]} {version(PACKAGES[backend])}"
 
 
+def needs_codec(path) -> bool:
+    """A video file that only a codec backend reads (GIFs go through Pillow)."""
+    path = Path(path)
+    return is_video_path(path) and path.suffix.lower() != ".gif"
+
+
 def require_backend(paths) -> None:
-    """UsageError, naming the first video file among `paths` that needs a codec (GIFs do not),
-    where no codec backend is installed: a run refuses before its model loads."""
-    for path in map(Path, paths):
-        if is_video_path(path) and path.suffix.lower() != ".gif":
-            _plugin(path, str(path))
-            return
+    """UsageError, naming the first video file among `paths` that needs a codec, where no codec
+    backend is installed: a run refuses before its model loads."""
+    for path in filter(needs_codec, paths):
+        _plugin(Path(path), str(path))
+        return
 
 
 def _plugin(path: Path, label: str) -> str | None:
     """The imageio plugin for a video file (None: imageio's own choice, Pillow for GIFs)."""
-    if path.suffix.lower() == ".gif":
+    if not needs_codec(path):
         return None
     backend = video_backend()
     if backend is None:

@@ -14,7 +14,7 @@ import numpy as np
 from lavin_cli.errors import UsageError
 from lavin_cli.inference.predictions import Progress, VideoPrediction
 from lavin_cli.io import images as image_io
-from lavin_cli.io.video import Clip, is_video_path
+from lavin_cli.io.video import NO_CODEC, Clip, is_video_path, needs_codec
 from lavin_cli.serve.client import Remote, options_json, rebuilt, run_header
 
 
@@ -64,11 +64,11 @@ class RemoteVideoRun:
         """A server that decodes no video files (its /v1/models "video_files") is told no video file
         to decode: refused before anything is sent, naming the first such clip."""
         reads = self.info.get("video_files", "")
-        if not reads.startswith("none"):
+        if not reads.startswith(NO_CODEC):
             return
         pairs = self.context.pairs if self.context is not None else []
         for clip in [*self.queries, *(p for pair in pairs for p in (pair.input, pair.target))]:
-            if isinstance(clip, (str, Path)) and is_video_path(Path(clip)) and Path(clip).suffix.lower() != ".gif":
+            if isinstance(clip, (str, Path)) and needs_codec(clip):
                 raise UsageError(f"{clip}: the lavin server at {self.remote.url} reads no video files but GIFs "
                                  f"(video_files: {reads}); send GIFs or folders of frames, or install imageio-ffmpeg "
                                  f"(or av) there")
