@@ -40,6 +40,7 @@ def convert(
     official: lavin_dit.safetensors and stvae.pt ({"state_dict": ...}), as published.
     """
     from lavin_cli import config
+    from lavin_cli.models import int8
     from lavin_cli.runtime import device as devices
     from lavin_cli.store import weights
 
@@ -83,7 +84,7 @@ def convert(
         output.mkdir(parents=True, exist_ok=True)
         (weights.save if to is Target.lavin else weights.export_official)(model, dest)
         count = sum(t.numel() for t in model.state_dict().values())
-        log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters{', int8 blocks' if quantize == 'int8' and dest.name == NAMES[to][0] else ''})")
+        log(f"wrote {dest} ({type(model).__name__}, {count:,} parameters{', int8 blocks' if int8.is_quantized(model) else ''})")
         out.print(str(dest), highlight=False)
     if source is not None:
         _describe(source, output)
