@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from gpu import model_arguments, random_models  # imports torch, which starts no CUDA: _setup still comes first
+import torch  # importing starts no CUDA: _setup still comes before it does
+from gpu import model_arguments, random_models
 
 
 def _setup(deterministic: bool) -> None:
     if deterministic:  # read by cuBLAS when CUDA starts: before torch touches the device
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    import torch
-
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False
 
 
 def _compare(name: str, run) -> str:
-    import torch
-
     try:
         first, second = run(), run()
     except RuntimeError as exc:  # a kernel without a deterministic version, under --deterministic
@@ -51,8 +47,6 @@ def main() -> None:
     parser.add_argument("--deterministic", action="store_true")
     args = parser.parse_args()
     _setup(args.deterministic)
-
-    import torch
 
     from lavin_cli.inference import codec, sampling
     from lavin_cli.inference.engine import WithKernel
@@ -84,7 +78,6 @@ def main() -> None:
         latent = noise.to(dtype)
         rows.append(_compare("VAE decoder", lambda: vae.decode(latent)))
     print("\n".join(rows))
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
