@@ -12,6 +12,7 @@ from conftest import make_pairs
 from lavin_cli.store import weights
 from lavin_cli.training import tasks
 from lavin_cli.training.data import Folders, Generator, Source
+from lavin_cli.training.dit_trainer import grow_depth
 
 
 @pytest.mark.parametrize("name", list(tasks.TASKS))
@@ -342,3 +343,37 @@ def test_shape_options_are_refused_with_init_not_ignored(cli, trained_vae, tiny_
         code, _, err = cli("train", *args, "--out", tmp_path / "run", "--steps", "1", "-q")
         assert code == 2 and message in err and "leave" in err, err
         assert not (tmp_path / "run").exists()
+
+
+def test_depth_grows_an_init_model_that_computes_the_same_and_trains_on(cli, trained_vae, tmp_path):
+    """--depth with --init inserts fresh blocks between the old ones, closed by zero gates: the
+    grown model's output equals its init's exactly; training then opens the new blocks, --resume
+    goes on in the grown shape, and a smaller depth is refused by name before anything is written."""
+    code, _, err = cli("train", "dit", "--out", tmp_path / "base", "--vae", trained_vae, "--steps", "2", "--save-every", "2", *DIT_ARGS)
+    assert code == 0, err
+    base = weights.load_dit(tmp_path / "base" / "dit.safetensors").eval()
+    grown = grow_depth(base, 5, "base").eval()
+    assert grown.cfg.depth == 5 and base.cfg.depth == 2
+    torch.manual_seed(0)
+    target, t, cond = torch.randn(2, 16, 1, 4, 4), torch.rand(2), torch.randn(2, 16, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(grown(target, t, cond), base(target, t, cond))
+
+    args = ["train", "dit", "--out", tmp_path / "big", "--init", tmp_path / "base", "--depth", "4", "--save-every", "2",
+            *[a for a in DIT_ARGS if a not in ("--preset", "tiny")]]
+    code, _, err = cli(*args, "--steps", "2")
+    assert code == 0, err
+    code, _, err = cli(*args, "--steps", "4", "--resume")
+    assert code == 0, err
+    state = torch.load(tmp_path / "big" / "dit_state.pt", weights_only=True)["model"]
+    big = weights.load_dit(tmp_path / "big" / "dit.safetensors")
+    assert big.cfg.depth == 4 and big.cfg.hidden_size == base.cfg.hidden_size
+    for new in (1, 3):  # old blocks went to 0 and 2; the new ones' gates opened
+        assert state[f"blocks.{new}.target.mod.weight"].abs().sum() > 0
+
+    code, _, err = cli("train", "dit", "--out", tmp_path / "small", "--init", tmp_path / "base", "--depth", "1", "--steps", "1", "-q")
+    assert code == 2 and "--depth 1" in err and "2 blocks" in err and "Traceback" not in err, err
+    assert not (tmp_path / "small").exists()
+    code, _, err = cli("train", "dit", "--out", tmp_path / "fresh", "--vae", trained_vae, "--depth", "3", "--steps", "1", *DIT_ARGS)
+    assert code == 0, err
+    assert weights.load_dit(tmp_path / "fresh" / "dit.safetensors").cfg.depth == 3

@@ -148,6 +148,9 @@ def dit(
     init: Optional[str] = typer.Option(None, "--init", metavar="NAME|DIR", help="Fine-tune this model (name or folder) instead of starting fresh."),
     data: str = DATA,
     preset: str = typer.Option("small", "--preset", metavar="NAME", help="J-DiT preset of a fresh model (tiny, small, 0.1B, ...)."),
+    depth: Optional[int] = typer.Option(None, "--depth", metavar="N", help="J-DiT blocks (default: the preset's). With "
+                                        "--init: grow its model to N blocks, the new ones between the old and starting as "
+                                        "identities, so training goes on from what it computes."),
     steps: int = typer.Option(2000, "--steps", help="Total optimizer steps (with --resume: continue up to this many)."),
     batch: int = typer.Option(32, "--batch", help="Samples per step (per process under torchrun)."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (paper: 1e-4; warm-up over --warmup steps)."),
@@ -184,7 +187,8 @@ def dit(
                              seed=seed, video_fraction=video_fraction, save_every=save_every,
                              preset=preset if "preset" in dict(options.typed(ctx)) or not init else None,
                              bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
-                             lr_final=lr_final, task_weights=_task_weights(task_weights), same_photo=same_photo)
+                             lr_final=lr_final, task_weights=_task_weights(task_weights), same_photo=same_photo,
+                             depth=depth)
         if main_rank:
             _warn_emulated_bf16(cfg.bf16, dev.type)
         _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(

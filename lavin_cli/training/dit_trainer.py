@@ -59,6 +59,7 @@ class DiTTrainConfig:
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
     same_photo: float = 0.0  # photo tasks: the share of samples cropped from one photo (training/photos.py)
+    depth: int | None = None  # blocks: None keeps the preset's or the init model's; more than init's grows it
 
     def __post_init__(self) -> None:
         """Checked when made, as RunOptions are: a bad value never reaches torch."""
@@ -73,6 +74,8 @@ class DiTTrainConfig:
         check_number("same_photo", self.same_photo, 0.0, 1.0)
         check_number("video_fraction", self.video_fraction, 0.0, 1.0)
         check_int("save_every", self.save_every, 1)
+        if self.depth is not None:
+            check_int("depth", self.depth, 1, 1024)
         check_int("warmup", self.warmup, 0)
         check_int("bank_slots", self.bank_slots, 1, 1 << 20)
         if self.bank_slots <= self.max_pairs:
@@ -137,18 +140,36 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _model_and_vae(init: Path | None, vae_path: Path | None, preset: str | None, device) -> tuple[JDiT, STVAE, Path]:
+def _model_and_vae(init: Path | None, vae_path: Path | None, cfg: DiTTrainConfig, device) -> tuple[JDiT, STVAE, Path]:
     if init is not None:
         folder = folders.resolve(str(init))
         dit = weights.load_dit(folder.dit)
-        if preset is not None and not dit.cfg.same_shape(dit_preset(preset)):
-            raise UsageError(f"--preset {preset}: the J-DiT of --init {init} has another shape; leave --preset out "
+        if cfg.preset is not None and not dit.cfg.same_shape(dit_preset(cfg.preset)):
+            raise UsageError(f"--preset {cfg.preset}: the J-DiT of --init {init} has another shape; leave --preset out "
                              "(a fine-tune keeps its model's)")
+        if cfg.depth is not None and cfg.depth != dit.cfg.depth:
+            dit = grow_depth(dit, cfg.depth, str(init))
         return dit.to(device), weights.load_vae(vae_path or folder.vae), Path(vae_path or folder.vae)
     if vae_path is None:
         raise UsageError("give --vae VAE.safetensors (a trained VAE, e.g. from `lavin train vae`) or --init MODEL")
-    dit = weights.build(dit_preset(preset or "small")).to(device)
+    config = dit_preset(cfg.preset or "small")
+    dit = weights.build(config if cfg.depth is None else dataclasses.replace(config, depth=cfg.depth)).to(device)
     return dit, weights.load_vae(vae_path), Path(vae_path)
+
+
+def grow_depth(dit: JDiT, depth: int, label: str) -> JDiT:
+    """A deeper J-DiT that computes what `dit` does: its blocks spread evenly over `depth`, in
+    order, and fresh blocks between them whose modulations are zero (tanh gates 0: each adds
+    nothing to either stream until training opens its gates, as DiT's adaLN-zero start)."""
+    old = dit.cfg.depth
+    if depth < old:
+        raise UsageError(f"--depth {depth}: the J-DiT of --init {label} has {old} blocks; a model can grow, not shrink")
+    grown = weights.build(dataclasses.replace(dit.cfg, depth=depth))
+    state = {k: v for k, v in dit.state_dict().items() if not k.startswith("blocks.")}
+    for i, block in enumerate(dit.blocks):  # old block i -> new position i * depth // old
+        state.update({f"blocks.{i * depth // old}.{k}": v for k, v in block.state_dict().items()})
+    grown.load_state_dict(state, strict=False)  # the new blocks keep build's initialisation
+    return grown
 
 
 def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | None = None, init: Path | None = None,
@@ -162,7 +183,7 @@ def train_dit(out: Path, source: Source, cfg: DiTTrainConfig, vae_path: Path | N
     check_task_weights(cfg.task_weights, source.task_names)
     rank, world = _distributed()
     torch.manual_seed(cfg.seed)
-    dit, vae, vae_file = _model_and_vae(init, vae_path, cfg.preset, torch.device(device))  # refusals first
+    dit, vae, vae_file = _model_and_vae(init, vae_path, cfg, torch.device(device))  # refusals first
     if rank == 0:
         loop.prepare_folder(out, "dit_state.pt", "dit.safetensors", resume, overwrite)
     else:
