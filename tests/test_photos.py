@@ -162,3 +162,39 @@ def test_same_photo_is_checked(cli, photo_dir, tiny_model, tmp_path):
     code, _, err = cli("train", "dit", "-o", tmp_path / "run", "--vae", tiny_model / "vae.safetensors",
                        "--data", f"photos:{photo_dir}", "--same-photo", "1.5", "--steps", "1", "-q")
     assert code == 2 and "same_photo" in err.replace("-", "_") and len(err.strip().splitlines()) == 1, err
+
+
+def test_same_photo_pairs_are_cropped_from_disjoint_parts_of_the_photo(tmp_path):
+    """The pairs of a same-photo sample (as the latent bank and the example folders draw them,
+    each its member of the sample) never share a pixel: each comes from its own quadrant, so no
+    context target holds the query's answer to copy. Told by a photo whose colour encodes the
+    position; clips (frame prediction) as well."""
+    from lavin_cli.training.bank import LatentBank
+    from lavin_cli.training.photos import SamePhoto
+
+    ys, xs = np.mgrid[0:300, 0:400]  # red: 0-100 in the left half, 155-255 in the right; green the same downwards
+    red, green = np.where(xs < 200, xs // 2, 155 + (xs - 200) // 2), np.where(ys < 150, ys * 2 // 3, 155 + (ys - 150) * 2 // 3)
+    Image.fromarray(np.stack([red, green, np.zeros_like(xs)], -1).astype(np.uint8)).save(tmp_path / "xy.png")
+    photos = Photos([tmp_path], same_photo=1.0)
+
+    def quadrant(frames):  # where in the photo a crop (or every frame of a clip) lies
+        x, y = frames[..., 0] * 255, frames[..., 1] * 255
+        cols, rows = {int(v) for v in (x > 127.5).ravel()}, {int(v) for v in (y > 127.5).ravel()}
+        assert len(cols) == 1 and len(rows) == 1, "a crop crosses the quadrants' border"
+        return 2 * rows.pop() + cols.pop()
+
+    for seed in range(6):
+        for task in ("colorization", "frame_prediction"):
+            setting = photos.draw_setting(task, np.random.default_rng(seed))
+            assert isinstance(setting, SamePhoto) and sorted(setting.quadrants) == [0, 1, 2, 3]
+            got = [quadrant(photos.pair(task, np.random.default_rng(100 + i), 32, photos.member(setting, i))[1]) for i in range(4)]
+            assert got == list(setting.quadrants)
+
+    class Bank(LatentBank):  # the bank's members, without a VAE: which quadrant each slot's target came from
+        def encode(self, frames):  # (input, target) after each other; colorization's inputs are gray
+            return [quadrant(f) if n % 2 else None for n, f in enumerate(frames)]
+
+    bank = Bank(photos, vae=None, slots=8, size=32, seed=1, group=4)
+    bank.build(0)
+    for first in (0, 4):
+        assert sorted(bank.moments["colorization"][first + j][1] for j in range(4)) == [0, 1, 2, 3]

@@ -55,11 +55,11 @@ class LatentBank:
         return [m for _, m in sorted(out, key=lambda p: p[0])]
 
     def _setting(self, task: str, slot: int, generation: int):
-        """The setting `slot`'s group shares at `generation` (None for independent pairs)."""
+        """The setting `slot`'s group shares at `generation`, as its member (None for independent pairs)."""
         if task not in self.grouped:
             return None
         group_seed = self._seed(self.tasks.index(task), self.slots + slot // self.group, generation)
-        return self.source.draw_setting(task, np.random.default_rng(group_seed))
+        return self.source.member(self.source.draw_setting(task, np.random.default_rng(group_seed)), slot % self.group)
 
     def _fill(self, wanted: list[tuple[str, int, int]]) -> None:
         frames = []

@@ -33,6 +33,12 @@ class Source:
         where its pairs are independent."""
         return None
 
+    def member(self, setting, index: int):
+        """The setting of the `index`-th pair of a sample whose pairs share `setting`, where the
+        pairs must also differ (photos.py: same-photo pairs each take their own part of the
+        photo); `setting` itself by default."""
+        return setting
+
     def images(self, rng: np.random.Generator, n: int, size: int,
                weights: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
         """n single images (n, H, W, 3) drawn from inputs and targets of the image tasks (tasks

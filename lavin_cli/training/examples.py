@@ -49,7 +49,7 @@ def write_task_folders(root: Path, source: Source, size: int, pairs: int = 6, se
         setting = source.draw_setting(task, np.random.default_rng(seed + 1000 * index + 999))
         for i in range(pairs + queries):
             rng = np.random.default_rng(seed + 1000 * index + i)
-            inp, tgt = source.pair(task, rng, size, setting)
+            inp, tgt = source.pair(task, rng, size, source.member(setting, i))
             if i < pairs:
                 _write(folder / f"{i:03d}_input", inp, video)
                 _write(folder / f"{i:03d}_target", tgt, video)

@@ -13,11 +13,16 @@ pictures. Photos are decoded once, scaled so that the shorter side is at most MA
 Each pair of a sample is cropped from a photo of its own, so the examples tell nothing of the
 query's palette; with `same_photo` (`lavin train dit --same-photo P`) that share of the samples
 crops all its pairs from one photo (SamePhoto, a setting the sample's pairs share), as a user's
-examples often come from the same shoot or collection as the query.
+examples often come from the same shoot or collection as the query. Each pair of such a sample
+is cropped (or filmed) inside its own quadrant of the photo, so no two share a pixel: overlapping
+crops would let the model copy the query's answer from a context target, a shortcut no user's
+examples offer (up to four pairs per sample, --max-pairs 3, are disjoint; more wrap around;
+photos under 2 * MIN_SIDE are not split).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,7 @@ MAX_PAN = 0.04  # of the window's side per frame
 MAX_ZOOM = 0.03  # window scale change per frame
 
 
+QUADRANTS = 4  # same-photo pairs: the photo's 2x2 quadrants, one per pair of a sample
 RESOLUTION = re.compile(r"\d+x\d+")  # wallpaper sets keep one photo at many sizes: 1920x1080.jpg, ...
 
 
@@ -61,11 +67,23 @@ def photo_files(roots: list[Path]) -> list[Path]:
 @dataclass(frozen=True)
 class SamePhoto:
     """What the pairs of one sample share with `same_photo`: the photo they are all cropped from
-    (an index into Photos.files; None: each pair its own) and the task's own setting (low-light's
-    darkening, or None)."""
+    (an index into Photos.files; None: each pair its own), the task's own setting (low-light's
+    darkening, or None), the order in which the pairs take the photo's quadrants, and (set per
+    pair by Photos.member) which pair of the sample this is."""
 
     photo: int | None
     inner: object = None
+    quadrants: tuple[int, ...] = tuple(range(QUADRANTS))
+    member: int | None = None
+
+    def region(self, photo: np.ndarray) -> np.ndarray:
+        """The part of `photo` this pair is cropped from: its own quadrant (the whole photo before
+        a pair is set, or where a quadrant would be smaller than a photo may be)."""
+        h, w = photo.shape[:2]
+        if self.member is None or min(h, w) < 2 * MIN_SIDE:
+            return photo
+        row, col = divmod(self.quadrants[self.member % QUADRANTS], 2)
+        return photo[row * h // 2:(row + 1) * h // 2, col * w // 2:(col + 1) * w // 2]
 
 
 def unwrap(setting) -> tuple[int | None, object]:
@@ -108,24 +126,27 @@ class Photos(Source):
             self._decoded[path] = array if array is not None and min(array.shape[:2]) >= MIN_SIDE else None
         return self._decoded[path]
 
-    def _pick(self, rng: np.random.Generator, index: int | None) -> np.ndarray:
-        return self._photo(self.files[int(rng.integers(len(self.files))) if index is None else index])
+    def _pick(self, rng: np.random.Generator, shared: SamePhoto | None) -> np.ndarray:
+        if shared is None or shared.photo is None:
+            return self._photo(self.files[int(rng.integers(len(self.files)))])
+        return shared.region(self._photo(self.files[shared.photo]))
 
-    def picture(self, rng: np.random.Generator, size: int, index: int | None = None) -> np.ndarray:
-        """A random square crop of a random photo (or of photo `index`) at a random scale, (size, size, 3) in [0, 1]."""
-        photo = self._pick(rng, index)
+    def picture(self, rng: np.random.Generator, size: int, shared: SamePhoto | None = None) -> np.ndarray:
+        """A random square crop of a random photo (or of the `shared` photo's region) at a random
+        scale, (size, size, 3) in [0, 1]."""
+        photo = self._pick(rng, shared)
         h, w = photo.shape[:2]
-        side = int(rng.integers(max(size, min(h, w) // 4), min(h, w) + 1))
+        side = int(rng.integers(min(max(size, min(h, w) // 4), min(h, w)), min(h, w) + 1))  # a small region: its whole side
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[top:top + side, left:left + side])
         picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
         return picture / 255.0
 
-    def clip(self, rng: np.random.Generator, size: int, frames: int, index: int | None = None) -> np.ndarray:
+    def clip(self, rng: np.random.Generator, size: int, frames: int, shared: SamePhoto | None = None) -> np.ndarray:
         """A camera over a random photo: a square window panning at a constant velocity (up to
         MAX_PAN of its side per frame, any direction) and zooming steadily (up to MAX_ZOOM per
         frame), kept inside the photo; (frames, size, size, 3) in [0, 1]."""
-        photo = self._pick(rng, index)
+        photo = self._pick(rng, shared)
         h, w = photo.shape[:2]
         side = float(rng.uniform(max(size, min(h, w) / 5), min(h, w) / 1.6))
         zoom = float(np.exp(rng.uniform(-MAX_ZOOM, MAX_ZOOM)))
@@ -147,14 +168,20 @@ class Photos(Source):
         inner = gen.draw_setting(task, rng)
         if not self.same_photo:
             return inner
-        return SamePhoto(int(rng.integers(len(self.files))) if rng.random() < self.same_photo else None, inner)
+        if rng.random() >= self.same_photo:
+            return SamePhoto(None, inner)
+        return SamePhoto(int(rng.integers(len(self.files))), inner, tuple(int(q) for q in rng.permutation(QUADRANTS)))
+
+    def member(self, setting, index):
+        return dataclasses.replace(setting, member=index) if isinstance(setting, SamePhoto) else setting
 
     def pair(self, task, rng, size, setting=None):
-        index, setting = unwrap(setting)
+        shared = setting if isinstance(setting, SamePhoto) else None
+        setting = unwrap(setting)[1]
         if gen.TASKS[task].metric == "frames":
-            frames = self.clip(rng, size, 9, index)
+            frames = self.clip(rng, size, 9, shared)
             return frames[:5], frames[4:9]
-        pic = self.picture(rng, size, index)
+        pic = self.picture(rng, size, shared)
         if gen.TASKS[task].metric == "edges":
             edges = gen.sobel_edges(pic @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
             return pic[None], np.repeat(edges[..., None], 3, -1)[None]
@@ -180,6 +207,9 @@ class WithPhotos(Source):
         if task in self.photos.task_names:
             return self.photos.draw_setting(task, rng)
         return self.generator.draw_setting(task, rng)
+
+    def member(self, setting, index):
+        return self.photos.member(setting, index)
 
     def pair(self, task, rng, size, setting=None):
         index, inner = unwrap(setting)
