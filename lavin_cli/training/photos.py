@@ -86,9 +86,9 @@ class SamePhoto:
         return photo[row * h // 2:(row + 1) * h // 2, col * w // 2:(col + 1) * w // 2]
 
 
-def unwrap(setting) -> tuple[int | None, object]:
-    """(the shared photo or None, the task's own setting)."""
-    return (setting.photo, setting.inner) if isinstance(setting, SamePhoto) else (None, setting)
+def unwrap(setting) -> tuple[SamePhoto | None, object]:
+    """(the SamePhoto or None, the task's own setting)."""
+    return (setting, setting.inner) if isinstance(setting, SamePhoto) else (None, setting)
 
 
 class Photos(Source):
@@ -136,7 +136,8 @@ class Photos(Source):
         scale, (size, size, 3) in [0, 1]."""
         photo = self._pick(rng, shared)
         h, w = photo.shape[:2]
-        side = int(rng.integers(min(max(size, min(h, w) // 4), min(h, w)), min(h, w) + 1))  # a small region: its whole side
+        short = min(h, w)
+        side = int(rng.integers(min(max(size, short // 4), short), short + 1))  # a region under the working size: all of it
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[top:top + side, left:left + side])
         picture = np.asarray(crop.resize((size, size), Image.BOX if side >= size else Image.BICUBIC), np.float32)
@@ -176,8 +177,7 @@ class Photos(Source):
         return dataclasses.replace(setting, member=index) if isinstance(setting, SamePhoto) else setting
 
     def pair(self, task, rng, size, setting=None):
-        shared = setting if isinstance(setting, SamePhoto) else None
-        setting = unwrap(setting)[1]
+        shared, setting = unwrap(setting)
         if gen.TASKS[task].metric == "frames":
             frames = self.clip(rng, size, 9, shared)
             return frames[:5], frames[4:9]
@@ -212,7 +212,8 @@ class WithPhotos(Source):
         return self.photos.member(setting, index)
 
     def pair(self, task, rng, size, setting=None):
-        index, inner = unwrap(setting)
-        if task in self.photos.task_names and (index is not None or rng.random() < self.share):
+        shared, inner = unwrap(setting)
+        one_photo = shared is not None and shared.photo is not None
+        if task in self.photos.task_names and (one_photo or rng.random() < self.share):
             return self.photos.pair(task, rng, size, setting)  # a sample sharing a photo takes all its pairs from it
         return self.generator.pair(task, rng, size, inner)
