@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -157,11 +159,35 @@ def test_same_photo_samples_crop_every_pair_from_one_photo(tmp_path):
     plain.draw_setting("colorization", rng)
     assert rng.random() == np.random.default_rng(9).random()
 
+    one_task = Photos([tmp_path], same_photo={"colorization": 1.0})  # --same-photo colorization=1: that task only
+    assert all(one_task.draw_setting("colorization", np.random.default_rng(s)).photo is not None for s in range(8))
+    rng = np.random.default_rng(9)
+    assert one_task.draw_setting("denoising", rng) is None and rng.random() == np.random.default_rng(9).random()
+    with pytest.raises(InputError, match="depth_estimation"):
+        Photos([tmp_path], same_photo={"depth_estimation": 1.0})
+
 
 def test_same_photo_is_checked(cli, photo_dir, tiny_model, tmp_path):
+    def train(data, share):
+        return cli("train", "dit", "-o", tmp_path / "run", "--vae", tiny_model / "vae.safetensors",
+                   "--data", data, "--same-photo", share, "--steps", "1", "-q")
+
+    photos = f"photos:{photo_dir}"
+    for data, share, said in [(photos, "1.5", "same_photo"), (photos, "colorization=2", "colorization=2"),
+                              (photos, "colorization=much", "TASK=P"), (photos, "=0.5", "names no task"),
+                              (photos, "depth_estimation=1", "depth_estimation"), ("generator", "0.5", "has no photos")]:
+        code, _, err = train(data, share)
+        assert code == 2 and said in (err.replace("-", "_") if said == "same_photo" else err), (share, err)
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists(), err
+
+
+def test_same_photo_per_task_trains_and_is_recorded(cli, photo_dir, tiny_model, tmp_path):
     code, _, err = cli("train", "dit", "-o", tmp_path / "run", "--vae", tiny_model / "vae.safetensors",
-                       "--data", f"photos:{photo_dir}", "--same-photo", "1.5", "--steps", "1", "-q")
-    assert code == 2 and "same_photo" in err.replace("-", "_") and len(err.strip().splitlines()) == 1, err
+                       "--data", f"photos:{photo_dir}", "--same-photo", "0.25,colorization=1", "--steps", "1",
+                       "--batch", "2", "--bank-slots", "8", "--max-pairs", "1", "-q")
+    assert code == 0, err
+    training = json.loads((tmp_path / "run" / "model.json").read_text())["training"]
+    assert training["same_photo"] == 0.25 and training["same_photo_tasks"] == [["colorization", 1.0]]
 
 
 def test_same_photo_pairs_are_cropped_from_disjoint_parts_of_the_photo(tmp_path):

@@ -32,18 +32,48 @@ TASK_WEIGHTS = typer.Option("", "--task-weights", metavar="TASK=W,...",
                                  "tasks are weighed within their own share).")
 
 
-def _source(data: str, same_photo: float = 0.0):
+def _source(data: str, same_photo: float = 0.0, same_photo_tasks: tuple[tuple[str, float], ...] = ()):
+    from lavin_cli.errors import UsageError
     from lavin_cli.training.data import Folders, Generator
 
+    photos = data.startswith(("photos:", "generator+photos:"))
+    if (same_photo or same_photo_tasks) and not photos:
+        raise UsageError(f"--same-photo: --data {data} has no photos; it applies to photos:DIR or generator+photos:DIR")
     if data == "generator" or data.startswith("generator:"):
         names = data.split(":", 1)[1].split(",") if ":" in data else None
         return Generator(names)
-    if data.startswith(("photos:", "generator+photos:")):
-        from lavin_cli.training.photos import Photos, WithPhotos
+    if photos:
+        from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos, WithPhotos
 
-        photos = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=same_photo)
-        return WithPhotos(Generator(), photos) if data.startswith("generator+") else photos
+        unknown = [t for t, _ in same_photo_tasks if t not in ALL_PHOTO_TASKS]
+        if unknown:
+            raise UsageError(f"--same-photo names {unknown[0]!r}, which is not made from photos; these are: "
+                             f"{', '.join(ALL_PHOTO_TASKS)}")
+        shares = dict.fromkeys(ALL_PHOTO_TASKS, same_photo) | dict(same_photo_tasks)
+        source = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=shares)
+        return WithPhotos(Generator(), source) if data.startswith("generator+") else source
     return Folders(Path(data))
+
+
+def _same_photo(text: str) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """--same-photo: '0.5' (every photo task), 'colorization=1' (that task only) or both,
+    '0.2,colorization=1' -> (the share of every photo task, the tasks' own shares)."""
+    from lavin_cli.errors import UsageError
+
+    default, tasks = 0.0, []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, equals, value = (part.strip() for part in item.rpartition("="))
+        try:
+            share = float(value)
+        except ValueError:
+            raise UsageError(f"--same-photo: {item!r} is neither a share P nor TASK=P (e.g. 0.5 or colorization=0.5)") from None
+        if not equals:
+            default = share
+        elif task:
+            tasks.append((task, share))
+        else:
+            raise UsageError(f"--same-photo: {item!r} names no task (TASK=P, e.g. colorization=0.5)")
+    return default, tuple(tasks)
 
 
 def _task_weights(text: str) -> tuple[tuple[str, float], ...]:
@@ -164,9 +194,10 @@ def dit(
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint interval in steps."),
     bank_slots: int = typer.Option(256, "--bank-slots", help="Encoded pairs kept per task (refreshed continuously)."),
     task_weights: str = TASK_WEIGHTS,
-    same_photo: float = typer.Option(0.0, "--same-photo", metavar="P", help="With photos in --data: the share of samples "
-                                     "whose context pairs and query are all cropped from one photo, so that the examples "
-                                     "tell the query's palette (0: each pair from a photo of its own)."),
+    same_photo: str = typer.Option("0", "--same-photo", metavar="P|TASK=P,...", help="With photos in --data: the share "
+                                   "of samples whose context pairs and query are all cropped from one photo, so that the "
+                                   "examples tell the query's palette (0: each pair from a photo of its own); for every "
+                                   "photo task, or per task (e.g. 'colorization=0.5')."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off for CPU)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/dit_state.pt (optimizer included)."),
@@ -183,16 +214,17 @@ def dit(
     main_rank = ranks is None or ranks.main
     try:
         dev = devices.pick_device(distributed.device(ranks, device))
+        share, task_shares = _same_photo(same_photo)
         cfg = DiTTrainConfig(steps=steps, batch=batch, lr=lr, warmup=warmup, ema=ema, max_pairs=max_pairs, size=size,
                              seed=seed, video_fraction=video_fraction, save_every=save_every,
                              preset=preset if "preset" in dict(options.typed(ctx)) or not init else None,
                              bank_slots=bank_slots, bf16=dev.type == "cuda" if bf16 is None else bf16,
-                             lr_final=lr_final, task_weights=_task_weights(task_weights), same_photo=same_photo,
-                             depth=depth)
+                             lr_final=lr_final, task_weights=_task_weights(task_weights), depth=depth,
+                             same_photo=share, same_photo_tasks=task_shares)
         if main_rank:
             _warn_emulated_bf16(cfg.bf16, dev.type)
         _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(
-            out, _source(data, cfg.same_photo), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
+            out, _source(data, cfg.same_photo, cfg.same_photo_tasks), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
             device=str(dev), guard=signals.deferred, stage=stage, overwrite=overwrite))
     finally:
         distributed.stop(ranks)

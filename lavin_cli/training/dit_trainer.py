@@ -59,6 +59,7 @@ class DiTTrainConfig:
     lr_final: float = 1.0  # learning rate at the last step, as a fraction of lr (cosine decay)
     task_weights: tuple[tuple[str, float], ...] = ()  # relative draw weight per task (others: 1)
     same_photo: float = 0.0  # photo tasks: the share of samples cropped from one photo (training/photos.py)
+    same_photo_tasks: tuple[tuple[str, float], ...] = ()  # that share per task, over same_photo
     depth: int | None = None  # blocks: None keeps the preset's or the init model's; more than init's grows it
 
     def __post_init__(self) -> None:
@@ -72,6 +73,9 @@ class DiTTrainConfig:
         check_size("size", self.size)
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_number("same_photo", self.same_photo, 0.0, 1.0)
+        for task, share in self.same_photo_tasks:
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+                raise OptionError("same_photo", f"{task}={share}: a share must be a number from 0 to 1")
         check_number("video_fraction", self.video_fraction, 0.0, 1.0)
         check_int("save_every", self.save_every, 1)
         if self.depth is not None:

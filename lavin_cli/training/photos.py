@@ -11,9 +11,10 @@ it, never below the working size), resized to the working size: the same photo g
 pictures. Photos are decoded once, scaled so that the shorter side is at most MAX_SIDE.
 
 Each pair of a sample is cropped from a photo of its own, so the examples tell nothing of the
-query's palette; with `same_photo` (`lavin train dit --same-photo P`) that share of the samples
-crops all its pairs from one photo (SamePhoto, a setting the sample's pairs share), as a user's
-examples often come from the same shoot or collection as the query. Each pair of such a sample
+query's palette; with `same_photo` (`lavin train dit --same-photo P`, or per task as in
+`--same-photo colorization=0.5`) that share of the samples (of those tasks) crops all its pairs
+from one photo (SamePhoto, a setting the sample's pairs share), as a user's examples often come
+from the same shoot or collection as the query. Each pair of such a sample
 is cropped (or filmed) inside its own quadrant of the photo, so no two share a pixel: overlapping
 crops would let the model copy the query's answer from a context target, a shortcut no user's
 examples offer (up to four pairs per sample, --max-pairs 3, are disjoint; more wrap around;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +94,13 @@ def unwrap(setting) -> tuple[SamePhoto | None, object]:
 
 
 class Photos(Source):
-    def __init__(self, roots: list[Path], names: list[str] | None = None, same_photo: float = 0.0):
-        self.same_photo = same_photo  # the share of samples whose pairs are all cropped from one photo
+    def __init__(self, roots: list[Path], names: list[str] | None = None,
+                 same_photo: float | Mapping[str, float] = 0.0):
+        # the share of samples whose pairs are all cropped from one photo: for every task, or per task (others 0)
+        self.same_photo = dict(same_photo) if isinstance(same_photo, Mapping) else dict.fromkeys(ALL_PHOTO_TASKS, same_photo)
+        unknown = sorted(set(self.same_photo) - set(ALL_PHOTO_TASKS))
+        if unknown:
+            raise InputError(f"same-photo task(s) {unknown} are not made from photos; these are: {', '.join(ALL_PHOTO_TASKS)}")
         unknown = sorted(set(names or []) - set(ALL_PHOTO_TASKS))
         if unknown:
             raise InputError(f"task(s) {unknown} cannot be made from photos; these can: "
@@ -167,9 +174,10 @@ class Photos(Source):
 
     def draw_setting(self, task, rng):
         inner = gen.draw_setting(task, rng)
-        if not self.same_photo:
+        share = self.same_photo.get(task, 0.0)
+        if not share:
             return inner
-        if rng.random() >= self.same_photo:
+        if rng.random() >= share:
             return SamePhoto(None, inner)
         return SamePhoto(int(rng.integers(len(self.files))), inner, tuple(int(q) for q in rng.permutation(QUADRANTS)))
 
