@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lavin_cli.errors import InputError
+from lavin_cli.errors import InputError, UsageError
 from lavin_cli.training import tasks
 from lavin_cli.training.photos import ALL_PHOTO_TASKS, PHOTO_TASKS, VIDEO_PHOTO_TASKS, Photos
 
@@ -163,7 +163,7 @@ def test_same_photo_samples_crop_every_pair_from_one_photo(tmp_path):
     assert all(one_task.draw_setting("colorization", np.random.default_rng(s)).photo is not None for s in range(8))
     rng = np.random.default_rng(9)
     assert one_task.draw_setting("denoising", rng) is None and rng.random() == np.random.default_rng(9).random()
-    with pytest.raises(InputError, match="depth_estimation"):
+    with pytest.raises(UsageError, match="same_photo names 'depth_estimation'"):
         Photos([tmp_path], same_photo={"depth_estimation": 1.0})
 
 

@@ -45,10 +45,6 @@ def _source(data: str, same_photo: float = 0.0, same_photo_tasks: tuple[tuple[st
     if photos:
         from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos, WithPhotos
 
-        unknown = [t for t, _ in same_photo_tasks if t not in ALL_PHOTO_TASKS]
-        if unknown:
-            raise UsageError(f"--same-photo names {unknown[0]!r}, which is not made from photos; these are: "
-                             f"{', '.join(ALL_PHOTO_TASKS)}")
         shares = dict.fromkeys(ALL_PHOTO_TASKS, same_photo) | dict(same_photo_tasks)
         source = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=shares)
         return WithPhotos(Generator(), source) if data.startswith("generator+") else source
@@ -224,8 +220,8 @@ def dit(
         if main_rank:
             _warn_emulated_bf16(cfg.bf16, dev.type)
         _with_progress(quiet or not main_rank, steps, lambda cb, stage: train_dit(
-            out, _source(data, cfg.same_photo, cfg.same_photo_tasks), cfg, vae_path=vae, init=Path(init) if init else None, resume=resume, callback=cb,
-            device=str(dev), guard=signals.deferred, stage=stage, overwrite=overwrite))
+            out, _source(data, cfg.same_photo, cfg.same_photo_tasks), cfg, vae_path=vae, init=Path(init) if init else None,
+            resume=resume, callback=cb, device=str(dev), guard=signals.deferred, stage=stage, overwrite=overwrite))
     finally:
         distributed.stop(ranks)
     if main_rank:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lavin_cli.errors import InputError
+from lavin_cli.errors import InputError, OptionError
 from lavin_cli.training import tasks as gen
 from lavin_cli.training.data import Source
 
@@ -100,7 +100,8 @@ class Photos(Source):
         self.same_photo = dict(same_photo) if isinstance(same_photo, Mapping) else dict.fromkeys(ALL_PHOTO_TASKS, same_photo)
         unknown = sorted(set(self.same_photo) - set(ALL_PHOTO_TASKS))
         if unknown:
-            raise InputError(f"same-photo task(s) {unknown} are not made from photos; these are: {', '.join(ALL_PHOTO_TASKS)}")
+            raise OptionError("same_photo", f"names {unknown[0]!r}, which is not made from photos; these are: "
+                              f"{', '.join(ALL_PHOTO_TASKS)}")
         unknown = sorted(set(names or []) - set(ALL_PHOTO_TASKS))
         if unknown:
             raise InputError(f"task(s) {unknown} cannot be made from photos; these can: "
