@@ -159,12 +159,12 @@ def test_same_photo_samples_crop_every_pair_from_one_photo(tmp_path):
     plain.draw_setting("colorization", rng)
     assert rng.random() == np.random.default_rng(9).random()
 
-    one_task = Photos([tmp_path], same_photo={"colorization": 1.0})  # --same-photo colorization=1: that task only
+    one_task = Photos([tmp_path], same_photo_tasks={"colorization": 1.0})  # --same-photo colorization=1: that task only
     assert all(one_task.draw_setting("colorization", np.random.default_rng(s)).photo is not None for s in range(8))
     rng = np.random.default_rng(9)
     assert one_task.draw_setting("denoising", rng) is None and rng.random() == np.random.default_rng(9).random()
     with pytest.raises(UsageError, match="same_photo names 'depth_estimation'"):
-        Photos([tmp_path], same_photo={"depth_estimation": 1.0})
+        Photos([tmp_path], same_photo_tasks={"depth_estimation": 1.0})
 
 
 def test_same_photo_is_checked(cli, photo_dir, tiny_model, tmp_path):

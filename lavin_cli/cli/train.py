@@ -43,10 +43,10 @@ def _source(data: str, same_photo: float = 0.0, same_photo_tasks: tuple[tuple[st
         names = data.split(":", 1)[1].split(",") if ":" in data else None
         return Generator(names)
     if photos:
-        from lavin_cli.training.photos import ALL_PHOTO_TASKS, Photos, WithPhotos
+        from lavin_cli.training.photos import Photos, WithPhotos
 
-        shares = dict.fromkeys(ALL_PHOTO_TASKS, same_photo) | dict(same_photo_tasks)
-        source = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=shares)
+        source = Photos([Path(p) for p in data.split(":", 1)[1].split(",") if p], same_photo=same_photo,
+                        same_photo_tasks=dict(same_photo_tasks))
         return WithPhotos(Generator(), source) if data.startswith("generator+") else source
     return Folders(Path(data))
 

@@ -94,10 +94,10 @@ def unwrap(setting) -> tuple[SamePhoto | None, object]:
 
 
 class Photos(Source):
-    def __init__(self, roots: list[Path], names: list[str] | None = None,
-                 same_photo: float | Mapping[str, float] = 0.0):
-        # the share of samples whose pairs are all cropped from one photo: for every task, or per task (others 0)
-        self.same_photo = dict(same_photo) if isinstance(same_photo, Mapping) else dict.fromkeys(ALL_PHOTO_TASKS, same_photo)
+    def __init__(self, roots: list[Path], names: list[str] | None = None, same_photo: float = 0.0,
+                 same_photo_tasks: Mapping[str, float] | None = None):
+        # the share of samples whose pairs are all cropped from one photo: `same_photo` for every task, a task's own over it
+        self.same_photo = dict.fromkeys(ALL_PHOTO_TASKS, same_photo) | dict(same_photo_tasks or {})
         unknown = sorted(set(self.same_photo) - set(ALL_PHOTO_TASKS))
         if unknown:
             raise OptionError("same_photo", f"names {unknown[0]!r}, which is not made from photos; these are: "
