@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,31 @@ def test_official_dit_config_is_inferred_from_shapes():
         model = weights.build(dit_preset(name), init=False)
         shapes = _official_shapes(model, ck.dit_plan(model.cfg))
         assert ck.infer_dit_config(shapes) == dit_preset(name)
+
+
+def test_average_script_mixes_two_dits_weight_by_weight(tmp_path):
+    """weights/training/average.py, which made the bundled v27 from two runs, run as its README says."""
+    root = Path(__file__).resolve().parent.parent
+    cfg = DiTConfig(hidden_size=48, depth=1, num_heads=2)
+    folders = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        (tmp_path / name).mkdir()
+        weights.save(weights.build(cfg), tmp_path / name / "dit.safetensors")
+        folders.append(tmp_path / name)
+    (tmp_path / "b" / "model.json").write_text('{"name": "b"}')
+    script = [sys.executable, str(root / "weights" / "training" / "average.py")]
+    res = subprocess.run([*script, *map(str, folders), "--weight", "0.25", "-o", str(tmp_path / "ab")],
+                         capture_output=True, text=True, cwd=root)
+    assert res.returncode == 0, res.stderr
+    a, b = (load_file(f / "dit.safetensors") for f in folders)
+    mixed = weights.load_dit(tmp_path / "ab" / "dit.safetensors")
+    assert mixed.cfg == cfg and (tmp_path / "ab" / "model.json").read_text() == '{"name": "b"}'
+    for name, tensor in mixed.state_dict().items():
+        torch.testing.assert_close(tensor, 0.75 * a[name] + 0.25 * b[name])
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the two inputs differ, so the mix shows
+    weights.save(weights.build(DiTConfig(hidden_size=48, depth=2, num_heads=2)), tmp_path / "deep.safetensors")
+    res = subprocess.run([*script, str(folders[0]), str(tmp_path / "deep.safetensors"), "-o", str(tmp_path / "bad")],
+                         capture_output=True, text=True, cwd=root)
+    assert res.returncode == 1 and "different architectures" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "bad").exists()
