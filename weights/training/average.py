@@ -19,7 +19,7 @@ import torch
 from lavin_cli.errors import CheckpointError, LavinError
 from lavin_cli.store import weights
 
-KEEP = shutil.ignore_patterns("dit_state.pt", "*.jsonl", "dit.safetensors")
+SKIP = shutil.ignore_patterns("dit_state.pt", "*.jsonl", "dit.safetensors")
 
 
 def dit_file(path: Path) -> Path:
@@ -36,7 +36,7 @@ def average(a: Path, b: Path, weight: float, out: Path) -> Path:
         for name, tensor in dit_b.state_dict().items():
             tensor.mul_(weight).add_(state_a[name], alpha=1.0 - weight)
     if b.is_dir():
-        shutil.copytree(b, out, ignore=KEEP)
+        shutil.copytree(b, out, ignore=SKIP)
     else:
         out.mkdir(parents=True)
     weights.save(dit_b, out / "dit.safetensors")
