@@ -41,16 +41,15 @@ def seed_row(pipe, photos: Photos, seed: int, queries: int) -> dict:
     context = [(tasks.to_uint8(a[0]), tasks.to_uint8(b[0])) for a, b in photo_pairs(photos, TASK, seed, CONTEXT, PAIRS, SIZE)]
     cases = photo_pairs(photos, TASK, seed, QUERIES, queries, SIZE)
     gray = [tasks.to_uint8(i[0]) for i, _ in cases]
-    truth = [tasks.to_uint8(t[0]) for _, t in cases]
     swapped = [(a, b[..., ::-1].copy()) for a, b in context]
     row = {"seed": seed}
     for name, pairs in (("as is", context), ("swapped", swapped)):
         result = pipe(pairs, gray, pairs=PAIRS, seed=seed, size=SIZE, steps=STEPS, batch_size=queries, keep="luma")
         answers = [p.image for p in result.predictions]
         row[name] = {"examples": chroma([b for _, b in pairs]), "answers": chroma(answers)}
-        if name == "as is":
-            row["psnr"] = float(np.mean([psnr(a.astype(np.float32) / 255, t.astype(np.float32) / 255) for a, t in zip(answers, truth)]))
-            row["gray_psnr"] = float(np.mean([psnr(g.astype(np.float32) / 255, t.astype(np.float32) / 255) for g, t in zip(gray, truth)]))
+        if name == "as is":  # scored as lavin eval --photos scores them (evaluation/photos.py)
+            row["psnr"] = float(np.mean([psnr(a.astype(np.float32) / 255, t[0]) for a, (_, t) in zip(answers, cases)]))
+            row["gray_psnr"] = float(np.mean([psnr(i[0], t[0]) for i, t in cases]))
     return row
 
 
