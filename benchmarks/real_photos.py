@@ -2,14 +2,15 @@
 
     apt-get install -y mate-backgrounds          # GPL-2+ photographs in /usr/share/backgrounds/mate
     python benchmarks/real_photos.py [--photos /usr/share/backgrounds/mate/nature] [--queries 16] [--model A B]
-    python benchmarks/real_photos.py --seed 34-43 --task colorization     # a model chosen on 31-33, on fresh seeds
+    python benchmarks/real_photos.py --seed 34 --draws 10 --task colorization   # a model chosen on 31-33, on fresh seeds
 
 `lavin eval --photos` (lavin_cli/evaluation/photos.py) for each model, float32, 20 steps, as
 README's tables: per task the model's PSNR beside the degraded input's and the VAE's ceiling,
-edges F1 beside the mean context target's. With several seeds each cell is the mean over them,
-and a restoration's cell adds on how many seeds the model beat the degraded input: the crops of
-one seed share their three context pairs, so one seed is one draw of the examples, and a model
-picked by its scores on some seeds is only measured on others (v27's colorization beat the gray
+edges F1 beside the mean context target's. With --draws N (seeds --seed .. --seed+N-1, as
+`lavin eval --photos --draws`) each cell is the mean over them, and a restoration's cell adds on
+how many seeds the model beat the degraded input: the crops of one seed share their three
+context pairs, so one seed is one draw of the examples, and a model picked by its scores on some
+seeds is only measured on others (v27's colorization beat the gray
 input on seeds 31 to 33, which chose it, and tied it over seeds 34 to 43).
 
     python benchmarks/real_photos.py --vae runs/vae_photos/vae.safetensors [--vae ...]
@@ -28,7 +29,7 @@ import numpy as np
 from lavin_cli import Pipeline
 from lavin_cli.evaluation.evaluate import reconstruct, vae_ceiling
 from lavin_cli.evaluation.metrics import psnr
-from lavin_cli.evaluation.photos import evaluate_photos
+from lavin_cli.evaluation.photos import evaluate_draws
 from lavin_cli.training.photos import Photos
 
 PAIRS, SIZE, STEPS = 3, 64, 20
@@ -60,49 +61,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", nargs="+", default=["/usr/share/backgrounds/mate/nature"])
     parser.add_argument("--queries", type=int, default=16)
-    parser.add_argument("--seed", nargs="+", type=seed_list, default=[[31]], help="seeds: N, several, or A-B")
+    parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--draws", type=int, default=1, help="seeds --seed .. --seed+N-1, averaged")
     parser.add_argument("--model", nargs="+", default=[None], help="models to compare (default: the bundled one)")
     parser.add_argument("--task", nargs="+", default=None, help="default: the photo tasks the first model knows")
     parser.add_argument("--vae", nargs="+", default=None, help="compare these VAEs' ceilings instead")
     args = parser.parse_args()
-    seeds = [s for group in args.seed for s in group]
     photos = Photos(args.photos)  # decoded once for every model
     if args.vae:
-        return vae_rows(args.vae, photos, args.queries, seeds[0])
-    reports = []  # per model, per seed
+        return vae_rows(args.vae, photos, args.queries, args.seed)
+    reports = []
     for model in args.model:
         pipe = Pipeline.from_pretrained(model, dtype="float32")
-        reports.append([evaluate_photos(pipe, photos, args.task, seed=s, queries=args.queries, pairs=PAIRS,
-                                        steps=STEPS) for s in seeds])
-    first = reports[0][0]
-    over = len(seeds) > 1
+        reports.append(evaluate_draws(pipe, photos, args.task, seed=args.seed, draws=args.draws, queries=args.queries,
+                                      pairs=PAIRS, steps=STEPS))
+    first, over = reports[0], args.draws > 1
+    seeds = first["seeds"]
     print(f"crops of {first['photo_files']} photos in {', '.join(args.photos)}; {PAIRS} pairs, {args.queries} "
-          f"queries per task, seed{'s' if over else ''} {', '.join(map(str, seeds))}, float32, {STEPS} steps; "
+          f"queries per task, seed{f's {seeds[0]}-{seeds[-1]}' if over else f' {seeds[0]}'}, float32, {STEPS} steps; "
           f"models: {', '.join(map(str, args.model))}; each cell: the model's score (its VAE's ceiling)"
           + ("; the mean over the seeds [on how many the model beat the degraded input]" if over else "") + "\n")
     print("| task | metric | " + " | ".join(f"model {i + 1}" for i in range(len(reports))) + " | degraded input |")
     print("| --- | --- | " + " | ".join("---:" for _ in reports) + " | ---: |")
     for task, r in first["tasks"].items():
-        cells = [cell([rep["tasks"][task] for rep in per_seed], over) for per_seed in reports]
-        extra = (f"{np.mean([rep['tasks'][task]['input'] for rep in reports[0]]):.2f}" if "input" in r
-                 else f"baseline {np.mean([rep['tasks'][task]['baseline'] for rep in reports[0]]):.3f}")
+        cells = [cell(rep["tasks"][task], args.draws) for rep in reports]
+        extra = f"{r['input']:.2f}" if "input" in r else f"baseline {r['baseline']:.3f}"
         print(f"| {task} | {r['metric']} | {' | '.join(cells)} | {extra} |")
 
 
-def seed_list(text: str) -> list[int]:
-    """'31' -> [31]; '34-43' -> [34, ..., 43]."""
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
+def cell(t: dict, draws: int) -> str:
+    """One model's cell for one task (evaluate_draws' scores): the VAE's ceiling beside a
+    restoration's score, and with several draws on how many it beat its input."""
+    if "input" not in t:
+        return f"{t['model']:.3f}"
+    return f"{t['model']:.2f} ({t['vae_ceiling']:.2f})" + (f" [{t['wins']}/{draws}]" if draws > 1 else "")
 
-
-def cell(scores: list[dict], over: bool) -> str:
-    """One model's cell for one task: its score averaged over the seeds' `scores` (lavin eval's per-task
-    dicts), the VAE's ceiling beside a restoration's, and with several seeds on how many it beat its input."""
-    model = np.mean([t["model"] for t in scores])
-    if "input" not in scores[0]:
-        return f"{model:.3f}"
-    text = f"{model:.2f} ({np.mean([t['vae_ceiling'] for t in scores]):.2f})"
-    return text + (f" [{sum(t['model'] > t['input'] for t in scores)}/{len(scores)}]" if over else "")
 
 if __name__ == "__main__":
     main()

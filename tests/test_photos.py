@@ -84,6 +84,31 @@ def test_eval_on_photos_scores_model_input_and_vae(cli, tiny_model, photo_dir):
     assert code == 0 and "model - input" in out and "denoising" in out
 
 
+def test_eval_on_photos_over_draws_reports_the_mean_and_the_draws_won(cli, tiny_model, photo_dir):
+    """--draws N: the eval at seeds S .. S+N-1, each score the mean of the single-seed evals (the
+    same numbers those give), with each draw's score and on how many the model beat its input;
+    refused without --photos, where examples are drawn per query."""
+    import json
+
+    base = ("eval", "-m", tiny_model, "--photos", photo_dir, "-t", "denoising", "-t", "edge_detection",
+            "--queries", "2", "--pairs", "1", "--steps", "2", "--json", "-q")
+    single = [json.loads(cli(*base, "--seed", str(s))[1])["tasks"] for s in (3, 4)]
+    code, out, err = cli(*base, "--seed", "3", "--draws", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["seeds"] == [3, 4] and report["seed"] == 3
+    for task, reference in (("denoising", "input"), ("edge_detection", "baseline")):
+        merged = report["tasks"][task]
+        assert merged["per_seed"]["model"] == [s[task]["model"] for s in single]
+        assert merged["model"] == pytest.approx(np.mean([s[task]["model"] for s in single]), abs=1e-4)
+        assert merged[reference] == pytest.approx(np.mean([s[task][reference] for s in single]), abs=1e-4)
+        assert merged["wins"] == sum(s[task]["model"] > s[task][reference] for s in single)
+    code, out, _ = cli(*base[:-2], "--seed", "3", "--draws", "2")
+    assert code == 0 and "seeds 3-4 (mean of 2 draws)" in out and "draws won" in out
+    code, _, err = cli("eval", "-m", tiny_model, "--queries", "1", "--draws", "2")
+    assert code == 2 and "--draws" in err and "--photos" in err
+
+
 def test_eval_on_photos_keeps_what_the_task_keeps(cli, tiny_model, photo_dir):
     """Inpainting is scored as `lavin run -t inpainting` gives it (the query's pixels outside the
     box kept: better than the tiny model's own, which --keep none scores), and says so."""

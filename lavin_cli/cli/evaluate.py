@@ -46,6 +46,10 @@ def evaluate(
                                                 help="Instead of generated scenes: crops of the photos in DIR "
                                                      "(repeatable), for the tasks that follow from a photo, scored "
                                                      "against the degraded input and the VAE's reconstruction."),
+    draws: int = typer.Option(1, "--draws", metavar="N", min=1, rich_help_panel=options.SAMPLING,
+                              help="With --photos: repeat the eval at seeds --seed .. --seed+N-1, each its own draw "
+                                   "of example pairs and queries, and report the mean and on how many draws the "
+                                   "model beat the input (one draw's scores move with its examples)."),
     truth: Optional[Path] = typer.Option(None, "--truth", metavar="DIR", rich_help_panel=TRUTH,
                                          help="Folder of ground truths, matched to the queries by relative path "
                                               "without the extension, else by unique file stem."),
@@ -141,7 +145,7 @@ def evaluate(
 
 
 # What each mode reads of the command's options; any other option given is refused, not ignored.
-GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "truth", "pairs", "size", "steps", "cfg",
+GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "draws", "truth", "pairs", "size", "steps", "cfg",
                      "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype", "attention",
                      "offload", "as_json", "quiet"}
 COMPARE_OPTIONS = {"records", "compare", "as_json", "quiet"}
@@ -197,7 +201,7 @@ def _generator(v: dict, queries: int) -> None:
     """Held-out generated scenes, or crops of --photos: the options of GENERATOR_OPTIONS in `v`."""
     from lavin_cli.cli.drive import warn_if_emulated
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
-    from lavin_cli.evaluation.photos import evaluate_photos
+    from lavin_cli.evaluation.photos import evaluate_draws
     from lavin_cli.errors import OptionError
     from lavin_cli.inference import keep as keep_rules
     from lavin_cli.inference.options import SamplingOptions, parse_size
@@ -206,6 +210,9 @@ def _generator(v: dict, queries: int) -> None:
     from lavin_cli.training.tasks import TASKS
 
     photos, task = v["photos"], v["task"]
+    if v["draws"] > 1 and not photos:
+        raise UsageError("--draws repeats the eval of --photos over seeds; give --photos DIR with it (the generated "
+                         "scenes draw their examples per query: raise --queries instead)")
     known = ALL_PHOTO_TASKS if photos else TASKS
     unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
@@ -231,7 +238,10 @@ def _generator(v: dict, queries: int) -> None:
     keywords = dict(seed=v["seed"], queries=queries, pairs=v["pairs"], steps=v["steps"], cfg=v["cfg"],
                     solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh,
                     size=size[0] if size else None, batch_size=batch, keep=v["keep"])
-    report = evaluate_photos(pipe, source, task or None, **keywords) if source else run_eval(pipe, task or None, **keywords)
+    if source:
+        report = evaluate_draws(pipe, source, task or None, draws=v["draws"], **keywords)
+    else:
+        report = run_eval(pipe, task or None, **keywords)
     if v["as_json"]:
         print(json.dumps(report, indent=2))
     elif photos:
@@ -241,20 +251,26 @@ def _generator(v: dict, queries: int) -> None:
 
 
 def _show_photos(report: dict) -> None:
+    seeds = report["seeds"]
+    draws = len(seeds)
+    where = f"seed {seeds[0]}" if draws == 1 else f"seeds {seeds[0]}-{seeds[-1]} (mean of {draws} draws)"
     table = Table(title=f"{report['model']}: {report['queries_per_task']} crops per task of {report['photo_files']} "
-                        f"photos, seed {report['seed']}, {report['pairs']} pairs, {report['steps']} steps "
+                        f"photos, {where}, {report['pairs']} pairs, {report['steps']} steps "
                         f"({report['solver']}), {report['dtype']}")
-    for column in ("task", "metric", "model", "input", "VAE ceiling", "model - input", "baseline"):
+    columns = ("task", "metric", "model", "input", "VAE ceiling", "model - input", "baseline") + (("draws won",) if draws > 1 else ())
+    for column in columns:
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, r in report["tasks"].items():
+        won = (f"{r['wins']}/{draws}",) if draws > 1 else ()
         if "input" in r:
             table.add_row(name, r["metric"], f"{r['model']:.2f}", f"{r['input']:.2f}", f"{r['vae_ceiling']:.2f}",
-                          f"{r['model'] - r['input']:+.2f}", "")
+                          f"{r['model'] - r['input']:+.2f}", "", *won)
         else:
-            table.add_row(name, r["metric"], f"{r['model']:.4f}", "", "", "", f"{r['baseline']:.4f}")
+            table.add_row(name, r["metric"], f"{r['model']:.4f}", "", "", "", f"{r['baseline']:.4f}", *won)
     print_table(table)
     out.print("input: the degraded input's own score (doing nothing; for frame prediction, repeating the last "
-              "frame); baseline: the mean context target's")
+              "frame); baseline: the mean context target's"
+              + ("; draws won: the seeds where the model beat the input (or the baseline)" if draws > 1 else ""))
     _show_kept(report)
 
 
