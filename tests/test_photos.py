@@ -107,6 +107,9 @@ def test_eval_on_photos_over_draws_reports_the_mean_and_the_draws_won(cli, tiny_
     assert code == 0 and "seeds 3-4 (mean of 2 draws)" in out and "draws won" in out
     code, _, err = cli("eval", "-m", tiny_model, "--queries", "1", "--draws", "2")
     assert code == 2 and "--draws" in err and "--photos" in err
+    code, _, err = cli("eval", "-m", tiny_model, "-c", photo_dir, "--queries", photo_dir, "--truth", photo_dir,
+                       "--metric", "restoration", "--draws", "2")
+    assert code == 2 and "--draws" in err and "--truth" in err
 
 
 def test_eval_on_photos_keeps_what_the_task_keeps(cli, tiny_model, photo_dir):

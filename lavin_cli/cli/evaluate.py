@@ -137,6 +137,9 @@ def evaluate(
         return _generator(values, _count(queries))
     if photos:
         raise UsageError("--photos scores crops of photos, --truth your own folders: give one")
+    if draws > 1:
+        raise UsageError("--draws repeats the eval of --photos over seeds; with --truth your queries and examples are "
+                         "fixed: leave it out")
     from lavin_cli.cli import evaluate_data
 
     code = evaluate_data.from_command(dict(locals()))
