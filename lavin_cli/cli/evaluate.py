@@ -148,9 +148,9 @@ def evaluate(
 
 
 # What each mode reads of the command's options; any other option given is refused, not ignored.
-GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "draws", "truth", "pairs", "size", "steps", "cfg",
-                     "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype", "attention",
-                     "offload", "as_json", "quiet"}
+GENERATOR_OPTIONS = {"model", "home", "task", "seed", "queries", "photos", "draws", "truth", "pairs", "size", "steps",
+                     "cfg", "solver", "cfg_interval", "cond_refresh", "batch_size", "keep", "device", "dtype",
+                     "attention", "offload", "as_json", "quiet"}
 COMPARE_OPTIONS = {"records", "compare", "as_json", "quiet"}
 
 
@@ -260,8 +260,8 @@ def _show_photos(report: dict) -> None:
     table = Table(title=f"{report['model']}: {report['queries_per_task']} crops per task of {report['photo_files']} "
                         f"photos, {where}, {report['pairs']} pairs, {report['steps']} steps "
                         f"({report['solver']}), {report['dtype']}")
-    columns = ("task", "metric", "model", "input", "VAE ceiling", "model - input", "baseline") + (("draws won",) if draws > 1 else ())
-    for column in columns:
+    columns = ["task", "metric", "model", "input", "VAE ceiling", "model - input", "baseline"]
+    for column in columns + (["draws won"] if draws > 1 else []):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, r in report["tasks"].items():
         won = (f"{r['wins']}/{draws}",) if draws > 1 else ()
