@@ -105,6 +105,12 @@ def test_eval_on_photos_over_draws_reports_the_mean_and_the_draws_won(cli, tiny_
         assert merged["wins"] == sum(s[task]["model"] > s[task][reference] for s in single)
     code, out, _ = cli(*base[:-2], "--seed", "3", "--draws", "2")
     assert code == 0 and "seeds 3-4 (mean of 2 draws)" in out and "draws won" in out
+    stream = photo_dir / "progress.jsonl"  # progress counts the tasks over the draws
+    code, _, err = cli("--progress-json", stream, *base[:-2], "--draws", "2", "-q")
+    assert code == 0, err
+    events = [json.loads(line) for line in stream.read_text().splitlines()]
+    ticks = [(e["done"], e["total"]) for e in events if e["event"] == "progress"]
+    assert ticks[-1] == (4, 4) and all(total == 4 for _, total in ticks) and events[-1]["event"] == "end"
     code, _, err = cli("eval", "-m", tiny_model, "--queries", "1", "--draws", "2")
     assert code == 2 and "--draws" in err and "--photos" in err
     code, _, err = cli("eval", "-m", tiny_model, "-c", photo_dir, "--queries", photo_dir, "--truth", photo_dir,

@@ -203,6 +203,7 @@ def _compare(paths: list[Path], as_json: bool) -> None:
 def _generator(v: dict, queries: int) -> None:
     """Held-out generated scenes, or crops of --photos: the options of GENERATOR_OPTIONS in `v`."""
     from lavin_cli.cli.drive import warn_if_emulated
+    from lavin_cli.cli.progress import Progress
     from lavin_cli.evaluation.evaluate import evaluate as run_eval
     from lavin_cli.evaluation.photos import evaluate_draws
     from lavin_cli.errors import OptionError
@@ -241,10 +242,12 @@ def _generator(v: dict, queries: int) -> None:
     keywords = dict(seed=v["seed"], queries=queries, pairs=v["pairs"], steps=v["steps"], cfg=v["cfg"],
                     solver=sampling.solver, cfg_interval=sampling.cfg_interval, cond_refresh=sampling.cond_refresh,
                     size=size[0] if size else None, batch_size=batch, keep=v["keep"])
-    if source:
-        report = evaluate_draws(pipe, source, task or None, draws=v["draws"], **keywords)
-    else:
-        report = run_eval(pipe, task or None, **keywords)
+    with Progress(not v["quiet"]) as progress:
+        keywords["callback"] = lambda done, total: progress.update("eval", "tasks", done, total)
+        if source:
+            report = evaluate_draws(pipe, source, task or None, draws=v["draws"], **keywords)
+        else:
+            report = run_eval(pipe, task or None, **keywords)
     if v["as_json"]:
         print(json.dumps(report, indent=2))
     elif photos:

@@ -132,13 +132,12 @@ def evaluate_draws(pipe, photos: Photos, names: list[str] | None = None, seed: i
     """evaluate_photos at seeds seed .. seed + draws - 1 (each its own context pairs and queries):
     the report of the first with "seeds" beside its "seed", each task's scores the mean over the draws,
     "per_seed" (each score per draw) and "wins" (draws where the model beat the input, for a
-    restoration, or the baseline, for edges)."""
+    restoration, or the baseline, for edges). `callback(done, total)` counts tasks over all draws."""
     seeds = list(range(seed, seed + draws))
     reports = []
     for n, s in enumerate(seeds):
-        reports.append(evaluate_photos(pipe, photos, names, seed=s, **keywords))
-        if callback:
-            callback(n + 1, draws)
+        per_task = (lambda done, total, n=n: callback(n * total + done, draws * total)) if callback else None
+        reports.append(evaluate_photos(pipe, photos, names, seed=s, callback=per_task, **keywords))
     merged = dict(reports[0])  # "seed": the first draw's
     merged["seeds"] = seeds
     merged["tasks"] = {task: _merge([r["tasks"][task] for r in reports]) for task in reports[0]["tasks"]}
