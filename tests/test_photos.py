@@ -111,6 +111,11 @@ def test_eval_on_photos_over_draws_reports_the_mean_and_the_draws_won(cli, tiny_
     events = [json.loads(line) for line in stream.read_text().splitlines()]
     ticks = [(e["done"], e["total"]) for e in events if e["event"] == "progress"]
     assert ticks[-1] == (4, 4) and all(total == 4 for _, total in ticks) and events[-1]["event"] == "end"
+    from lavin_cli import Pipeline
+    from lavin_cli.evaluation.photos import evaluate_draws
+
+    with pytest.raises(UsageError, match="draws=0"):
+        evaluate_draws(Pipeline.from_pretrained(str(tiny_model)), Photos([photo_dir]), draws=0)
     code, _, err = cli("eval", "-m", tiny_model, "--queries", "1", "--draws", "2")
     assert code == 2 and "--draws" in err and "--photos" in err
     code, _, err = cli("eval", "-m", tiny_model, "-c", photo_dir, "--queries", photo_dir, "--truth", photo_dir,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError
+from lavin_cli.errors import InputError, UsageError
 from lavin_cli.evaluation.evaluate import EVAL_TAG, continuation_scores, reconstruct, task_keep, write_clip_case
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
@@ -133,6 +133,8 @@ def evaluate_draws(pipe, photos: Photos, names: list[str] | None = None, seed: i
     the report of the first with "seeds" beside its "seed", each task's scores the mean over the draws,
     "per_seed" (each score per draw) and "wins" (draws where the model beat the input, for a
     restoration, or the baseline, for edges). `callback(done, total)` counts tasks over all draws."""
+    if draws < 1:
+        raise UsageError(f"draws={draws}: at least one draw of examples and queries is needed")
     seeds = list(range(seed, seed + draws))
     reports = []
     for n, s in enumerate(seeds):
