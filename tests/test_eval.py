@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from lavin_cli.evaluation import evaluate as ev
 from lavin_cli.training import tasks
@@ -67,6 +68,30 @@ def test_eval_json_report(cli, tiny_model):
     right = sum(row[task] for task, row in answers.items())
     assert report["task_switch_accuracy"] == round(right / 4, 4)
     assert set(report["tasks"]) >= {"video_depth"} and set(report["tasks"]["video_depth"]["metrics"]) == {"abs_rel", "delta1"}
+
+
+def test_eval_over_draws_averages_the_single_seed_reports(cli, tiny_model):
+    """--draws 2 on generated scenes: every metric, baseline and the task-switch accuracy are the
+    means of what seeds 5 and 6 give alone, the switch answers their sums; "better" is judged on
+    the means and "wins" counts the draws that beat the baseline."""
+    base = ("eval", "-m", tiny_model, "--queries", "2", "--steps", "2", "--pairs", "2", "-t", "depth_estimation",
+            "-t", "foreground_segmentation", "--json", "-q")
+    single = [json.loads(cli(*base, "--seed", str(s))[1]) for s in (5, 6)]
+    code, stdout, err = cli(*base, "--seed", "5", "--draws", "2")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["seeds"] == [5, 6] and single[0]["seeds"] == [5]
+    for task, row in report["tasks"].items():
+        for part in ("metrics", "baseline"):
+            for k, v in row[part].items():
+                assert v == pytest.approx(np.mean([s["tasks"][task][part][k] for s in single]), abs=1e-4)
+        assert row["per_seed"] == {k: [s["tasks"][task]["metrics"][k] for s in single] for k in row["metrics"]}
+        assert row["wins"] == sum(s["tasks"][task]["better_than_baseline"] for s in single)
+    assert report["task_switch_accuracy"] == pytest.approx(np.mean([s["task_switch_accuracy"] for s in single]), abs=1e-4)
+    answers = report["task_switch_answers"]["depth_estimation"]
+    assert sum(answers.values()) == 4  # two queries per draw
+    code, stdout, _ = cli(*base[:-2], "--draws", "2")
+    assert code == 0 and "seeds 0-1 (mean of 2 draws)" in stdout and "draws won" in stdout
 
 
 def test_eval_refuses_zero_pairs_as_run_does(cli, tiny_model):

@@ -47,9 +47,9 @@ def evaluate(
                                                      "(repeatable), for the tasks that follow from a photo, scored "
                                                      "against the degraded input and the VAE's reconstruction."),
     draws: int = typer.Option(1, "--draws", metavar="N", min=1, rich_help_panel=options.SAMPLING,
-                              help="With --photos: repeat the eval at seeds --seed .. --seed+N-1, each its own draw "
-                                   "of example pairs and queries, and report the mean and on how many draws the "
-                                   "model beat the input (one draw's scores move with its examples)."),
+                              help="Generator and --photos: repeat the eval at seeds --seed .. --seed+N-1, each its "
+                                   "own draw of example pairs and queries, and report the mean and on how many draws "
+                                   "the model beat the input or baseline (one draw's scores move with its examples)."),
     truth: Optional[Path] = typer.Option(None, "--truth", metavar="DIR", rich_help_panel=TRUTH,
                                          help="Folder of ground truths, matched to the queries by relative path "
                                               "without the extension, else by unique file stem."),
@@ -138,8 +138,8 @@ def evaluate(
     if photos:
         raise UsageError("--photos scores crops of photos, --truth your own folders: give one")
     if draws > 1:
-        raise UsageError("--draws repeats the eval of --photos over seeds; with --truth your queries and examples are "
-                         "fixed: leave it out")
+        raise UsageError("--draws repeats the eval of generated scenes or --photos over seeds; with --truth your "
+                         "queries and examples are fixed: leave it out")
     from lavin_cli.cli import evaluate_data
 
     code = evaluate_data.from_command(dict(locals()))
@@ -204,7 +204,7 @@ def _generator(v: dict, queries: int) -> None:
     """Held-out generated scenes, or crops of --photos: the options of GENERATOR_OPTIONS in `v`."""
     from lavin_cli.cli.drive import warn_if_emulated
     from lavin_cli.cli.progress import Progress
-    from lavin_cli.evaluation.evaluate import evaluate as run_eval
+    from lavin_cli.evaluation.evaluate import evaluate_draws as run_eval
     from lavin_cli.evaluation.photos import evaluate_draws
     from lavin_cli.errors import OptionError
     from lavin_cli.inference import keep as keep_rules
@@ -214,9 +214,6 @@ def _generator(v: dict, queries: int) -> None:
     from lavin_cli.training.tasks import TASKS
 
     photos, task = v["photos"], v["task"]
-    if v["draws"] > 1 and not photos:
-        raise UsageError("--draws repeats the eval of --photos over seeds; give --photos DIR with it (the generated "
-                         "scenes draw their examples per query: raise --queries instead)")
     known = ALL_PHOTO_TASKS if photos else TASKS
     unknown = [t for t in task or [] if t not in known]
     if unknown:  # before the model loads
@@ -247,19 +244,22 @@ def _generator(v: dict, queries: int) -> None:
         if source:
             report = evaluate_draws(pipe, source, task or None, draws=v["draws"], **keywords)
         else:
-            report = run_eval(pipe, task or None, **keywords)
+            report = run_eval(pipe, task or None, draws=v["draws"], **keywords)
     if v["as_json"]:
         print(json.dumps(report, indent=2))
     elif photos:
         _show_photos(report)
     else:
-        _show_generator(report, queries, v["seed"], v["steps"], sampling.solver)
+        _show_generator(report, queries, v["steps"], sampling.solver)
+
+
+def _seeds(report: dict) -> str:
+    seeds = report["seeds"]
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]} (mean of {len(seeds)} draws)"
 
 
 def _show_photos(report: dict) -> None:
-    seeds = report["seeds"]
-    draws = len(seeds)
-    where = f"seed {seeds[0]}" if draws == 1 else f"seeds {seeds[0]}-{seeds[-1]} (mean of {draws} draws)"
+    draws, where = len(report["seeds"]), _seeds(report)
     table = Table(title=f"{report['model']}: {report['queries_per_task']} crops per task of {report['photo_files']} "
                         f"photos, {where}, {report['pairs']} pairs, {report['steps']} steps "
                         f"({report['solver']}), {report['dtype']}")
@@ -286,15 +286,20 @@ def _show_kept(report: dict) -> None:
         out.print(f"kept of the query (--keep): {', '.join(kept)}; --keep none scores the model's own pixels")
 
 
-def _show_generator(report: dict, queries: int, seed: int, steps: int, solver: str) -> None:
-    table = Table(title=f"{report['model']}: {queries} held-out queries per task, seed {seed}, {report['pairs']} pairs, "
-                        f"{steps} steps ({solver}), {report['dtype']}")
-    for column in ("task", "metric", "model", "baseline", "better"):
+def _show_generator(report: dict, queries: int, steps: int, solver: str) -> None:
+    draws = len(report["seeds"])
+    table = Table(title=f"{report['model']}: {queries} held-out queries per task, {_seeds(report)}, "
+                        f"{report['pairs']} pairs, {steps} steps ({solver}), {report['dtype']}")
+    for column in ["task", "metric", "model", "baseline", "better"] + (["draws won"] if draws > 1 else []):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, r in report["tasks"].items():
+        won = (f"{r['wins']}/{draws}",) if draws > 1 else ()
         for metric, value in r["metrics"].items():
-            table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}", "yes" if r["better_than_baseline"] else "no")
+            table.add_row(name, metric, f"{value:.4f}", f"{r['baseline'][metric]:.4f}",
+                          "yes" if r["better_than_baseline"] else "no", *won)
     print_table(table)
+    if draws > 1:
+        out.print("better: on the means over the draws; draws won: the seeds where the model beat the baseline")
     out.print(switch_line(report["task_switch_accuracy"], report["task_switch_answers"]))
     _show_kept(report)
     ceiling = report["vae_ceiling"]

@@ -297,3 +297,13 @@ def evaluate(pipe, names: list[str] | None = None, seed: int = 0, queries: int =
     if callback:
         callback(len(names) + 1, len(names) + 1)
     return report
+
+
+def evaluate_draws(pipe, names: list[str] | None = None, seed: int = 0, draws: int = 1, callback=None,
+                   **keywords) -> dict:
+    """evaluate at seeds seed .. seed + draws - 1, merged (evaluation/draws.py)."""
+    from functools import partial
+
+    from lavin_cli.evaluation import draws as repeat
+
+    return repeat.merge_scenes(repeat.over_draws(partial(evaluate, pipe, names, **keywords), seed, draws, callback))

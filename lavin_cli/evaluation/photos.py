@@ -10,10 +10,7 @@ mean context target's F1 (the generator eval's baseline). Frame prediction runs 
 camera moving over a photo: PSNR of the 4 new frames against repeating the last input frame,
 beside the VAE's own coding of the true new frames.
 
-Every query of a seed shares the seed's context pairs, so one seed is one draw of the examples
-and its scores move with that draw by a dB or more; evaluate_draws repeats the eval over several
-seeds and reports the mean and on how many draws the model beat its reference (lavin-small v27's
-colorization beat the gray input on the three seeds that chose it and on 4 of 10 others).
+evaluate_draws repeats it over seeds (evaluation/draws.py: one seed is one draw of the examples).
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lavin_cli.errors import InputError, UsageError
+from lavin_cli.errors import InputError
 from lavin_cli.evaluation.evaluate import EVAL_TAG, continuation_scores, reconstruct, task_keep, write_clip_case
 from lavin_cli.evaluation.metrics import edge_f1, psnr
 from lavin_cli.training import tasks
@@ -127,29 +124,13 @@ def evaluate_photos(pipe, photos: Photos, names: list[str] | None = None, seed: 
     return report
 
 
+
 def evaluate_draws(pipe, photos: Photos, names: list[str] | None = None, seed: int = 0, draws: int = 1,
                    callback=None, **keywords) -> dict:
-    """evaluate_photos at seeds seed .. seed + draws - 1 (each its own context pairs and queries):
-    the report of the first with "seeds" beside its "seed", each task's scores the mean over the draws,
-    "per_seed" (each score per draw) and "wins" (draws where the model beat the input, for a
-    restoration, or the baseline, for edges). `callback(done, total)` counts tasks over all draws."""
-    if draws < 1:
-        raise UsageError(f"draws={draws}: at least one draw of examples and queries is needed")
-    seeds = list(range(seed, seed + draws))
-    reports = []
-    for n, s in enumerate(seeds):
-        per_task = (lambda done, total, n=n: callback(n * total + done, draws * total)) if callback else None
-        reports.append(evaluate_photos(pipe, photos, names, seed=s, callback=per_task, **keywords))
-    merged = dict(reports[0])  # "seed": the first draw's
-    merged["seeds"] = seeds
-    merged["tasks"] = {task: _merge([r["tasks"][task] for r in reports]) for task in reports[0]["tasks"]}
-    return merged
+    """evaluate_photos at seeds seed .. seed + draws - 1, merged (evaluation/draws.py)."""
+    from functools import partial
 
+    from lavin_cli.evaluation import draws as repeat
 
-def _merge(per_draw: list[dict]) -> dict:
-    """One task's scores over draws: the means, the values per draw and the draws won."""
-    scores = [k for k in ("model", "input", "vae_ceiling", "baseline") if k in per_draw[0]]
-    reference = "input" if "input" in per_draw[0] else "baseline"
-    return {**per_draw[0], **{k: _mean(d[k] for d in per_draw) for k in scores},
-            "per_seed": {k: [d[k] for d in per_draw] for k in scores},
-            "wins": sum(d["model"] > d[reference] for d in per_draw)}
+    run = partial(evaluate_photos, pipe, photos, names, **keywords)
+    return repeat.merge_photos(repeat.over_draws(run, seed, draws, callback))
