@@ -124,7 +124,6 @@ def evaluate_photos(pipe, photos: Photos, names: list[str] | None = None, seed: 
     return report
 
 
-
 def evaluate_draws(pipe, photos: Photos, names: list[str] | None = None, seed: int = 0, draws: int = 1,
                    callback=None, **keywords) -> dict:
     """evaluate_photos at seeds seed .. seed + draws - 1, merged (evaluation/draws.py)."""
